@@ -1,0 +1,65 @@
+// Package presence records which nodes hold connections of which keys, so that
+// any node can tell where to route a send.
+//
+// Liveness is per node, not per key: a node refreshes one record every TTL/3
+// and every key entry it wrote counts only while that record is fresh. Upkeep
+// therefore costs the same few commands per heartbeat whatever the number of
+// keys, and a node killed without cleanup stops counting as holding any key
+// within the TTL. Entries a dead node left behind are reaped by the first
+// live node that notices its record expired.
+package presence
+
+import (
+	"context"
+	"time"
+)
+
+// Store is one node's view of cluster presence. A Store speaks for the node
+// whose id it was created with: Join, Heartbeat, Set and Leave write that
+// node's entries, Lookup and Nodes read everyone's.
+//
+// All methods may be called concurrently, except that Set calls must not run
+// concurrently with each other: the caller serializes them (herald does so
+// with one reconcile loop per node), which keeps a key's writes in order.
+// Entries are eventually removed: a node that died without Leave stops being
+// reported by Lookup and Nodes once its last heartbeat is older than the TTL.
+type Store interface {
+	// Join announces the node and removes whatever a previous process with
+	// the same id left behind (its keys are no longer connected anywhere).
+	Join(ctx context.Context, n Node) error
+	// Heartbeat extends the node's liveness by the TTL, updates its info and
+	// reaps the entries of nodes whose liveness ran out. lost is true when
+	// the store had forgotten this node (Redis restarted empty, or the node
+	// was reaped after missing heartbeats): the caller must Set every key it
+	// holds again.
+	Heartbeat(ctx context.Context, n Node) (lost bool, err error)
+	// Set records how many connections of each key this node holds; a count
+	// of 0 removes the key's entry.
+	Set(ctx context.Context, counts []Count) error
+	// Lookup returns, for each key in order, the live nodes holding it.
+	Lookup(ctx context.Context, keys []string) ([][]Holder, error)
+	// Nodes returns the live nodes, ordered by id.
+	Nodes(ctx context.Context) ([]Node, error)
+	// Leave removes the node and all its entries at once.
+	Leave(ctx context.Context) error
+}
+
+// Node describes a running node.
+type Node struct {
+	ID      string    `json:"id"`
+	Addr    string    `json:"address"`
+	Started time.Time `json:"started"`
+	Conns   int       `json:"connections"`
+}
+
+// Count is the number of connections one node holds for a key.
+type Count struct {
+	Key   string
+	Conns int
+}
+
+// Holder is a node that holds connections of a key.
+type Holder struct {
+	Node  string
+	Conns int
+}
