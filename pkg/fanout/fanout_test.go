@@ -1,0 +1,57 @@
+package fanout_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/pkg/fanout"
+	"github.com/herald-push/herald/pkg/fanout/fanouttest"
+)
+
+func TestMemoryBus(t *testing.T) {
+	fanouttest.Run(t, func(t *testing.T) func(string) fanout.Bus {
+		return fanout.NewMemory().Bus
+	})
+}
+
+func TestRedisBus(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	fanouttest.Run(t, func(t *testing.T) func(string) fanout.Bus {
+		return func(id string) fanout.Bus { return fanout.NewRedis(rdb, id, fanout.RedisOptions{}) }
+	})
+}
+
+func TestMessageSurvivesTheWireUnchanged(t *testing.T) {
+	tests := []fanout.Message{
+		{Kind: fanout.KindKeys, Origin: "node-a", ID: "m1", TS: 1700000000000, Keys: []string{"u1", "u2"}, Data: []byte(`{"a":[1,2]}`)},
+		{Kind: fanout.KindTopic, Origin: "b", ID: "m2", TS: -1, Topic: "board", Data: []byte(`"text"`)},
+		{Kind: fanout.KindBroadcast, Keys: []string{}},
+	}
+	for _, want := range tests {
+		b, err := want.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got fanout.Message
+		if err := got.UnmarshalBinary(b); err != nil {
+			t.Fatalf("decode %+v: %v", want, err)
+		}
+		if got.Kind != want.Kind || got.Origin != want.Origin || got.ID != want.ID || got.TS != want.TS ||
+			!slices.Equal(got.Keys, want.Keys) || got.Topic != want.Topic || string(got.Data) != string(want.Data) {
+			t.Errorf("round trip = %+v, want %+v", got, want)
+		}
+	}
+}
+
+func TestTruncatedMessagesAreRejected(t *testing.T) {
+	full, _ := (&fanout.Message{Kind: fanout.KindKeys, Origin: "a", ID: "m1", Keys: []string{"u1"}, Topic: "t"}).AppendBinary(nil)
+	// Every cut before the data ends inside a field and must fail cleanly.
+	for n := 0; n < len(full); n++ {
+		var m fanout.Message
+		if err := m.UnmarshalBinary(full[:n]); err == nil {
+			t.Errorf("decoding the first %d of %d bytes succeeded", n, len(full))
+		}
+	}
+}

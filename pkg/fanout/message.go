@@ -1,0 +1,98 @@
+package fanout
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// Kind says what a Message asks the receiving node to do.
+type Kind uint8
+
+const (
+	KindKeys       Kind = iota + 1 // deliver to the local connections of Keys
+	KindTopic                      // deliver to the local subscribers of Topic
+	KindBroadcast                  // deliver to every local connection
+	KindDisconnect                 // close the local connections of Keys
+	kindProbe                      // a node checking its own subscription; never handed on
+)
+
+// Message travels between nodes. Data is the message's JSON exactly as the
+// sender gave it, so the receiving node builds client frames without parsing.
+type Message struct {
+	Kind   Kind
+	Origin string // id of the node that accepted the send
+	ID     string
+	TS     int64 // unix milliseconds at acceptance
+	Keys   []string
+	Topic  string
+	Data   []byte
+}
+
+// AppendBinary appends m's wire form to b:
+// kind, origin, id, ts, key count, keys, topic as length-prefixed fields, then
+// the data to the end. A hand-written layout because this runs once per
+// routed send on both sides and encoding/json would double its cost.
+func (m *Message) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, byte(m.Kind))
+	b = appendString(b, m.Origin)
+	b = appendString(b, m.ID)
+	b = binary.AppendVarint(b, m.TS)
+	b = binary.AppendUvarint(b, uint64(len(m.Keys)))
+	for _, k := range m.Keys {
+		b = appendString(b, k)
+	}
+	b = appendString(b, m.Topic)
+	return append(b, m.Data...), nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+var errMalformed = errors.New("malformed message")
+
+// UnmarshalBinary decodes what AppendBinary wrote. Data aliases b.
+func (m *Message) UnmarshalBinary(b []byte) error {
+	if len(b) == 0 {
+		return errMalformed
+	}
+	m.Kind, b = Kind(b[0]), b[1:]
+	var ok bool
+	if m.Origin, b, ok = readString(b); !ok {
+		return errMalformed
+	}
+	if m.ID, b, ok = readString(b); !ok {
+		return errMalformed
+	}
+	ts, n := binary.Varint(b)
+	if n <= 0 {
+		return errMalformed
+	}
+	m.TS, b = ts, b[n:]
+	count, n := binary.Uvarint(b)
+	if n <= 0 || count > uint64(len(b)) {
+		return errMalformed
+	}
+	b = b[n:]
+	m.Keys = make([]string, count)
+	for i := range m.Keys {
+		if m.Keys[i], b, ok = readString(b); !ok {
+			return errMalformed
+		}
+	}
+	if m.Topic, b, ok = readString(b); !ok {
+		return errMalformed
+	}
+	m.Data = b
+	return nil
+}
+
+func readString(b []byte) (string, []byte, bool) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return "", nil, false
+	}
+	end := n + int(l)
+	return string(b[n:end]), b[end:], true
+}

@@ -1,0 +1,233 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Channel names. A node's channel carries the sends routed to it, so a send
+// to a key held on two other nodes costs exactly two publishes.
+const broadcastChannel = "herald:broadcast"
+
+func nodeChannel(id string) string     { return "herald:node:" + id }
+func topicChannel(topic string) string { return "herald:topic:" + topic }
+
+// RedisOptions tune a Redis bus. Zero values take the defaults.
+type RedisOptions struct {
+	// ProbeInterval is how often the node publishes a probe to its own
+	// channel to learn whether its subscription is in place (default 1s).
+	ProbeInterval time.Duration
+	// ReceiveBuffer is how many received messages may wait for the handler
+	// (default 10000); past it go-redis drops them after its send timeout.
+	ReceiveBuffer int
+	Logger        *slog.Logger
+}
+
+// Redis is a Bus over Redis pub/sub: one PUBLISH per Send or Publish and one
+// subscribing connection per node. go-redis reconnects that connection and
+// subscribes again to every channel by itself after Redis comes back;
+// messages published meanwhile are lost (at most once), and Ready is false
+// from the first failed probe until the node's own channel answers again.
+type Redis struct {
+	rdb  redis.UniversalClient
+	id   string
+	opts RedisOptions
+	ps   *redis.PubSub
+
+	ready atomic.Bool
+
+	mu      sync.Mutex
+	waiters map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
+}
+
+// NewRedis returns the Bus of node id on rdb.
+func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = time.Second
+	}
+	if opts.ReceiveBuffer <= 0 {
+		opts.ReceiveBuffer = 10000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Redis{
+		rdb:     rdb,
+		id:      id,
+		opts:    opts,
+		ps:      rdb.Subscribe(context.Background()),
+		waiters: make(map[string][]chan struct{}),
+	}
+}
+
+func (r *Redis) Send(ctx context.Context, node string, m *Message) (bool, error) {
+	n, err := r.publish(ctx, nodeChannel(node), m)
+	return n > 0, err
+}
+
+func (r *Redis) Publish(ctx context.Context, m *Message) (int, error) {
+	ch := broadcastChannel
+	if m.Kind == KindTopic {
+		ch = topicChannel(m.Topic)
+	}
+	return r.publish(ctx, ch, m)
+}
+
+func (r *Redis) publish(ctx context.Context, channel string, m *Message) (int, error) {
+	b, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.rdb.Publish(ctx, channel, b).Result()
+	if err != nil {
+		return 0, fmt.Errorf("publish to %s: %w", channel, err)
+	}
+	return int(n), nil
+}
+
+func (r *Redis) Subscribe(ctx context.Context, topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	channels := make([]string, len(topics))
+	waits := make([]chan struct{}, len(topics))
+	r.mu.Lock()
+	for i, t := range topics {
+		channels[i] = topicChannel(t)
+		waits[i] = make(chan struct{})
+		r.waiters[channels[i]] = append(r.waiters[channels[i]], waits[i])
+	}
+	r.mu.Unlock()
+	defer r.dropWaiters(channels, waits)
+
+	// go-redis remembers the channels even when this write fails and
+	// subscribes to them again on reconnect.
+	if err := r.ps.Subscribe(ctx, channels...); err != nil {
+		return fmt.Errorf("subscribe to %d topics: %w", len(topics), err)
+	}
+	for i, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return fmt.Errorf("subscribe to topic %s: %w", topics[i], ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (r *Redis) dropWaiters(channels []string, waits []chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, ch := range channels {
+		ws := r.waiters[ch]
+		for j, w := range ws {
+			if w == waits[i] {
+				ws = append(ws[:j], ws[j+1:]...)
+				break
+			}
+		}
+		if len(ws) == 0 {
+			delete(r.waiters, ch)
+		} else {
+			r.waiters[ch] = ws
+		}
+	}
+}
+
+func (r *Redis) confirm(channel string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.waiters[channel] {
+		close(w)
+	}
+	delete(r.waiters, channel)
+}
+
+func (r *Redis) Unsubscribe(ctx context.Context, topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	channels := make([]string, len(topics))
+	for i, t := range topics {
+		channels[i] = topicChannel(t)
+	}
+	if err := r.ps.Unsubscribe(ctx, channels...); err != nil {
+		return fmt.Errorf("unsubscribe from %d topics: %w", len(topics), err)
+	}
+	return nil
+}
+
+func (r *Redis) Ready() bool { return r.ready.Load() }
+
+func (r *Redis) Run(ctx context.Context, h Handler) error {
+	defer r.ps.Close()
+	if err := r.ps.Subscribe(ctx, nodeChannel(r.id), broadcastChannel); err != nil {
+		r.opts.Logger.Warn("subscribing to node channel failed; retrying on reconnect", "err", err)
+	}
+	received := r.ps.ChannelWithSubscriptions(
+		redis.WithChannelSize(r.opts.ReceiveBuffer),
+		redis.WithChannelHealthCheckInterval(r.opts.ProbeInterval),
+	)
+	go r.probe(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case v, ok := <-received:
+			if !ok {
+				return nil
+			}
+			switch v := v.(type) {
+			case *redis.Subscription:
+				if v.Kind != "subscribe" {
+					continue
+				}
+				r.confirm(v.Channel)
+				if v.Channel == nodeChannel(r.id) {
+					// (Re)subscribed: no need to wait for the next probe.
+					r.ready.Store(true)
+				}
+			case *redis.Message:
+				var m Message
+				if err := m.UnmarshalBinary([]byte(v.Payload)); err != nil {
+					r.opts.Logger.Error("dropping undecodable bus message", "channel", v.Channel, "err", err)
+					continue
+				}
+				if m.Kind == kindProbe {
+					continue
+				}
+				h.HandleMessage(&m)
+			}
+		}
+	}
+}
+
+// probe publishes to the node's own channel: a count of at least one proves
+// that Redis is reachable and the subscription is in place, which is exactly
+// what readiness means for routing.
+func (r *Redis) probe(ctx context.Context) {
+	probe := &Message{Kind: kindProbe, Origin: r.id}
+	t := time.NewTicker(r.opts.ProbeInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, r.opts.ProbeInterval)
+		n, err := r.publish(pctx, nodeChannel(r.id), probe)
+		cancel()
+		ready := err == nil && n > 0
+		if was := r.ready.Swap(ready); was != ready {
+			r.opts.Logger.Info("bus readiness changed", "ready", ready, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			r.ready.Store(false)
+			return
+		case <-t.C:
+		}
+	}
+}

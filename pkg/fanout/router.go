@@ -1,0 +1,261 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/herald-push/herald/pkg/presence"
+	"github.com/herald-push/herald/pkg/reconcile"
+)
+
+// Presence tells where keys are connected.
+type Presence interface {
+	Lookup(ctx context.Context, keys []string) ([][]presence.Holder, error)
+}
+
+// Local is this node's own connections.
+type Local interface {
+	// SendKey queues the message for every local connection of key and
+	// returns how many there were.
+	SendKey(key, id string, ts int64, data []byte) int
+	SendTopic(topic, id string, ts int64, data []byte) int
+	SendAll(id string, ts int64, data []byte) int
+	// CloseKey closes every local connection of key and returns how many.
+	CloseKey(key string) int
+	// TopicConns returns how many local connections subscribe to topic.
+	TopicConns(topic string) int
+}
+
+// Router routes sends: local connections directly, other nodes through the
+// Bus, one message per node whatever the number of keys and connections
+// there. It is the Bus's Handler for messages coming from other nodes.
+type Router struct {
+	self     string
+	bus      Bus
+	presence Presence
+	local    Local
+	log      *slog.Logger
+	topics   *reconcile.Loop
+
+	subscribed map[string]bool // touched only by the topics loop
+	unroutable func(n int)     // messages that reached no node that should have had them
+}
+
+// RouterConfig is what a Router is built from.
+type RouterConfig struct {
+	Self     string // this node's id
+	Bus      Bus
+	Presence Presence
+	Local    Local
+	Logger   *slog.Logger
+	// Unroutable is told how many keys' messages went to a node that
+	// presence named but that no longer listened. Optional.
+	Unroutable func(n int)
+}
+
+// NewRouter returns a Router; call Run before routing.
+func NewRouter(c RouterConfig) *Router {
+	r := &Router{
+		self:       c.Self,
+		bus:        c.Bus,
+		presence:   c.Presence,
+		local:      c.Local,
+		log:        c.Logger,
+		subscribed: make(map[string]bool),
+		unroutable: c.Unroutable,
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.unroutable == nil {
+		r.unroutable = func(int) {}
+	}
+	r.topics = reconcile.New(r.syncTopics, time.Second)
+	return r
+}
+
+// Run receives from the bus and keeps topic subscriptions in line with local
+// subscribers until ctx ends.
+func (r *Router) Run(ctx context.Context) error {
+	go r.topics.Run(ctx)
+	return r.bus.Run(ctx, r)
+}
+
+// Ready reports whether messages sent to this node reach it.
+func (r *Router) Ready() bool { return r.bus.Ready() }
+
+// TopicsChanged tells the router that local subscriber counts of topics
+// changed. Wait on the result to know that the bus subscription is in place.
+func (r *Router) TopicsChanged(topics ...string) *reconcile.Pending {
+	return r.topics.Mark(topics...)
+}
+
+func (r *Router) syncTopics(ctx context.Context, topics []string) error {
+	var sub, unsub []string
+	for _, t := range topics {
+		want := r.local.TopicConns(t) > 0
+		if want == r.subscribed[t] {
+			continue
+		}
+		if want {
+			sub = append(sub, t)
+		} else {
+			unsub = append(unsub, t)
+		}
+	}
+	if len(unsub) > 0 {
+		if err := r.bus.Unsubscribe(ctx, unsub...); err != nil {
+			return err
+		}
+		for _, t := range unsub {
+			delete(r.subscribed, t)
+		}
+	}
+	if len(sub) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := r.bus.Subscribe(sctx, sub...); err != nil {
+			return err
+		}
+		for _, t := range sub {
+			r.subscribed[t] = true
+		}
+	}
+	return nil
+}
+
+// KeysResult says where a send to keys went.
+type KeysResult struct {
+	// Online[i] is true when keys[i] had a connection that was handed the
+	// message: locally, or on a node whose channel received it.
+	Online []bool
+	// Conns is how many connections the message was handed to, locally or by
+	// presence count on the nodes that received it.
+	Conns int
+}
+
+// SendKeys routes m (KindKeys) to every connection of m.Keys in the cluster.
+// Nothing is delivered when presence cannot be read; the error says so.
+func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
+	holders, err := r.presence.Lookup(ctx, m.Keys)
+	if err != nil {
+		return KeysResult{}, err
+	}
+	res := KeysResult{Online: make([]bool, len(m.Keys))}
+	// Group remote keys by node so each node gets one message.
+	var remote map[string][]int
+	for i, key := range m.Keys {
+		if n := r.local.SendKey(key, m.ID, m.TS, m.Data); n > 0 {
+			res.Online[i] = true
+			res.Conns += n
+		}
+		for _, h := range holders[i] {
+			if h.Node == r.self {
+				continue
+			}
+			if remote == nil {
+				remote = make(map[string][]int)
+			}
+			remote[h.Node] = append(remote[h.Node], i)
+		}
+	}
+	for node, idx := range remote {
+		keys := make([]string, len(idx))
+		for j, i := range idx {
+			keys[j] = m.Keys[i]
+		}
+		out := *m
+		out.Keys = keys
+		ok, err := r.bus.Send(ctx, node, &out)
+		if err != nil {
+			// Sends already handed to other nodes stand; report what did
+			// not go as offline rather than failing the whole request.
+			r.log.Warn("routing to node failed", "node", node, "keys", len(keys), "err", err)
+		}
+		if !ok {
+			r.unroutable(len(keys))
+			continue
+		}
+		for _, i := range idx {
+			res.Online[i] = true
+			for _, h := range holders[i] {
+				if h.Node == node {
+					res.Conns += h.Conns
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+// Publish routes m (KindTopic or KindBroadcast) to every subscriber, or every
+// connection, in the cluster and returns how many nodes it reached. The bus
+// publish comes first so that a failure delivers nothing anywhere.
+func (r *Router) Publish(ctx context.Context, m *Message) (int, error) {
+	nodes, err := r.bus.Publish(ctx, m)
+	if err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	local := r.deliverLocal(m)
+	if local > 0 && nodes == 0 {
+		// The bus reached nobody (this node's own topic subscription is
+		// still being set up) but local subscribers got it.
+		nodes = 1
+	}
+	return nodes, nil
+}
+
+// Disconnect closes every connection of key in the cluster and returns how
+// many nodes held it.
+func (r *Router) Disconnect(ctx context.Context, key, id string) (int, error) {
+	holders, err := r.presence.Lookup(ctx, []string{key})
+	if err != nil {
+		return 0, err
+	}
+	nodes := 0
+	if r.local.CloseKey(key) > 0 {
+		nodes++
+	}
+	m := &Message{Kind: KindDisconnect, Origin: r.self, ID: id, Keys: []string{key}}
+	for _, h := range holders[0] {
+		if h.Node == r.self {
+			continue
+		}
+		ok, err := r.bus.Send(ctx, h.Node, m)
+		if err != nil {
+			return nodes, err
+		}
+		if ok {
+			nodes++
+		}
+	}
+	return nodes, nil
+}
+
+// HandleMessage delivers a message from another node to local connections.
+func (r *Router) HandleMessage(m *Message) {
+	switch m.Kind {
+	case KindKeys:
+		for _, k := range m.Keys {
+			r.local.SendKey(k, m.ID, m.TS, m.Data)
+		}
+	case KindTopic, KindBroadcast:
+		if m.Origin == r.self {
+			return // delivered locally when it was accepted
+		}
+		r.deliverLocal(m)
+	case KindDisconnect:
+		for _, k := range m.Keys {
+			r.local.CloseKey(k)
+		}
+	}
+}
+
+func (r *Router) deliverLocal(m *Message) int {
+	if m.Kind == KindTopic {
+		return r.local.SendTopic(m.Topic, m.ID, m.TS, m.Data)
+	}
+	return r.local.SendAll(m.ID, m.TS, m.Data)
+}
