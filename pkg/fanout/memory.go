@@ -11,7 +11,7 @@ import (
 // Send or Publish returns.
 type Memory struct {
 	mu       sync.RWMutex
-	handlers map[string]Handler            // node -> handler while Run runs
+	handlers map[string]Handler             // node -> handler while Run runs
 	topics   map[string]map[string]struct{} // topic -> subscribed nodes
 }
 
