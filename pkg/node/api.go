@@ -1,0 +1,389 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/herald-push/herald/pkg/fanout"
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+// redisTimeout bounds the Redis work of one API request.
+const redisTimeout = 5 * time.Second
+
+func (n *Node) routes() *gin.Engine {
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
+		n.log.Error("handler panicked", "path", c.Request.URL.Path, "panic", fmt.Sprint(err))
+		n.fail(c, http.StatusInternalServerError, "internal", "internal error")
+	}), n.logRequests)
+	r.NoRoute(func(c *gin.Context) { n.fail(c, http.StatusNotFound, "not_found", "no such endpoint") })
+	r.NoMethod(func(c *gin.Context) { n.fail(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed here") })
+
+	v1 := r.Group("/v1")
+	v1.GET("/ws", n.handleWebSocket)
+	v1.POST("/send", n.handleSend)
+	v1.POST("/topics/:topic", n.handlePublish)
+	v1.POST("/broadcast", n.handleBroadcast)
+	v1.GET("/presence/:key", n.handlePresence)
+	v1.GET("/cluster", n.handleCluster)
+	v1.DELETE("/connections/:key", n.handleDisconnect)
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", n.handleReady)
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})))
+
+	web, _ := fs.Sub(webFiles, "web")
+	r.GET("/", func(c *gin.Context) { c.FileFromFS("/", http.FS(web)) })
+	return r
+}
+
+// logRequests logs each request at debug level with a request id, taken from
+// X-Request-ID or made up, and echoes the id back. Query strings are left
+// out: they may carry credentials.
+func (n *Node) logRequests(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if id == "" || len(id) > 128 {
+		id = n.ids.next()
+	}
+	c.Header("X-Request-ID", id)
+	start := time.Now()
+	c.Next()
+	n.log.Debug("request", "request_id", id, "method", c.Request.Method, "path", c.Request.URL.Path,
+		"status", c.Writer.Status(), "duration", time.Since(start))
+}
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (n *Node) fail(c *gin.Context, status int, code, msg string) {
+	var e apiError
+	e.Error.Code, e.Error.Message = code, msg
+	n.metrics.badRequests.WithLabelValues(code).Inc()
+	c.AbortWithStatusJSON(status, e)
+}
+
+// requestError is a bad request found while reading one.
+type requestError struct {
+	status        int
+	code, message string
+}
+
+func (e *requestError) Error() string { return e.message }
+
+func badRequest(code, format string, args ...any) *requestError {
+	return &requestError{status: http.StatusBadRequest, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+func (n *Node) failWith(c *gin.Context, err error) {
+	var re *requestError
+	if errors.As(err, &re) {
+		n.fail(c, re.status, re.code, re.message)
+		return
+	}
+	n.fail(c, http.StatusInternalServerError, "internal", err.Error())
+}
+
+// payload is a request's message: its data and, for sends, its keys.
+type payload struct {
+	Key  *string         `json:"key"`
+	Keys []string        `json:"keys"`
+	Data json.RawMessage `json:"data"`
+}
+
+// readPayload reads a request body. A JSON body (Content-Type
+// application/json) is an object holding "data" (and, with allowKeys, "key"
+// or "keys"); any other body is the message as text, which becomes a JSON
+// string, its key for a send taken from ?key=. A send without ?key= must
+// be the JSON object whatever its Content-Type (curl -d sends form type).
+func (n *Node) readPayload(c *gin.Context, allowKeys bool) (payload, error) {
+	var p payload
+	limit := int64(n.cfg.MaxMessageBytes)
+	if allowKeys {
+		// Room for the envelope and a full list of maximal keys.
+		limit += int64(n.cfg.MaxKeysPerSend*(protocol.MaxNameLen+3) + 1024)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return p, &requestError{http.StatusRequestEntityTooLarge, "message_too_large",
+				fmt.Sprintf("request body over %d bytes", limit)}
+		}
+		return p, badRequest("unreadable_body", "reading the body failed: %v", err)
+	}
+
+	queryKey, hasQueryKey := c.GetQuery("key")
+	isJSON, err := jsonContentType(c.GetHeader("Content-Type"))
+	if err != nil {
+		return p, err
+	}
+	switch {
+	case isJSON && hasQueryKey:
+		return p, badRequest("invalid_request", "with a JSON body, name the key in the body, not in ?key=")
+	case isJSON, allowKeys && !hasQueryKey:
+		if err := decodeStrict(body, &p); err != nil {
+			if !isJSON {
+				return p, badRequest(err.(*requestError).code, "%s (send JSON with Content-Type: application/json, or text with ?key=)", err.Error())
+			}
+			return p, err
+		}
+		if p.Data == nil {
+			return p, badRequest("missing_data", `the body has no "data" field`)
+		}
+	default:
+		if hasQueryKey && !allowKeys {
+			return p, badRequest("invalid_request", "?key= is only for POST /v1/send")
+		}
+		if len(body) == 0 {
+			return p, badRequest("missing_data", "the body is empty")
+		}
+		if !utf8.Valid(body) {
+			return p, badRequest("invalid_text", "a text body must be UTF-8")
+		}
+		p.Data, _ = json.Marshal(string(body))
+		if hasQueryKey {
+			p.Key = &queryKey
+		}
+	}
+	if !allowKeys && (p.Key != nil || p.Keys != nil) {
+		return p, badRequest("unknown_field", `this endpoint takes no "key" or "keys"`)
+	}
+	if len(p.Data) > n.cfg.MaxMessageBytes {
+		return p, &requestError{http.StatusRequestEntityTooLarge, "message_too_large",
+			fmt.Sprintf("data is %d bytes, over the limit of %d", len(p.Data), n.cfg.MaxMessageBytes)}
+	}
+	return p, nil
+}
+
+func jsonContentType(header string) (bool, error) {
+	if header == "" {
+		return false, nil
+	}
+	mt, _, err := mime.ParseMediaType(header)
+	if err != nil {
+		return false, &requestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "unparsable Content-Type"}
+	}
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		return true, nil
+	case mt == "text/plain" || mt == "application/x-www-form-urlencoded":
+		return false, nil
+	}
+	return false, &requestError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+		fmt.Sprintf("Content-Type %s is not accepted: use application/json or text/plain", mt)}
+}
+
+// decodeStrict decodes exactly one JSON object with no unknown fields.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			return badRequest("unknown_field", "%s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return badRequest("invalid_json", "the body is not a valid JSON object: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("invalid_json", "the body holds more than one JSON value")
+	}
+	return nil
+}
+
+// sendKeys returns the deduplicated, validated keys of a send.
+func (n *Node) sendKeys(p payload) ([]string, error) {
+	switch {
+	case p.Key != nil && p.Keys != nil:
+		return nil, badRequest("invalid_request", `give "key" or "keys", not both`)
+	case p.Key != nil:
+		if !protocol.ValidName(*p.Key) {
+			return nil, badRequest("invalid_key", "key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(*p.Key))
+		}
+		return []string{*p.Key}, nil
+	case len(p.Keys) == 0:
+		return nil, badRequest("missing_key", `name the recipient with "key" or a non-empty "keys"`)
+	case len(p.Keys) > n.cfg.MaxKeysPerSend:
+		return nil, badRequest("too_many_keys", "%d keys in one send, over the limit of %d", len(p.Keys), n.cfg.MaxKeysPerSend)
+	}
+	keys := make([]string, 0, len(p.Keys))
+	seen := make(map[string]struct{}, len(p.Keys))
+	for _, k := range p.Keys {
+		if !protocol.ValidName(k) {
+			return nil, badRequest("invalid_key", "key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(k))
+		}
+		if _, dup := seen[k]; !dup {
+			seen[k] = struct{}{}
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// clip shortens a rejected name before it is echoed back.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+func (n *Node) handleSend(c *gin.Context) {
+	start := time.Now()
+	p, err := n.readPayload(c, true)
+	if err != nil {
+		n.failWith(c, err)
+		return
+	}
+	keys, err := n.sendKeys(p)
+	if err != nil {
+		n.failWith(c, err)
+		return
+	}
+	m := &fanout.Message{Kind: fanout.KindKeys, Origin: n.cfg.NodeID, ID: n.ids.next(),
+		TS: time.Now().UnixMilli(), Keys: keys, Data: p.Data}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
+	defer cancel()
+	res, err := n.router.SendKeys(ctx, m)
+	if err != nil {
+		n.metrics.redisErrors.WithLabelValues("presence_lookup").Inc()
+		n.fail(c, http.StatusServiceUnavailable, "unavailable", "cluster presence unreachable; nothing was sent")
+		return
+	}
+	online, offline := make([]string, 0, len(keys)), make([]string, 0)
+	for i, k := range keys {
+		if res.Online[i] {
+			online = append(online, k)
+		} else {
+			offline = append(offline, k)
+		}
+	}
+	n.metrics.dropOffline.Add(uint64(len(offline)))
+	n.metrics.accepted.WithLabelValues("send").Inc()
+	c.JSON(http.StatusOK, gin.H{"id": m.ID, "online": online, "offline": offline, "connections": res.Conns})
+	n.metrics.sendDuration.WithLabelValues("send").Observe(time.Since(start).Seconds())
+}
+
+func (n *Node) handlePublish(c *gin.Context) {
+	topic := c.Param("topic")
+	if !protocol.ValidName(topic) {
+		n.fail(c, http.StatusBadRequest, "invalid_topic", fmt.Sprintf("topic %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(topic)))
+		return
+	}
+	n.publish(c, "topic", &fanout.Message{Kind: fanout.KindTopic, Topic: topic})
+}
+
+func (n *Node) handleBroadcast(c *gin.Context) {
+	n.publish(c, "broadcast", &fanout.Message{Kind: fanout.KindBroadcast})
+}
+
+func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message) {
+	start := time.Now()
+	p, err := n.readPayload(c, false)
+	if err != nil {
+		n.failWith(c, err)
+		return
+	}
+	m.Origin, m.ID, m.TS, m.Data = n.cfg.NodeID, n.ids.next(), time.Now().UnixMilli(), p.Data
+	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
+	defer cancel()
+	nodes, err := n.router.Publish(ctx, m)
+	if err != nil {
+		n.metrics.redisErrors.WithLabelValues("publish").Inc()
+		n.fail(c, http.StatusServiceUnavailable, "unavailable", "cluster bus unreachable; nothing was sent")
+		return
+	}
+	n.metrics.accepted.WithLabelValues(kind).Inc()
+	out := gin.H{"id": m.ID, "nodes": nodes}
+	if m.Kind == fanout.KindTopic {
+		out["topic"] = m.Topic
+	}
+	c.JSON(http.StatusOK, out)
+	n.metrics.sendDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+}
+
+func (n *Node) handlePresence(c *gin.Context) {
+	key := c.Param("key")
+	if !protocol.ValidName(key) {
+		n.fail(c, http.StatusBadRequest, "invalid_key", fmt.Sprintf("key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(key)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
+	defer cancel()
+	holders, err := n.store.Lookup(ctx, []string{key})
+	if err != nil {
+		n.metrics.redisErrors.WithLabelValues("presence_lookup").Inc()
+		n.fail(c, http.StatusServiceUnavailable, "unavailable", "cluster presence unreachable")
+		return
+	}
+	nodes, conns := make([]string, 0, len(holders[0])), 0
+	for _, h := range holders[0] {
+		nodes = append(nodes, h.Node)
+		conns += h.Conns
+	}
+	c.JSON(http.StatusOK, gin.H{"key": key, "online": conns > 0, "connections": conns, "nodes": nodes})
+}
+
+func (n *Node) handleCluster(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
+	defer cancel()
+	nodes, err := n.store.Nodes(ctx)
+	if err != nil {
+		n.metrics.redisErrors.WithLabelValues("cluster").Inc()
+		n.fail(c, http.StatusServiceUnavailable, "unavailable", "cluster presence unreachable")
+		return
+	}
+	for i := range nodes {
+		if nodes[i].ID == n.cfg.NodeID {
+			nodes[i].Conns = n.hub.Len() // fresher than the last heartbeat
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"nodes": nodes})
+}
+
+func (n *Node) handleDisconnect(c *gin.Context) {
+	key := c.Param("key")
+	if !protocol.ValidName(key) {
+		n.fail(c, http.StatusBadRequest, "invalid_key", fmt.Sprintf("key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(key)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
+	defer cancel()
+	nodes, err := n.router.Disconnect(ctx, key, n.ids.next())
+	if err != nil {
+		n.metrics.redisErrors.WithLabelValues("disconnect").Inc()
+		n.fail(c, http.StatusServiceUnavailable, "unavailable", "cluster unreachable; some connections may remain")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"key": key, "nodes": nodes})
+}
+
+func (n *Node) handleReady(c *gin.Context) {
+	if why := n.notReady(); why != "" {
+		n.fail(c, http.StatusServiceUnavailable, "not_ready", why)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}

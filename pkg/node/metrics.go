@@ -1,0 +1,77 @@
+package node
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics is the node's Prometheus registry. Counters the hot paths bump are
+// plain atomics read at scrape time, so a send pays no label lookup.
+type metrics struct {
+	reg *prometheus.Registry
+
+	accepted     *prometheus.CounterVec   // kind
+	sendDuration *prometheus.HistogramVec // kind
+	redisErrors  *prometheus.CounterVec   // op
+	badRequests  *prometheus.CounterVec   // code
+
+	dropOffline    atomic.Uint64
+	dropUnroutable atomic.Uint64
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_messages_accepted_total",
+		Help: "Messages accepted by the HTTP API, by kind (send, topic, broadcast).",
+	}, []string{"kind"})
+	m.sendDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "herald_send_duration_seconds",
+		Help:    "Time from a send request's arrival to its answer, by kind.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	}, []string{"kind"})
+	m.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_redis_errors_total",
+		Help: "Failed Redis operations, by operation.",
+	}, []string{"op"})
+	m.badRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_rejected_requests_total",
+		Help: "Requests answered with an error, by error code.",
+	}, []string{"code"})
+	drop := func(reason, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "herald_drops_total",
+			Help:        "Messages or connections dropped, by reason: " + help,
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, f)
+	}
+	const dropHelp = "offline (a key of a send had no connection), unroutable (the node presence named no longer listened), slow_consumer (a connection closed because its queue overflowed)."
+	m.reg.MustRegister(
+		m.accepted, m.sendDuration, m.redisErrors, m.badRequests,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_connections",
+			Help: "Open WebSocket connections on this node.",
+		}, func() float64 { return float64(n.hub.Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_deliveries_total",
+			Help: "Frames handed to local connections' outgoing queues.",
+		}, func() float64 { return float64(n.hub.Stats().Queued) }),
+		drop("offline", dropHelp, func() float64 { return float64(m.dropOffline.Load()) }),
+		drop("unroutable", dropHelp, func() float64 { return float64(m.dropUnroutable.Load()) }),
+		drop("slow_consumer", dropHelp, func() float64 { return float64(n.hub.Stats().SlowConsumer) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_ready",
+			Help: "1 when the node is ready to take traffic.",
+		}, func() float64 {
+			if n.notReady() == "" {
+				return 1
+			}
+			return 0
+		}),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}

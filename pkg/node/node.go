@@ -1,0 +1,328 @@
+// Package node assembles a herald node: local connections (hub), presence,
+// routing between nodes (fanout) and the HTTP and WebSocket API in front of
+// them.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/pkg/fanout"
+	"github.com/herald-push/herald/pkg/hub"
+	"github.com/herald-push/herald/pkg/presence"
+	"github.com/herald-push/herald/pkg/protocol"
+	"github.com/herald-push/herald/pkg/reconcile"
+)
+
+// Node is one herald process. Build it with New, run it with Run or Serve.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+
+	rdb      redis.UniversalClient // nil in single-node mode
+	store    presence.Store
+	hub      *hub.Hub
+	router   *fanout.Router
+	presence *reconcile.Loop // writes this node's key counts to the store
+	metrics  *metrics
+	engine   *gin.Engine
+	ids      *idSource
+
+	presenceOK atomic.Bool // joined, last heartbeat succeeded, no resync pending
+
+	mu       sync.Mutex
+	draining bool
+	active   sync.WaitGroup // WebSocket handlers between admission and return
+}
+
+// New builds a node from cfg. It does not contact Redis: a node starts while
+// Redis is down and becomes ready when Redis answers.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults(os.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	if !protocol.ValidName(cfg.NodeID) {
+		return nil, fmt.Errorf("node id %q must be 1-128 characters of [A-Za-z0-9_.:@-]", cfg.NodeID)
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.NodeID),
+		started: time.Now(),
+		ids:     newIDSource(),
+	}
+	var bus fanout.Bus
+	if cfg.RedisURL == "" {
+		n.store = presence.NewMemory(cfg.PresenceTTL).Store(cfg.NodeID)
+		bus = fanout.NewMemory().Bus(cfg.NodeID)
+	} else {
+		rdb, err := newRedisClient(cfg.RedisURL)
+		if err != nil {
+			return nil, err
+		}
+		n.rdb = rdb
+		n.store = presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL)
+		bus = fanout.NewRedis(rdb, cfg.NodeID, fanout.RedisOptions{Logger: n.log})
+	}
+	n.metrics = newMetrics(n)
+	n.hub = hub.New(hub.Options{
+		QueueMessages: cfg.QueueMessages,
+		QueueBytes:    cfg.QueueBytes,
+		Removed:       n.connRemoved,
+	})
+	n.router = fanout.NewRouter(fanout.RouterConfig{
+		Self:       cfg.NodeID,
+		Bus:        bus,
+		Presence:   n.store,
+		Local:      n.hub,
+		Logger:     n.log,
+		Unroutable: func(k int) { n.metrics.dropUnroutable.Add(uint64(k)) },
+	})
+	n.presence = reconcile.New(n.writePresence, time.Second)
+	n.engine = n.routes()
+	return n, nil
+}
+
+func newRedisClient(url string) (redis.UniversalClient, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:     []string{o.Addr},
+		Username:  o.Username,
+		Password:  o.Password,
+		DB:        o.DB,
+		TLSConfig: o.TLSConfig,
+		// Fail fast while Redis is away: callers answer 503 and retry,
+		// which beats holding HTTP requests through go-redis backoff.
+		MaxRetries:   1,
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  2 * time.Second,
+		WriteTimeout: 2 * time.Second,
+	}), nil
+}
+
+// Handler is the node's HTTP handler: API, WebSocket endpoint, metrics,
+// health and the demo.
+func (n *Node) Handler() http.Handler { return n.engine }
+
+// Run listens on Config.Listen and serves until ctx ends, then shuts down
+// gracefully.
+func (n *Node) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return n.Serve(ctx, l)
+}
+
+// Serve serves on l until ctx ends, then drains: /readyz turns 503 and new
+// WebSockets are refused at once, open ones are closed with 1012 spread over
+// the drain window, presence is cleared, and Serve returns.
+func (n *Node) Serve(ctx context.Context, l net.Listener) error {
+	bg, stopBG := context.WithCancel(context.Background())
+	var loops sync.WaitGroup
+	loops.Go(func() {
+		if err := n.router.Run(bg); err != nil {
+			n.log.Error("router stopped", "err", err)
+		}
+	})
+	loops.Go(func() { n.presence.Run(bg) })
+	loops.Go(func() { n.keepPresence(bg) })
+
+	srv := &http.Server{
+		Handler:           n.engine,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	n.log.Info("node serving", "addr", l.Addr().String(), "redis", n.rdb != nil)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.DrainWindow+10*time.Second)
+	defer cancel()
+	n.Shutdown(sctx)
+	if serr := srv.Shutdown(sctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		n.log.Warn("http shutdown", "err", serr)
+	}
+	stopBG()
+	loops.Wait()
+	if n.rdb != nil {
+		_ = n.rdb.Close()
+	}
+	n.log.Info("node stopped")
+	return err
+}
+
+// Shutdown drains the node: it refuses new WebSockets, closes open ones with
+// 1012 spread over the drain window and removes the node from presence. The
+// HTTP API keeps answering meanwhile (sends still reach the connections that
+// remain). If ctx ends first the remaining connections close at once.
+func (n *Node) Shutdown(ctx context.Context) {
+	n.mu.Lock()
+	already := n.draining
+	n.draining = true
+	n.mu.Unlock()
+	if already {
+		return
+	}
+	conns := n.hub.Conns()
+	n.log.Info("draining", "connections", len(conns), "window", n.cfg.DrainWindow)
+	start := time.Now()
+	for i, c := range conns {
+		at := start.Add(n.cfg.DrainWindow * time.Duration(i) / time.Duration(len(conns)))
+		if d := time.Until(at); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
+		c.Close(protocol.CloseServiceRestart, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { n.active.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.log.Warn("connections still closing at the end of the drain", "err", ctx.Err())
+	}
+	if err := n.store.Leave(ctx); err != nil {
+		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)
+	}
+}
+
+// admit counts a new WebSocket handler unless the node is draining.
+func (n *Node) admit() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.draining {
+		return false
+	}
+	n.active.Add(1)
+	return true
+}
+
+func (n *Node) isDraining() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.draining
+}
+
+// notReady returns why the node is not ready, or "" when it is.
+func (n *Node) notReady() string {
+	switch {
+	case n.isDraining():
+		return "node is draining"
+	case !n.presenceOK.Load():
+		return "presence not registered (redis unreachable?)"
+	case !n.router.Ready():
+		return "not subscribed to the cluster bus (redis unreachable?)"
+	}
+	return ""
+}
+
+// connRemoved keeps presence and topic subscriptions in line when a
+// connection leaves, whatever made it leave.
+func (n *Node) connRemoved(c *hub.Conn) {
+	n.presence.Mark(c.Key)
+	if len(c.Topics) > 0 {
+		n.router.TopicsChanged(c.Topics...)
+	}
+}
+
+func (n *Node) writePresence(ctx context.Context, keys []string) error {
+	counts := make([]presence.Count, len(keys))
+	for i, k := range keys {
+		counts[i] = presence.Count{Key: k, Conns: n.hub.KeyConns(k)}
+	}
+	if err := n.store.Set(ctx, counts); err != nil {
+		n.metrics.redisErrors.WithLabelValues("presence_write").Inc()
+		n.log.Warn("presence write failed; retrying", "keys", len(keys), "err", err)
+		return err
+	}
+	return nil
+}
+
+// keepPresence joins presence and heartbeats every third of the TTL, every
+// second while Redis fails. When the store forgot this node (Redis restarted
+// empty) every local key is written again before the node reads ready.
+func (n *Node) keepPresence(ctx context.Context) {
+	joined := false
+	for {
+		info := presence.Node{ID: n.cfg.NodeID, Addr: n.cfg.AdvertiseAddr, Started: n.started, Conns: n.hub.Len()}
+		hctx, cancel := context.WithTimeout(ctx, n.cfg.PresenceTTL/3)
+		var err error
+		resync := false
+		if !joined {
+			err = n.store.Join(hctx, info)
+			joined, resync = err == nil, err == nil
+		} else {
+			resync, err = n.store.Heartbeat(hctx, info)
+		}
+		if err == nil && resync {
+			n.log.Info("writing every local key to presence", "keys", len(n.hub.Keys()))
+			err = n.presence.Mark(n.hub.Keys()...).Wait(hctx)
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			n.metrics.redisErrors.WithLabelValues("heartbeat").Inc()
+			if n.presenceOK.Load() {
+				n.log.Warn("presence heartbeat failed", "err", err)
+			}
+		}
+		n.presenceOK.Store(err == nil)
+		wait := n.cfg.PresenceTTL / 3
+		if err != nil {
+			wait = min(wait, time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// idSource makes message ids unique across the cluster without
+// coordination: the node's start time and a random tag, then a counter.
+type idSource struct {
+	prefix string
+	seq    atomic.Uint64
+}
+
+func newIDSource() *idSource {
+	tag := make([]byte, 4)
+	_, _ = rand.Read(tag)
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	for i, b := range tag {
+		tag[i] = alphabet[int(b)%len(alphabet)]
+	}
+	return &idSource{prefix: strconv.FormatInt(time.Now().UnixMilli(), 36) + "-" + string(tag) + "-"}
+}
+
+func (s *idSource) next() string {
+	return s.prefix + strconv.FormatUint(s.seq.Add(1), 36)
+}
