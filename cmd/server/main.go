@@ -57,7 +57,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var errs []error
-	env := func(name string) string { return getenv("HERALD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))) }
+	env := func(name string) string {
+		return getenv("HERALD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+	}
 
 	str := func(p *string, name, def, usage string) {
 		if v := env(name); v != "" {

@@ -86,4 +86,3 @@ func discardReads(ctx context.Context, ws *websocket.Conn) error {
 		}
 	}
 }
-

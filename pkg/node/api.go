@@ -36,7 +36,9 @@ func (n *Node) routes() *gin.Engine {
 		n.fail(c, http.StatusInternalServerError, "internal", "internal error")
 	}), n.logRequests)
 	r.NoRoute(func(c *gin.Context) { n.fail(c, http.StatusNotFound, "not_found", "no such endpoint") })
-	r.NoMethod(func(c *gin.Context) { n.fail(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed here") })
+	r.NoMethod(func(c *gin.Context) {
+		n.fail(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed here")
+	})
 
 	v1 := r.Group("/v1")
 	v1.GET("/ws", n.handleWebSocket)
