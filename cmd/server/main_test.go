@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" && buildErr == nil {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// herald builds the server binary once per test run.
+func herald(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "herald-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "herald")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			binPath = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v\n%s", buildErr, binPath)
+	}
+	return binPath
+}
+
+// process is a herald node running as its own process.
+type process struct {
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+}
+
+func startProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(herald(t), append([]string{"--listen", addr}, args...)...)
+	cmd.Stderr = &logWriter{t: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{addr: addr, cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+	eventually(t, 10*time.Second, "node ready", func() bool { return status(p, "/readyz") == http.StatusOK })
+	return p
+}
+
+// logWriter sends a child's log lines to the test log.
+type logWriter struct {
+	t  *testing.T
+	mu sync.Mutex
+}
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func status(p *process, path string) int {
+	resp, err := http.Get("http://" + p.addr + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func online(t *testing.T, p *process, key string) bool {
+	t.Helper()
+	resp, err := http.Get("http://" + p.addr + "/v1/presence/" + key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Online bool }
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("presence: %s", b)
+	}
+	return out.Online
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func connect(t *testing.T, p *process, query string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.Dial(context.Background(), "ws://"+p.addr+"/v1/ws?"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}
+
+func TestKilledNodeKeysGoOfflineWithinTheTTL(t *testing.T) {
+	r := redistest.Start(t)
+	const ttl = 2 * time.Second
+	a := startProcess(t, "--node-id", "a", "--redis-url", r.URL(), "--presence-ttl", ttl.String())
+	b := startProcess(t, "--node-id", "b", "--redis-url", r.URL(), "--presence-ttl", ttl.String())
+	connect(t, b, "key=u1")
+	if !online(t, a, "u1") {
+		t.Fatal("u1 not online before the kill")
+	}
+
+	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	// The last heartbeat came at most ttl/3 before the kill, so the entry
+	// must lapse within the TTL; the slack is for a loaded CI machine.
+	eventually(t, ttl+2*time.Second, "u1 offline after b was killed", func() bool { return !online(t, a, "u1") })
+	t.Logf("u1 read offline %v after kill -9 (ttl %v)", time.Since(killed).Round(10*time.Millisecond), ttl)
+}
+
+func TestSIGTERMClosesClientsWith1012ClearsPresenceAndExitsZero(t *testing.T) {
+	r := redistest.Start(t)
+	a := startProcess(t, "--node-id", "a", "--redis-url", r.URL())
+	b := startProcess(t, "--node-id", "b", "--redis-url", r.URL(), "--drain-window", "500ms")
+	ws := connect(t, b, "key=u1")
+
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := ws.Read(context.Background())
+	if code := websocket.CloseStatus(err); code != protocol.CloseServiceRestart {
+		t.Errorf("client closed with %d (%v), want 1012", code, err)
+	}
+	select {
+	case <-b.done:
+		if b.err != nil {
+			t.Fatalf("b exited with %v, want status 0", b.err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("b did not exit within 15s of SIGTERM")
+	}
+	if online(t, a, "u1") {
+		t.Fatal("u1 still online after b exited")
+	}
+}
+
+func TestConfigComesFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
+	env := map[string]string{
+		"HERALD_REDIS_URL":    "redis://env:6379",
+		"HERALD_NODE_ID":      "from-env",
+		"HERALD_PRESENCE_TTL": "30s",
+		"HERALD_QUEUE_BYTES":  "2048",
+	}
+	cfg, _, err := parseConfig([]string{"--node-id", "from-flag", "--read-limit", "100"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"flag beats env", cfg.NodeID, "from-flag"},
+		{"env beats default", cfg.RedisURL, "redis://env:6379"},
+		{"env duration", cfg.PresenceTTL, 30 * time.Second},
+		{"env integer", cfg.QueueBytes, 2048},
+		{"flag integer", cfg.ReadLimit, int64(100)},
+		{"default listen", cfg.Listen, "127.0.0.1:8080"},
+		{"default ping", cfg.PingInterval, 25 * time.Second},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestBadConfigIsRefusedWithAClearMessage(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--presence-ttl", "soon"}, nil, "presence-ttl"},
+		{nil, map[string]string{"HERALD_QUEUE_MESSAGES": "many"}, "HERALD_QUEUE_MESSAGES"},
+		{[]string{"--log-level", "loud"}, nil, "log level"},
+		{[]string{"extra"}, nil, "unexpected arguments"},
+		{[]string{"--node-id", "bad id", "--listen", "127.0.0.1:0"}, nil, "node id"},
+		{[]string{"--redis-url", "http://x", "--listen", "127.0.0.1:0"}, nil, "redis url"},
+	}
+	for _, tc := range tests {
+		err := run(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run(%v, %v) = %v, want an error about %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
