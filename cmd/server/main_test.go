@@ -239,4 +239,3 @@ func TestBadConfigIsRefusedWithAClearMessage(t *testing.T) {
 		}
 	}
 }
-
