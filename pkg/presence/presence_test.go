@@ -1,6 +1,10 @@
 package presence_test
 
 import (
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
 	"testing"
 	"time"
 
@@ -25,4 +29,63 @@ func TestRedisStore(t *testing.T) {
 		}
 		return func(id string) presence.Store { return presence.NewRedis(rdb, id, ttl) }
 	})
+}
+
+// commandsProcessed reads Redis's running count of executed commands.
+func commandsProcessed(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	info, err := rdb.Info(t.Context(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no total_commands_processed in INFO")
+	return 0
+}
+
+func TestHeartbeatUpkeepDoesNotGrowWithTheNumberOfKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := t.Context()
+	const heartbeats = 20
+	perHeartbeat := map[int]float64{}
+	for _, keys := range []int{10, 15000} {
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		s := presence.NewRedis(rdb, "a", time.Minute)
+		if err := s.Join(ctx, presence.Node{}); err != nil {
+			t.Fatal(err)
+		}
+		counts := make([]presence.Count, keys)
+		for i := range counts {
+			counts[i] = presence.Count{Key: "u" + strconv.Itoa(i), Conns: 1}
+		}
+		before := commandsProcessed(t, rdb)
+		if err := s.Set(ctx, counts); err != nil {
+			t.Fatal(err)
+		}
+		afterSet := commandsProcessed(t, rdb)
+		for range heartbeats {
+			if _, err := s.Heartbeat(ctx, presence.Node{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		afterBeats := commandsProcessed(t, rdb)
+		// Each INFO counts itself once.
+		perHeartbeat[keys] = float64(afterBeats-afterSet-1) / heartbeats
+		t.Logf("%5d keys: registering them took %.2f commands per key; a heartbeat takes %.1f commands",
+			keys, float64(afterSet-before-1)/float64(keys), perHeartbeat[keys])
+	}
+	if perHeartbeat[10] != perHeartbeat[15000] {
+		t.Fatalf("heartbeat cost grew with keys: %v", perHeartbeat)
+	}
 }
