@@ -64,7 +64,7 @@ func (n *Node) routes() *gin.Engine {
 func (n *Node) logRequests(c *gin.Context) {
 	id := c.GetHeader("X-Request-ID")
 	if id == "" || len(id) > 128 {
-		id = n.ids.next()
+		id = n.reqIDs.next()
 	}
 	c.Header("X-Request-ID", id)
 	start := time.Now()

@@ -40,7 +40,8 @@ type Node struct {
 	presence *reconcile.Loop // writes this node's key counts to the store
 	metrics  *metrics
 	engine   *gin.Engine
-	ids      *idSource
+	ids      *idSource // message ids
+	reqIDs   *idSource // request ids, for logs
 
 	presenceOK atomic.Bool // joined, last heartbeat succeeded, no resync pending
 
@@ -64,6 +65,7 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With("node", cfg.NodeID),
 		started: time.Now(),
 		ids:     newIDSource(),
+		reqIDs:  newIDSource(),
 	}
 	var bus fanout.Bus
 	if cfg.RedisURL == "" {
@@ -283,8 +285,11 @@ func (n *Node) keepPresence(ctx context.Context) {
 			resync, err = n.store.Heartbeat(hctx, info)
 		}
 		if err == nil && resync {
-			n.log.Info("writing every local key to presence", "keys", len(n.hub.Keys()))
-			err = n.presence.Mark(n.hub.Keys()...).Wait(hctx)
+			keys := n.hub.Keys()
+			if len(keys) > 0 {
+				n.log.Warn("presence had forgotten this node (redis restarted empty?); writing its keys again", "keys", len(keys))
+			}
+			err = n.presence.Mark(keys...).Wait(hctx)
 		}
 		cancel()
 		if err != nil && ctx.Err() == nil {
