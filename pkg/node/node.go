@@ -206,10 +206,23 @@ func (n *Node) Shutdown(ctx context.Context) {
 	}
 	done := make(chan struct{})
 	go func() { n.active.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		n.log.Warn("connections still closing at the end of the drain", "err", ctx.Err())
+	// A handler admitted just before draining began may register its
+	// connection after the snapshot above: close such stragglers too.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-tick.C:
+			for _, c := range n.hub.Conns() {
+				c.Close(protocol.CloseServiceRestart, "server shutting down")
+			}
+		case <-ctx.Done():
+			n.log.Warn("connections still closing at the end of the drain", "err", ctx.Err())
+			break wait
+		}
 	}
 	if err := n.store.Leave(ctx); err != nil {
 		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)

@@ -1,0 +1,75 @@
+package protocol
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestValidName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"u1", true},
+		{"player:42@eu-west.shard_3", true},
+		{strings.Repeat("k", 128), true},
+		{"", false},
+		{strings.Repeat("k", 129), false},
+		{"has space", false},
+		{"brace{tag}", false}, // would break Redis hash tags
+		{"slash/", false},
+		{"quote\"", false}, // would break frames
+		{"ключ", false},
+		{"nul\x00", false},
+	}
+	for _, tc := range tests {
+		if got := ValidName(tc.name); got != tc.ok {
+			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
+
+func TestFramesAreTheDocumentedJSON(t *testing.T) {
+	tests := []struct {
+		kind Kind
+		name string
+		want string
+	}{
+		{KindKey, "u1", `{"id":"m1","key":"u1","data":{"a":[1,"x"]},"ts":1700000000123}`},
+		{KindTopic, "board", `{"id":"m1","topic":"board","data":{"a":[1,"x"]},"ts":1700000000123}`},
+		{KindBroadcast, "", `{"id":"m1","data":{"a":[1,"x"]},"ts":1700000000123}`},
+	}
+	for _, tc := range tests {
+		got := string(AppendFrame(nil, tc.kind, "m1", tc.name, []byte(`{"a":[1,"x"]}`), 1700000000123))
+		if got != tc.want {
+			t.Errorf("frame = %s, want %s", got, tc.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("frame %s is not valid JSON", got)
+		}
+	}
+}
+
+func TestRawPayloadUnwrapsOnlyStrings(t *testing.T) {
+	tests := []struct{ data, want string }{
+		{`"hello \"world\"\n"`, "hello \"world\"\n"},
+		{`{"gold":5}`, `{"gold":5}`},
+		{`42`, `42`},
+		{`null`, `null`},
+	}
+	for _, tc := range tests {
+		if got := string(RawPayload([]byte(tc.data))); got != tc.want {
+			t.Errorf("RawPayload(%s) = %q, want %q", tc.data, got, tc.want)
+		}
+	}
+}
+
+func BenchmarkAppendFrame(b *testing.B) {
+	data := []byte(`{"item":"sword","qty":1,"note":"a purchase arrived"}`)
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendFrame(buf[:0], KindKey, "mhx2k9d1-4fqa-1", "player:42", data, 1700000000123)
+	}
+}
