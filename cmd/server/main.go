@@ -50,6 +50,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	return n.Run(ctx)
 }
 
+// envName is the variable that stands in for a flag: --redis-url is
+// HERALD_REDIS_URL.
+func envName(flag string) string {
+	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
 // parseConfig fills a node.Config from flags, each falling back to its
 // HERALD_* variable, then to the default.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (node.Config, slog.Level, error) {
@@ -57,35 +63,29 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var errs []error
-	env := func(name string) string {
-		return getenv("HERALD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
-	}
-
-	str := func(p *string, name, def, usage string) {
-		if v := env(name); v != "" {
-			def = v
+	// fromEnv returns the flag's HERALD_* variable parsed, or def when unset.
+	fromEnv := func(name string, def any, parse func(string) (any, error)) any {
+		v := getenv(envName(name))
+		if v == "" {
+			return def
 		}
-		fs.StringVar(p, name, def, usage)
+		parsed, err := parse(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", envName(name), err))
+			return def
+		}
+		return parsed
+	}
+	str := func(p *string, name, def, usage string) {
+		fs.StringVar(p, name, fromEnv(name, def, func(v string) (any, error) { return v, nil }).(string), usage)
 	}
 	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
-		if v := env(name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("HERALD_%s: %w", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), err))
-			}
-			def = d
-		}
-		fs.DurationVar(p, name, def, usage)
+		parse := func(v string) (any, error) { return time.ParseDuration(v) }
+		fs.DurationVar(p, name, fromEnv(name, def, parse).(time.Duration), usage)
 	}
 	integer := func(p *int, name string, def int, usage string) {
-		if v := env(name); v != "" {
-			i, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("HERALD_%s: %w", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), err))
-			}
-			def = i
-		}
-		fs.IntVar(p, name, def, usage)
+		parse := func(v string) (any, error) { return strconv.Atoi(v) }
+		fs.IntVar(p, name, fromEnv(name, def, parse).(int), usage)
 	}
 
 	var readLimit int

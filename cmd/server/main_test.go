@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
@@ -81,7 +82,7 @@ func startProcess(t *testing.T, args ...string) *process {
 	p := &process{addr: addr, cmd: cmd, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
-	eventually(t, 10*time.Second, "node ready", func() bool { return status(p, "/readyz") == http.StatusOK })
+	wait.Until(t, 10*time.Second, "node ready", func() bool { return status(p, "/readyz") == http.StatusOK })
 	return p
 }
 
@@ -122,17 +123,6 @@ func online(t *testing.T, p *process, key string) bool {
 	return out.Online
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func connect(t *testing.T, p *process, query string) *websocket.Conn {
 	t.Helper()
 	ws, _, err := websocket.Dial(context.Background(), "ws://"+p.addr+"/v1/ws?"+query, nil)
@@ -159,7 +149,7 @@ func TestKilledNodeKeysGoOfflineWithinTheTTL(t *testing.T) {
 	killed := time.Now()
 	// The last heartbeat came at most ttl/3 before the kill, so the entry
 	// must lapse within the TTL; the slack is for a loaded CI machine.
-	eventually(t, ttl+2*time.Second, "u1 offline after b was killed", func() bool { return !online(t, a, "u1") })
+	wait.Until(t, ttl+2*time.Second, "u1 offline after b was killed", func() bool { return !online(t, a, "u1") })
 	t.Logf("u1 read offline %v after kill -9 (ttl %v)", time.Since(killed).Round(10*time.Millisecond), ttl)
 }
 

@@ -115,19 +115,20 @@ func removeFrom(m map[string][]*Conn, name string, c *Conn) {
 // SendKey queues the message on every connection of key and returns how
 // many connections took it.
 func (h *Hub) SendKey(key, id string, ts int64, data []byte) int {
-	h.mu.RLock()
-	f := frames{kind: protocol.KindKey, id: id, name: key, ts: ts, data: data}
-	n, evicted := h.queueAll(h.keys[key], &f)
-	h.mu.RUnlock()
-	h.evict(evicted)
-	return n
+	return h.sendNamed(h.keys, protocol.KindKey, key, id, ts, data)
 }
 
 // SendTopic queues the message on every subscriber of topic.
 func (h *Hub) SendTopic(topic, id string, ts int64, data []byte) int {
+	return h.sendNamed(h.topics, protocol.KindTopic, topic, id, ts, data)
+}
+
+// sendNamed queues on the connections registered under name in m, which is
+// one of the hub's maps and so read under its lock.
+func (h *Hub) sendNamed(m map[string][]*Conn, kind protocol.Kind, name, id string, ts int64, data []byte) int {
+	f := frames{kind: kind, id: id, name: name, ts: ts, data: data}
 	h.mu.RLock()
-	f := frames{kind: protocol.KindTopic, id: id, name: topic, ts: ts, data: data}
-	n, evicted := h.queueAll(h.topics[topic], &f)
+	n, evicted := h.queueAll(m[name], &f)
 	h.mu.RUnlock()
 	h.evict(evicted)
 	return n

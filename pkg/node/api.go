@@ -222,7 +222,7 @@ func (n *Node) sendKeys(p payload) ([]string, error) {
 		return nil, badRequest("invalid_request", `give "key" or "keys", not both`)
 	case p.Key != nil:
 		if !protocol.ValidName(*p.Key) {
-			return nil, badRequest("invalid_key", "key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(*p.Key))
+			return nil, invalidName("invalid_key", "key", *p.Key)
 		}
 		return []string{*p.Key}, nil
 	case len(p.Keys) == 0:
@@ -234,7 +234,7 @@ func (n *Node) sendKeys(p payload) ([]string, error) {
 	seen := make(map[string]struct{}, len(p.Keys))
 	for _, k := range p.Keys {
 		if !protocol.ValidName(k) {
-			return nil, badRequest("invalid_key", "key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(k))
+			return nil, invalidName("invalid_key", "key", k)
 		}
 		if _, dup := seen[k]; !dup {
 			seen[k] = struct{}{}
@@ -242,6 +242,21 @@ func (n *Node) sendKeys(p payload) ([]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// invalidName is the error for a key or topic outside the allowed alphabet.
+func invalidName(code, what, name string) *requestError {
+	return badRequest(code, "%s %q must be 1-128 characters of [A-Za-z0-9_.:@-]", what, clip(name))
+}
+
+// keyParam returns the {key} path parameter, or answers 400 and false.
+func (n *Node) keyParam(c *gin.Context) (string, bool) {
+	key := c.Param("key")
+	if !protocol.ValidName(key) {
+		n.failWith(c, invalidName("invalid_key", "key", key))
+		return "", false
+	}
+	return key, true
 }
 
 // clip shortens a rejected name before it is echoed back.
@@ -291,7 +306,7 @@ func (n *Node) handleSend(c *gin.Context) {
 func (n *Node) handlePublish(c *gin.Context) {
 	topic := c.Param("topic")
 	if !protocol.ValidName(topic) {
-		n.fail(c, http.StatusBadRequest, "invalid_topic", fmt.Sprintf("topic %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(topic)))
+		n.failWith(c, invalidName("invalid_topic", "topic", topic))
 		return
 	}
 	n.publish(c, "topic", &fanout.Message{Kind: fanout.KindTopic, Topic: topic})
@@ -327,9 +342,8 @@ func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message) {
 }
 
 func (n *Node) handlePresence(c *gin.Context) {
-	key := c.Param("key")
-	if !protocol.ValidName(key) {
-		n.fail(c, http.StatusBadRequest, "invalid_key", fmt.Sprintf("key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(key)))
+	key, ok := n.keyParam(c)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
@@ -366,9 +380,8 @@ func (n *Node) handleCluster(c *gin.Context) {
 }
 
 func (n *Node) handleDisconnect(c *gin.Context) {
-	key := c.Param("key")
-	if !protocol.ValidName(key) {
-		n.fail(c, http.StatusBadRequest, "invalid_key", fmt.Sprintf("key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(key)))
+	key, ok := n.keyParam(c)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)

@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/protocol"
 )
@@ -106,7 +107,7 @@ func TestTopicPublishOnAnyNodeReachesSubscribersOnAllNodes(t *testing.T) {
 
 	// When the last subscriber on a node leaves, the node unsubscribes.
 	boardB.ws.Close(websocket.StatusNormalClosure, "bye")
-	eventually(t, 5*time.Second, "b unsubscribed from board", func() bool { return subscribers() == 1 })
+	wait.Until(t, 5*time.Second, "b unsubscribed from board", func() bool { return subscribers() == 1 })
 }
 
 func TestPublishOnTheSubscribersOwnNodeIsDeliveredOnce(t *testing.T) {
@@ -147,7 +148,7 @@ func TestPresenceIsTheSameFromEveryNodeAndFollowsConnections(t *testing.T) {
 		}
 	}
 	first.ws.Close(websocket.StatusNormalClosure, "")
-	eventually(t, 5*time.Second, "u1 left b", func() bool {
+	wait.Until(t, 5*time.Second, "u1 left b", func() bool {
 		return slices.Equal(strs(presenceOf(t, a, "u1")["nodes"]), []string{"c"})
 	})
 	if p := presenceOf(t, a, "nobody"); p["online"] != false || p["connections"] != float64(0) || len(strs(p["nodes"])) != 0 {
@@ -190,7 +191,7 @@ func TestDisconnectClosesTheKeysConnectionsOnEveryNode(t *testing.T) {
 			t.Errorf("client on %s closed with %d, want %d", name, code, protocol.CloseDisconnected)
 		}
 	}
-	eventually(t, 5*time.Second, "u1 offline", func() bool { return presenceOf(t, a, "u1")["online"] == false })
+	wait.Until(t, 5*time.Second, "u1 offline", func() bool { return presenceOf(t, a, "u1")["online"] == false })
 	sendJSON(t, a, `{"key":"u2","data":1}`)
 	bystander.next()
 }
@@ -226,7 +227,7 @@ func TestDrainingNodeRefusesNewConnectionsAndReadsNotReady(t *testing.T) {
 	dial(t, n, "key=u1")
 	dial(t, n, "key=u2")
 	go n.stop()
-	eventually(t, 5*time.Second, "readyz 503 while draining", func() bool {
+	wait.Until(t, 5*time.Second, "readyz 503 while draining", func() bool {
 		status, out := get(t, n.URL("/readyz"))
 		return status == http.StatusServiceUnavailable && errorCode(out) == "not_ready"
 	})
@@ -242,7 +243,7 @@ func TestRedisRestartUnderRunningNodesHealsWithoutRestartingThem(t *testing.T) {
 	board := dial(t, b, "key=screen&topics=board")
 
 	r.Kill()
-	eventually(t, 10*time.Second, "a reads not ready", func() bool {
+	wait.Until(t, 10*time.Second, "a reads not ready", func() bool {
 		status, _ := get(t, a.URL("/readyz"))
 		return status == http.StatusServiceUnavailable
 	})
@@ -318,7 +319,7 @@ func TestAClientThatStopsAnsweringPingsIsClosedAndGoesOffline(t *testing.T) {
 		c.WriteTimeout = 300 * time.Millisecond
 	})
 	dialPaused(t, n, "key=frozen") // never reads, so never answers a ping
-	eventually(t, 5*time.Second, "frozen client offline", func() bool {
+	wait.Until(t, 5*time.Second, "frozen client offline", func() bool {
 		return presenceOf(t, n, "frozen")["online"] == false
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
 
+	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/node"
 )
 
@@ -80,22 +81,10 @@ func startNode(t *testing.T, id, redisURL string, tune ...func(*node.Config)) *t
 
 func waitReady(t *testing.T, n *testNode) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("node %s ready", n.ID), func() bool {
+	wait.Until(t, 10*time.Second, fmt.Sprintf("node %s ready", n.ID), func() bool {
 		status, _ := get(t, n.URL("/readyz"))
 		return status == http.StatusOK
 	})
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // client is a real WebSocket client whose frames arrive on a channel.

@@ -32,7 +32,7 @@ func (n *Node) handleWebSocket(c *gin.Context) {
 		return
 	}
 	if !protocol.ValidName(key) {
-		n.fail(c, http.StatusBadRequest, "invalid_key", fmt.Sprintf("key %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(key)))
+		n.failWith(c, invalidName("invalid_key", "key", key))
 		return
 	}
 	topics, err := n.parseTopics(q.Get("topics"))
@@ -111,7 +111,7 @@ func (n *Node) parseTopics(s string) ([]string, error) {
 	topics := parts[:0]
 	for _, t := range parts {
 		if !protocol.ValidName(t) {
-			return nil, badRequest("invalid_topic", "topic %q must be 1-128 characters of [A-Za-z0-9_.:@-]", clip(t))
+			return nil, invalidName("invalid_topic", "topic", t)
 		}
 		dup := false
 		for _, have := range topics {

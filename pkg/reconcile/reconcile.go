@@ -84,6 +84,10 @@ func (l *Loop) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+		case <-l.kick:
+		}
+		// A stopped loop starts no flush, even when a mark was also ready.
+		if ctx.Err() != nil {
 			l.mu.Lock()
 			p := l.next
 			l.next = newPending()
@@ -91,7 +95,6 @@ func (l *Loop) Run(ctx context.Context) {
 			p.err = ctx.Err()
 			close(p.done)
 			return
-		case <-l.kick:
 		}
 		l.mu.Lock()
 		names = names[:0]
