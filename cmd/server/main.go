@@ -20,6 +20,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/node"
 )
 
@@ -87,9 +88,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		parse := func(v string) (any, error) { return strconv.Atoi(v) }
 		fs.IntVar(p, name, fromEnv(name, def, parse).(int), usage)
 	}
+	float := func(p *float64, name string, def float64, usage string) {
+		parse := func(v string) (any, error) { return strconv.ParseFloat(v, 64) }
+		fs.Float64Var(p, name, fromEnv(name, def, parse).(float64), usage)
+	}
+	boolean := func(p *bool, name string, usage string) {
+		parse := func(v string) (any, error) { return strconv.ParseBool(v) }
+		fs.BoolVar(p, name, fromEnv(name, false, parse).(bool), usage)
+	}
+	list := func(p *[]string, name, usage string) {
+		fs.Func(name, usage+" (comma-separated)", func(v string) error { *p = splitList(v); return nil })
+		*p = splitList(getenv(envName(name)))
+	}
 
 	var readLimit int
 	var level string
+	var sec security
 	str(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve HTTP and WebSocket on")
 	str(&cfg.AdvertiseAddr, "advertise-addr", "", "address shown to the cluster (default: --listen)")
 	str(&cfg.NodeID, "node-id", "", "unique id of this node in the cluster (default: host name)")
@@ -106,6 +120,33 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	integer(&readLimit, "read-limit", 4096, "largest frame a client may send (bytes); larger closes with 1009")
 	str(&level, "log-level", "info", "debug, info, warn or error")
 
+	str(&sec.apiKeysFile, "api-keys-file", "", "JSON file of publisher API keys [{name,key,scopes}] (or the JSON itself in HERALD_API_KEYS)")
+	str(&sec.tokenSecretFile, "token-secret-file", "", "file holding the HS256 secret for connection tokens (or the secret itself in HERALD_TOKEN_SECRET)")
+	str(&sec.tokenPublicKeyFile, "token-public-key-file", "", "PEM file of RSA or EC P-256 public keys for RS256/ES256 connection tokens")
+	str(&sec.tokenJWKSFile, "token-jwks-file", "", "JSON Web Key Set file of public keys for connection tokens")
+	str(&sec.tokens.Audience, "token-audience", "", "required aud claim of connection tokens")
+	str(&sec.tokens.Issuer, "token-issuer", "", "required iss claim of connection tokens")
+	dur(&sec.tokens.Leeway, "token-leeway", 30*time.Second, "clock skew allowed when checking exp and nbf")
+	boolean(&cfg.Insecure, "insecure", "allow listening beyond loopback without API keys and tokens")
+	list(&cfg.PublicTopics, "public-topics", "topics anyone may post to without an API key")
+	integer(&cfg.PublicMaxMessageBytes, "public-max-message-bytes", 2048, "largest data of a public post")
+	float(&cfg.PublicRate, "public-rate", 0.2, "public posts per second per client IP and topic")
+	integer(&cfg.PublicBurst, "public-burst", 5, "public posts allowed in a burst per client IP and topic")
+	list(&cfg.TrustedProxies, "trusted-proxies", "CIDRs or IPs of proxies whose X-Forwarded-For is believed")
+	list(&cfg.AllowedOrigins, "allowed-origins", "browser origins (host patterns) allowed besides the node's own")
+	integer(&cfg.MaxConns, "max-conns", 100000, "connections per node (-1: no limit)")
+	integer(&cfg.MaxConnsPerKey, "max-conns-per-key", 32, "connections per key per node (-1: no limit)")
+	integer(&cfg.MaxConnsPerIP, "max-conns-per-ip", 1000, "connections per client IP per node (-1: no limit)")
+	float(&cfg.ConnRatePerIP, "conn-rate-per-ip", 20, "new connections per second per client IP (-1: no limit)")
+	integer(&cfg.ConnBurstPerIP, "conn-burst-per-ip", 40, "new connections allowed in a burst per client IP")
+	str(&cfg.TLSCertFile, "tls-cert", "", "certificate file (PEM) to serve HTTPS and WSS")
+	str(&cfg.TLSKeyFile, "tls-key", "", "private key file (PEM) for --tls-cert")
+	dur(&cfg.HTTPReadHeaderTimeout, "http-read-header-timeout", 5*time.Second, "time to receive a request's headers")
+	dur(&cfg.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "time to receive a whole request")
+	dur(&cfg.HTTPWriteTimeout, "http-write-timeout", 30*time.Second, "time to answer a request (not WebSockets)")
+	dur(&cfg.HTTPIdleTimeout, "http-idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	integer(&cfg.MaxHeaderBytes, "max-header-bytes", 16<<10, "largest request headers")
+
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err
 	}
@@ -120,5 +161,83 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return cfg, 0, fmt.Errorf("log level: %w", err)
 	}
+	if err := sec.load(&cfg, getenv); err != nil {
+		return cfg, 0, err
+	}
 	return cfg, lvl, nil
+}
+
+// security is where the API keys and token keys come from.
+type security struct {
+	apiKeysFile        string
+	tokenSecretFile    string
+	tokenPublicKeyFile string
+	tokenJWKSFile      string
+	tokens             auth.TokenConfig
+}
+
+// load reads the configured key material into cfg.APIKeys and cfg.Tokens.
+// Secrets may come from files (Kubernetes Secret volumes) or from variables
+// (Secret env); never from flags, which any local user can read in ps.
+func (s security) load(cfg *node.Config, getenv func(string) string) error {
+	apiKeys := []byte(getenv("HERALD_API_KEYS"))
+	if s.apiKeysFile != "" {
+		b, err := os.ReadFile(s.apiKeysFile)
+		if err != nil {
+			return fmt.Errorf("api keys: %w", err)
+		}
+		apiKeys = b
+	}
+	if len(apiKeys) > 0 {
+		keys, err := auth.ParseAPIKeys(apiKeys)
+		if err != nil {
+			return err
+		}
+		if cfg.APIKeys, err = auth.NewKeyring(keys); err != nil {
+			return err
+		}
+	}
+	read := func(path string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("token keys: %w", err)
+		}
+		return b, nil
+	}
+	var err error
+	if secret := getenv("HERALD_TOKEN_SECRET"); secret != "" {
+		s.tokens.HS256Secret = []byte(secret)
+	}
+	if s.tokenSecretFile != "" {
+		b, err := read(s.tokenSecretFile)
+		if err != nil {
+			return err
+		}
+		s.tokens.HS256Secret = []byte(strings.TrimSpace(string(b)))
+	}
+	if s.tokens.PublicKeysPEM, err = read(s.tokenPublicKeyFile); err != nil {
+		return err
+	}
+	if s.tokens.JWKS, err = read(s.tokenJWKSFile); err != nil {
+		return err
+	}
+	if s.tokens.HS256Secret != nil || s.tokens.PublicKeysPEM != nil || s.tokens.JWKS != nil {
+		if cfg.Tokens, err = auth.NewVerifier(s.tokens); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -209,6 +209,29 @@ func TestConfigComesFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 	}
 }
 
+func TestAuthMaterialComesFromFilesOrVariables(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	os.WriteFile(secretFile, []byte("a-secret-of-at-least-32-bytes-long\n"), 0o600)
+	env := map[string]string{
+		"HERALD_API_KEYS": `[{"name":"game","key":"game-key-0123456789abcdef","scopes":["send"]}]`,
+	}
+	cfg, _, err := parseConfig([]string{"--token-secret-file", secretFile, "--listen", ":8080", "--public-topics", "board, news"},
+		func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.APIKeys == nil || cfg.Tokens == nil || cfg.Open() {
+		t.Fatal("keys or token verifier not loaded")
+	}
+	if _, ok := cfg.APIKeys.Authenticate("game-key-0123456789abcdef"); !ok {
+		t.Error("the key from HERALD_API_KEYS does not authenticate")
+	}
+	if len(cfg.PublicTopics) != 2 || cfg.PublicTopics[1] != "news" {
+		t.Errorf("public topics = %q", cfg.PublicTopics)
+	}
+}
+
 func TestBadConfigIsRefusedWithAClearMessage(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -221,6 +244,11 @@ func TestBadConfigIsRefusedWithAClearMessage(t *testing.T) {
 		{[]string{"extra"}, nil, "unexpected arguments"},
 		{[]string{"--node-id", "bad id", "--listen", "127.0.0.1:0"}, nil, "node id"},
 		{[]string{"--redis-url", "http://x", "--listen", "127.0.0.1:0"}, nil, "redis url"},
+		{[]string{"--listen", "0.0.0.0:0"}, nil, "refusing to listen on 0.0.0.0:0 without authentication"},
+		{nil, map[string]string{"HERALD_API_KEYS": `[{"name":"a","key":"short","scopes":["send"]}]`}, "shorter than"},
+		{nil, map[string]string{"HERALD_TOKEN_SECRET": "short"}, "token secret"},
+		{[]string{"--api-keys-file", "/nonexistent"}, nil, "api keys"},
+		{[]string{"--token-public-key-file", "/nonexistent"}, nil, "token keys"},
 	}
 	for _, tc := range tests {
 		err := run(tc.args, func(k string) string { return tc.env[k] }, io.Discard)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ type Server struct {
 	t    testing.TB
 	Port int
 	dir  string
+	args []string
 	cmd  *exec.Cmd
 }
 
@@ -25,10 +27,17 @@ type Server struct {
 // missing redis-server fails the test: the README's test command installs it.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t)
+}
+
+// StartWith is Start with extra redis-server arguments, such as
+// "--requirepass", "secret".
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not found (make test installs it): %v", err)
 	}
-	s := &Server{t: t, Port: freePort(t), dir: t.TempDir()}
+	s := &Server{t: t, Port: freePort(t), dir: t.TempDir(), args: args}
 	s.start()
 	t.Cleanup(func() { s.Kill() })
 	return s
@@ -49,9 +58,9 @@ func (s *Server) Client() *redis.Client {
 
 func (s *Server) start() {
 	s.t.Helper()
-	s.cmd = exec.Command("redis-server",
+	s.cmd = exec.Command("redis-server", append([]string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir)
+		"--save", "", "--appendonly", "no", "--dir", s.dir}, s.args...)...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -62,7 +71,8 @@ func (s *Server) start() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
+		// An auth error means the server is up and wants a password.
+		if err == nil || strings.Contains(err.Error(), "NOAUTH") {
 			return
 		}
 		if time.Now().After(deadline) {

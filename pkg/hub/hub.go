@@ -9,6 +9,7 @@
 package hub
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -25,6 +26,9 @@ const (
 type Options struct {
 	QueueMessages int // frames waiting to be written
 	QueueBytes    int // bytes of frames waiting to be written
+	// MaxConns and MaxConnsPerKey bound Add; 0 or less means no limit.
+	MaxConns       int
+	MaxConnsPerKey int
 	// Removed is called, outside the hub's locks, after a connection left
 	// the hub, for whatever reason. Optional.
 	Removed func(c *Conn)
@@ -62,19 +66,33 @@ func New(opts Options) *Hub {
 	}
 }
 
+// Errors Add returns when a limit is reached.
+var (
+	ErrFull    = errors.New("node connection limit reached")
+	ErrKeyFull = errors.New("connection limit of the key reached")
+)
+
 // Add registers a connection for key and topics and returns it. Frames sent
 // to it from now on wait in its queue until Serve writes them, which is what
 // lets a node register a connection before the WebSocket handshake ends.
-func (h *Hub) Add(key string, topics []string, raw bool) *Conn {
+func (h *Hub) Add(key string, topics []string, raw bool) (*Conn, error) {
 	c := newConn(key, topics, raw, h.opts.QueueMessages, h.opts.QueueBytes)
 	h.mu.Lock()
+	if h.opts.MaxConns > 0 && len(h.all) >= h.opts.MaxConns {
+		h.mu.Unlock()
+		return nil, ErrFull
+	}
+	if h.opts.MaxConnsPerKey > 0 && len(h.keys[key]) >= h.opts.MaxConnsPerKey {
+		h.mu.Unlock()
+		return nil, ErrKeyFull
+	}
 	h.all[c] = struct{}{}
 	h.keys[key] = append(h.keys[key], c)
 	for _, t := range topics {
 		h.topics[t] = append(h.topics[t], c)
 	}
 	h.mu.Unlock()
-	return c
+	return c, nil
 }
 
 // Remove takes c out of the hub. It reports false when c had already left.

@@ -1,14 +1,40 @@
 package hub
 
 import (
+	"errors"
 	"strconv"
 	"testing"
 )
 
+func mustAdd(t testing.TB, h *Hub, key string, topics []string, raw bool) *Conn {
+	t.Helper()
+	c, err := h.Add(key, topics, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestAddRefusesConnectionsOverTheLimits(t *testing.T) {
+	h := New(Options{QueueMessages: 1, QueueBytes: 1, MaxConns: 3, MaxConnsPerKey: 2})
+	mustAdd(t, h, "u1", nil, false)
+	mustAdd(t, h, "u1", nil, false)
+	if _, err := h.Add("u1", nil, false); !errors.Is(err, ErrKeyFull) {
+		t.Fatalf("third connection of u1: %v, want ErrKeyFull", err)
+	}
+	mustAdd(t, h, "u2", nil, false)
+	if _, err := h.Add("u3", nil, false); !errors.Is(err, ErrFull) {
+		t.Fatalf("fourth connection: %v, want ErrFull", err)
+	}
+	if h.Len() != 3 {
+		t.Fatalf("hub holds %d connections, want 3", h.Len())
+	}
+}
+
 func TestSendsQueueOneSharedFramePerKeyAndSkipOtherKeys(t *testing.T) {
 	h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20})
-	a, b := h.Add("u1", nil, false), h.Add("u1", []string{"board"}, false)
-	other := h.Add("u2", nil, false)
+	a, b := mustAdd(t, h, "u1", nil, false), mustAdd(t, h, "u1", []string{"board"}, false)
+	other := mustAdd(t, h, "u2", nil, false)
 
 	if n := h.SendKey("u1", "m1", 5, []byte(`1`)); n != 2 {
 		t.Fatalf("SendKey reached %d connections, want 2", n)
@@ -48,7 +74,7 @@ func TestAnOverflowingQueueClosesOnlyThatConnectionAndRemovesIt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var removed []*Conn
 			h := New(Options{QueueMessages: tc.msgs, QueueBytes: tc.size, Removed: func(c *Conn) { removed = append(removed, c) }})
-			slow := h.Add("slow", nil, true)
+			slow := mustAdd(t, h, "slow", nil, true)
 			data := make([]byte, tc.frame)
 			for i := range data {
 				data[i] = '1'
@@ -79,7 +105,7 @@ func TestAnOverflowingQueueClosesOnlyThatConnectionAndRemovesIt(t *testing.T) {
 
 func TestRawConnectionsGetTheBareData(t *testing.T) {
 	h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20})
-	raw := h.Add("u1", nil, true)
+	raw := mustAdd(t, h, "u1", nil, true)
 	h.SendKey("u1", "m1", 0, []byte(`"hello"`))
 	f, _ := raw.take()
 	if string(f[0]) != "hello" {
@@ -96,7 +122,7 @@ func BenchmarkSendKeyFanOut(b *testing.B) {
 			h := New(Options{QueueMessages: 1 << 30, QueueBytes: 1 << 62})
 			cs := make([]*Conn, conns)
 			for i := range cs {
-				cs[i] = h.Add("u1", nil, false)
+				cs[i] = mustAdd(b, h, "u1", nil, false)
 			}
 			data := []byte(`{"item":"sword","qty":1}`)
 			b.ReportAllocs()

@@ -16,10 +16,35 @@ type ServeOptions struct {
 	ReadLimit    int64         // largest client frame; larger closes with 1009
 }
 
+// Why a connection ended.
+const (
+	EndClientClosed = "client_closed" // the client closed or went away
+	EndServerClosed = "server_closed" // Conn.Close: see End.Code
+	EndReadLimit    = "read_limit"    // the client sent a frame over the limit: 1009
+	EndReadFailed   = "read_failed"   // the connection broke or the client broke the protocol
+	EndWriteFailed  = "write_failed"  // a write failed or timed out
+	EndPingTimeout  = "ping_timeout"  // a ping went unanswered
+	EndStopped      = "stopped"       // the serving context ended
+)
+
+// End says why Serve returned.
+type End struct {
+	Reason string
+	Code   websocket.StatusCode // the close code sent, for EndServerClosed
+	Err    error
+}
+
+func (e End) String() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %v", e.Reason, e.Err)
+	}
+	return e.Reason
+}
+
 // Serve writes c's queue to ws until the connection ends, and reads and
 // discards whatever the client sends (clients do not message each other).
-// It removes c from the hub before returning and returns why it ended.
-func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOptions) error {
+// It removes c from the hub before returning.
+func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOptions) End {
 	defer h.Remove(c)
 	ws.SetReadLimit(o.ReadLimit)
 	readErr := make(chan error, 1)
@@ -37,12 +62,12 @@ func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOpt
 				// take seconds: presence must not wait for it.
 				h.Remove(c)
 				_ = ws.Close(code, reason)
-				return fmt.Errorf("closed by server: %d %s", code, reason)
+				return End{Reason: EndServerClosed, Code: code}
 			}
 			for _, f := range frames {
 				if err := write(ctx, ws, f, o.WriteTimeout); err != nil {
 					_ = ws.CloseNow()
-					return fmt.Errorf("write: %w", err)
+					return End{Reason: EndWriteFailed, Err: err}
 				}
 			}
 			c.recycle(frames)
@@ -52,17 +77,20 @@ func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOpt
 			cancel()
 			if err != nil {
 				_ = ws.CloseNow()
-				return fmt.Errorf("ping unanswered: %w", err)
+				return End{Reason: EndPingTimeout, Err: err}
 			}
 		case err := <-readErr:
 			_ = ws.CloseNow()
-			if websocket.CloseStatus(err) == websocket.StatusNormalClosure || websocket.CloseStatus(err) == websocket.StatusGoingAway {
-				return nil
+			switch websocket.CloseStatus(err) {
+			case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
+				return End{Reason: EndClientClosed}
+			case websocket.StatusMessageTooBig:
+				return End{Reason: EndReadLimit, Err: err}
 			}
-			return fmt.Errorf("read: %w", err)
+			return End{Reason: EndReadFailed, Err: err}
 		case <-ctx.Done():
 			_ = ws.CloseNow()
-			return ctx.Err()
+			return End{Reason: EndStopped, Err: ctx.Err()}
 		}
 	}
 }

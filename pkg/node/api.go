@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/fanout"
 	"github.com/herald-push/herald/pkg/protocol"
 )
@@ -28,9 +30,16 @@ var webFiles embed.FS
 // redisTimeout bounds the Redis work of one API request.
 const redisTimeout = 5 * time.Second
 
-func (n *Node) routes() *gin.Engine {
+func (n *Node) routes() (*gin.Engine, error) {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// gin trusts every proxy by default; herald trusts only the configured
+	// ones, and only their X-Forwarded-For.
+	r.ForwardedByClientIP = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	if err := r.SetTrustedProxies(n.cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
 	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
 		n.log.Error("handler panicked", "path", c.Request.URL.Path, "panic", fmt.Sprint(err))
 		n.fail(c, http.StatusInternalServerError, "internal", "internal error")
@@ -42,12 +51,12 @@ func (n *Node) routes() *gin.Engine {
 
 	v1 := r.Group("/v1")
 	v1.GET("/ws", n.handleWebSocket)
-	v1.POST("/send", n.handleSend)
-	v1.POST("/topics/:topic", n.handlePublish)
-	v1.POST("/broadcast", n.handleBroadcast)
-	v1.GET("/presence/:key", n.handlePresence)
-	v1.GET("/cluster", n.handleCluster)
-	v1.DELETE("/connections/:key", n.handleDisconnect)
+	v1.POST("/send", n.require(auth.ScopeSend), n.handleSend)
+	v1.POST("/topics/:topic", n.handlePublish) // public topics: see handlePublish
+	v1.POST("/broadcast", n.require(auth.ScopeBroadcast), n.handleBroadcast)
+	v1.GET("/presence/:key", n.require(auth.ScopePresence), n.handlePresence)
+	v1.GET("/cluster", n.require(auth.ScopeAdmin), n.handleCluster)
+	v1.DELETE("/connections/:key", n.require(auth.ScopeAdmin), n.handleDisconnect)
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", n.handleReady)
@@ -55,7 +64,42 @@ func (n *Node) routes() *gin.Engine {
 
 	web, _ := fs.Sub(webFiles, "web")
 	r.GET("/", func(c *gin.Context) { c.FileFromFS("/", http.FS(web)) })
-	return r
+	return r, nil
+}
+
+// require answers 401 or 403 unless the request carries an API key holding
+// scope. Without configured keys the API is open.
+func (n *Node) require(scope auth.Scope) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if n.cfg.APIKeys == nil {
+			return
+		}
+		caller, ok := n.caller(c)
+		if !ok {
+			return
+		}
+		if !caller.Can(scope) {
+			n.fail(c, http.StatusForbidden, "forbidden", fmt.Sprintf("api key %q lacks the %s scope", caller.Name(), scope))
+		}
+	}
+}
+
+// caller authenticates the request's API key, answering 401 when it has
+// none or an unknown one.
+func (n *Node) caller(c *gin.Context) (auth.Caller, bool) {
+	key, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok || key == "" {
+		c.Header("WWW-Authenticate", "Bearer")
+		n.fail(c, http.StatusUnauthorized, "missing_api_key", "send an API key as Authorization: Bearer <key>")
+		return auth.Caller{}, false
+	}
+	caller, ok := n.cfg.APIKeys.Authenticate(key)
+	if !ok {
+		c.Header("WWW-Authenticate", `Bearer error="invalid_token"`)
+		n.fail(c, http.StatusUnauthorized, "invalid_api_key", "unknown API key")
+		return auth.Caller{}, false
+	}
+	return caller, true
 }
 
 // logRequests logs each request at debug level with a request id, taken from
@@ -92,9 +136,14 @@ func (n *Node) fail(c *gin.Context, status int, code, msg string) {
 type requestError struct {
 	status        int
 	code, message string
+	retryAfter    string // seconds, for 429 and 503
 }
 
 func (e *requestError) Error() string { return e.message }
+
+func apiErr(status int, code, msg string) *requestError {
+	return &requestError{status: status, code: code, message: msg}
+}
 
 func badRequest(code, format string, args ...any) *requestError {
 	return &requestError{status: http.StatusBadRequest, code: code, message: fmt.Sprintf(format, args...)}
@@ -103,6 +152,9 @@ func badRequest(code, format string, args ...any) *requestError {
 func (n *Node) failWith(c *gin.Context, err error) {
 	var re *requestError
 	if errors.As(err, &re) {
+		if re.retryAfter != "" {
+			c.Header("Retry-After", re.retryAfter)
+		}
 		n.fail(c, re.status, re.code, re.message)
 		return
 	}
@@ -132,8 +184,8 @@ func (n *Node) readPayload(c *gin.Context, allowKeys bool) (payload, error) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return p, &requestError{http.StatusRequestEntityTooLarge, "message_too_large",
-				fmt.Sprintf("request body over %d bytes", limit)}
+			return p, &requestError{status: http.StatusRequestEntityTooLarge, code: "message_too_large",
+				message: fmt.Sprintf("request body over %d bytes", limit)}
 		}
 		return p, badRequest("unreadable_body", "reading the body failed: %v", err)
 	}
@@ -175,8 +227,8 @@ func (n *Node) readPayload(c *gin.Context, allowKeys bool) (payload, error) {
 		return p, badRequest("unknown_field", `this endpoint takes no "key" or "keys"`)
 	}
 	if len(p.Data) > n.cfg.MaxMessageBytes {
-		return p, &requestError{http.StatusRequestEntityTooLarge, "message_too_large",
-			fmt.Sprintf("data is %d bytes, over the limit of %d", len(p.Data), n.cfg.MaxMessageBytes)}
+		return p, &requestError{status: http.StatusRequestEntityTooLarge, code: "message_too_large",
+			message: fmt.Sprintf("data is %d bytes, over the limit of %d", len(p.Data), n.cfg.MaxMessageBytes)}
 	}
 	return p, nil
 }
@@ -187,7 +239,7 @@ func jsonContentType(header string) (bool, error) {
 	}
 	mt, _, err := mime.ParseMediaType(header)
 	if err != nil {
-		return false, &requestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "unparsable Content-Type"}
+		return false, &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", message: "unparsable Content-Type"}
 	}
 	switch {
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
@@ -195,8 +247,8 @@ func jsonContentType(header string) (bool, error) {
 	case mt == "text/plain" || mt == "application/x-www-form-urlencoded":
 		return false, nil
 	}
-	return false, &requestError{http.StatusUnsupportedMediaType, "unsupported_media_type",
-		fmt.Sprintf("Content-Type %s is not accepted: use application/json or text/plain", mt)}
+	return false, &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+		message: fmt.Sprintf("Content-Type %s is not accepted: use application/json or text/plain", mt)}
 }
 
 // decodeStrict decodes exactly one JSON object with no unknown fields.
@@ -303,24 +355,59 @@ func (n *Node) handleSend(c *gin.Context) {
 	n.metrics.sendDuration.WithLabelValues("send").Observe(time.Since(start).Seconds())
 }
 
+// handlePublish serves POST /v1/topics/{topic}. A request with an API key
+// needs the publish scope for the topic. A request without one is accepted
+// only for a public topic, within that topic's size limit and its rate per
+// client IP; in development mode every topic is open, public ones still
+// limited.
 func (n *Node) handlePublish(c *gin.Context) {
 	topic := c.Param("topic")
 	if !protocol.ValidName(topic) {
 		n.failWith(c, invalidName("invalid_topic", "topic", topic))
 		return
 	}
-	n.publish(c, "topic", &fanout.Message{Kind: fanout.KindTopic, Topic: topic})
+	public := slices.Contains(n.cfg.PublicTopics, topic)
+	anonymous := c.GetHeader("Authorization") == ""
+	switch {
+	case public && anonymous:
+		if ok, wait := n.publicRate.Allow(c.ClientIP()+" "+topic, time.Now()); !ok {
+			n.failWith(c, tooFast("rate_limited", fmt.Sprintf("posting to %s is limited to %g per second per address", topic, n.cfg.PublicRate), wait))
+			return
+		}
+	case n.cfg.APIKeys != nil:
+		caller, ok := n.caller(c)
+		if !ok {
+			return
+		}
+		if !caller.CanPublish(topic) {
+			n.fail(c, http.StatusForbidden, "forbidden", fmt.Sprintf("api key %q may not publish to %s", caller.Name(), topic))
+			return
+		}
+		public = false // a publisher's post is not held to the public limits
+	}
+	limit := 0
+	if public && anonymous {
+		limit = n.cfg.PublicMaxMessageBytes
+	}
+	n.publish(c, "topic", &fanout.Message{Kind: fanout.KindTopic, Topic: topic}, limit)
 }
 
 func (n *Node) handleBroadcast(c *gin.Context) {
-	n.publish(c, "broadcast", &fanout.Message{Kind: fanout.KindBroadcast})
+	n.publish(c, "broadcast", &fanout.Message{Kind: fanout.KindBroadcast}, 0)
 }
 
-func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message) {
+// publish accepts a topic or broadcast message; maxData, when positive, is
+// a tighter limit on its data than the node's.
+func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message, maxData int) {
 	start := time.Now()
 	p, err := n.readPayload(c, false)
 	if err != nil {
 		n.failWith(c, err)
+		return
+	}
+	if maxData > 0 && len(p.Data) > maxData {
+		n.fail(c, http.StatusRequestEntityTooLarge, "message_too_large",
+			fmt.Sprintf("data is %d bytes, over the public topic limit of %d", len(p.Data), maxData))
 		return
 	}
 	m.Origin, m.ID, m.TS, m.Data = n.cfg.NodeID, n.ids.next(), time.Now().UnixMilli(), p.Data

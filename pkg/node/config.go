@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
+
+	"github.com/herald-push/herald/pkg/auth"
 )
 
 // Config is everything a Node is built from. cmd/server fills it from flags
@@ -48,7 +51,55 @@ type Config struct {
 	DrainWindow time.Duration
 	// Logger receives the node's logs (default: discarded).
 	Logger *slog.Logger
+
+	// APIKeys authenticates publishers. Nil leaves the HTTP API open.
+	APIKeys *auth.Keyring
+	// Tokens verifies subscribers' connection tokens. Nil trusts ?key=.
+	Tokens *auth.Verifier
+	// Insecure allows listening beyond loopback without APIKeys and Tokens.
+	// Without it such a node refuses to start.
+	Insecure bool
+	// PublicTopics may be posted to without an API key, each post limited
+	// to PublicMaxMessageBytes (default 2048) and, per client IP and topic,
+	// to PublicRate posts per second (default 0.2) in bursts of PublicBurst
+	// (default 5).
+	PublicTopics          []string
+	PublicMaxMessageBytes int
+	PublicRate            float64
+	PublicBurst           int
+	// TrustedProxies are the CIDRs or IPs whose X-Forwarded-For is believed
+	// when finding a client's IP. Empty: the peer address is the client.
+	TrustedProxies []string
+	// AllowedOrigins are the browser origins (host patterns, as in
+	// websocket.AcceptOptions.OriginPatterns) allowed to open WebSockets
+	// besides the node's own. Empty: same origin only.
+	AllowedOrigins []string
+
+	// Connection limits; a negative value means no limit. Defaults: 100000
+	// per node, 32 per key, 1000 per client IP, new connections per IP at
+	// 20/s in bursts of 40.
+	MaxConns       int
+	MaxConnsPerKey int
+	MaxConnsPerIP  int
+	ConnRatePerIP  float64
+	ConnBurstPerIP int
+
+	// TLSCertFile and TLSKeyFile serve HTTPS and WSS when both are set.
+	TLSCertFile string
+	TLSKeyFile  string
+	// HTTP server limits. Defaults: headers within 5s and 16 KiB, a whole
+	// request within 30s, an answer within 30s, idle keep-alives for 120s.
+	// WebSockets are exempt from the read and write timeouts once upgraded.
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPWriteTimeout      time.Duration
+	HTTPIdleTimeout       time.Duration
+	MaxHeaderBytes        int
 }
+
+// Open reports whether the node runs in development mode: some part of the
+// API or the WebSocket endpoint accepts anyone.
+func (c Config) Open() bool { return c.APIKeys == nil || c.Tokens == nil }
 
 func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
 	set := func(v *time.Duration, d time.Duration) {
@@ -86,6 +137,23 @@ func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
 	if c.ReadLimit == 0 {
 		c.ReadLimit = 4096
 	}
+	setInt(&c.PublicMaxMessageBytes, 2048)
+	setInt(&c.PublicBurst, 5)
+	if c.PublicRate == 0 {
+		c.PublicRate = 0.2
+	}
+	setInt(&c.MaxConns, 100000)
+	setInt(&c.MaxConnsPerKey, 32)
+	setInt(&c.MaxConnsPerIP, 1000)
+	setInt(&c.ConnBurstPerIP, 40)
+	if c.ConnRatePerIP == 0 {
+		c.ConnRatePerIP = 20
+	}
+	set(&c.HTTPReadHeaderTimeout, 5*time.Second)
+	set(&c.HTTPReadTimeout, 30*time.Second)
+	set(&c.HTTPWriteTimeout, 30*time.Second)
+	set(&c.HTTPIdleTimeout, 120*time.Second)
+	setInt(&c.MaxHeaderBytes, 16<<10)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -117,8 +185,31 @@ func (c Config) validate() error {
 	if c.ReadLimit < 0 {
 		errs = append(errs, fmt.Errorf("read limit must be positive, got %d", c.ReadLimit))
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TLS needs both a certificate and a key file"))
+	}
+	if c.Open() && !c.Insecure && !loopback(c.Listen) {
+		errs = append(errs, fmt.Errorf("refusing to listen on %s without authentication: configure API keys and a token key, "+
+			"listen on 127.0.0.1, or pass --insecure to accept the risk", c.Listen))
+	}
+	if c.PublicRate < 0 || c.PublicMaxMessageBytes < 0 || c.PublicBurst < 0 {
+		errs = append(errs, errors.New("public topic limits must be positive"))
+	}
 	if c.QueueBytes > 0 && c.MaxMessageBytes > c.QueueBytes {
 		errs = append(errs, fmt.Errorf("queue bytes (%d) must hold at least one message of max message bytes (%d)", c.QueueBytes, c.MaxMessageBytes))
 	}
 	return errors.Join(errs...)
+}
+
+// loopback reports whether addr only listens on the loopback interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -16,6 +16,7 @@ type metrics struct {
 	sendDuration *prometheus.HistogramVec // kind
 	redisErrors  *prometheus.CounterVec   // op
 	badRequests  *prometheus.CounterVec   // code
+	connEnds     *prometheus.CounterVec   // reason
 
 	dropOffline    atomic.Uint64
 	dropUnroutable atomic.Uint64
@@ -40,6 +41,10 @@ func newMetrics(n *Node) *metrics {
 		Name: "herald_rejected_requests_total",
 		Help: "Requests answered with an error, by error code.",
 	}, []string{"code"})
+	m.connEnds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_connections_closed_total",
+		Help: "WebSocket connections ended, by reason: client_closed, read_limit (1009), read_failed, write_failed, ping_timeout, slow_consumer (1008), shutdown (1012), disconnected (4001), token_expired (4002), upgrade_failed, stopped.",
+	}, []string{"reason"})
 	drop := func(reason, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "herald_drops_total",
@@ -49,7 +54,7 @@ func newMetrics(n *Node) *metrics {
 	}
 	const dropHelp = "offline (a key of a send had no connection), unroutable (the node presence named no longer listened), slow_consumer (a connection closed because its queue overflowed)."
 	m.reg.MustRegister(
-		m.accepted, m.sendDuration, m.redisErrors, m.badRequests,
+		m.accepted, m.sendDuration, m.redisErrors, m.badRequests, m.connEnds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_connections",
 			Help: "Open WebSocket connections on this node.",

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-push/herald/pkg/hub"
 	"github.com/herald-push/herald/pkg/presence"
 	"github.com/herald-push/herald/pkg/protocol"
+	"github.com/herald-push/herald/pkg/ratelimit"
 	"github.com/herald-push/herald/pkg/reconcile"
 )
 
@@ -45,8 +46,12 @@ type Node struct {
 
 	presenceOK atomic.Bool // joined, last heartbeat succeeded, no resync pending
 
+	connRate   *ratelimit.Keyed // new connections per client IP
+	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
+
 	mu       sync.Mutex
 	draining bool
+	perIP    map[string]int // open connections per client IP
 	active   sync.WaitGroup // WebSocket handlers between admission and return
 }
 
@@ -66,6 +71,10 @@ func New(cfg Config) (*Node, error) {
 		started: time.Now(),
 		ids:     newIDSource(),
 		reqIDs:  newIDSource(),
+		perIP:   make(map[string]int),
+
+		connRate:   ratelimit.New(cfg.ConnRatePerIP, cfg.ConnBurstPerIP),
+		publicRate: ratelimit.New(cfg.PublicRate, cfg.PublicBurst),
 	}
 	var bus fanout.Bus
 	if cfg.RedisURL == "" {
@@ -82,9 +91,11 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.metrics = newMetrics(n)
 	n.hub = hub.New(hub.Options{
-		QueueMessages: cfg.QueueMessages,
-		QueueBytes:    cfg.QueueBytes,
-		Removed:       n.connRemoved,
+		QueueMessages:  cfg.QueueMessages,
+		QueueBytes:     cfg.QueueBytes,
+		MaxConns:       cfg.MaxConns,
+		MaxConnsPerKey: cfg.MaxConnsPerKey,
+		Removed:        n.connRemoved,
 	})
 	n.router = fanout.NewRouter(fanout.RouterConfig{
 		Self:       cfg.NodeID,
@@ -95,7 +106,9 @@ func New(cfg Config) (*Node, error) {
 		Unroutable: func(k int) { n.metrics.dropUnroutable.Add(uint64(k)) },
 	})
 	n.presence = reconcile.New(n.writePresence, time.Second)
-	n.engine = n.routes()
+	if n.engine, err = n.routes(); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -149,13 +162,27 @@ func (n *Node) Serve(ctx context.Context, l net.Listener) error {
 
 	srv := &http.Server{
 		Handler:           n.engine,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: n.cfg.HTTPReadHeaderTimeout,
+		ReadTimeout:       n.cfg.HTTPReadTimeout,
+		WriteTimeout:      n.cfg.HTTPWriteTimeout,
+		IdleTimeout:       n.cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(l) }()
-	n.log.Info("node serving", "addr", l.Addr().String(), "redis", n.rdb != nil)
+	tls := n.cfg.TLSCertFile != ""
+	go func() {
+		if tls {
+			serveErr <- srv.ServeTLS(l, n.cfg.TLSCertFile, n.cfg.TLSKeyFile)
+		} else {
+			serveErr <- srv.Serve(l)
+		}
+	}()
+	n.log.Info("node serving", "addr", l.Addr().String(), "tls", tls, "redis", n.rdb != nil)
+	if n.cfg.Open() {
+		n.log.Warn("OPEN DEVELOPMENT MODE: without API keys anyone who reaches this node may send, " +
+			"and without a token key any client may claim any key; do not expose it")
+	}
 
 	var err error
 	select {
@@ -227,17 +254,6 @@ wait:
 	if err := n.store.Leave(ctx); err != nil {
 		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)
 	}
-}
-
-// admit counts a new WebSocket handler unless the node is draining.
-func (n *Node) admit() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.draining {
-		return false
-	}
-	n.active.Add(1)
-	return true
 }
 
 func (n *Node) isDraining() bool {

@@ -44,6 +44,9 @@ const (
 	// CloseDisconnected: an operator closed the key's connections through
 	// DELETE /v1/connections/{key}. Do not reconnect at once.
 	CloseDisconnected websocket.StatusCode = 4001
+	// CloseTokenExpired: the connection's token expired. Reconnect with a
+	// fresh token.
+	CloseTokenExpired websocket.StatusCode = 4002
 )
 
 // Kind says which of a frame's routing fields is set.

@@ -1,0 +1,522 @@
+package node_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/pkg/auth"
+	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+var tokenSecret = []byte("test-secret-test-secret-test-secret!")
+
+const (
+	senderKey    = "sender-key-0123456789abcdef"
+	publisherKey = "publisher-key-0123456789ab"
+	adminKey     = "admin-key-0123456789abcdef"
+)
+
+// secured configures a node the way production runs: API keys and tokens.
+func secured(t *testing.T) func(*node.Config) {
+	t.Helper()
+	keys, err := auth.ParseAPIKeys([]byte(`[
+		{"name":"game","key":"` + senderKey + `","scopes":["send","presence"]},
+		{"name":"news","key":"` + publisherKey + `","scopes":["publish:news"]},
+		{"name":"ops","key":"` + adminKey + `","scopes":["admin","broadcast","publish"]}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := auth.NewKeyring(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(auth.TokenConfig{HS256Secret: tokenSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(c *node.Config) { c.APIKeys, c.Tokens = ring, verifier }
+}
+
+func token(t *testing.T, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(tokenSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func tokenFor(t *testing.T, key string, topics ...string) string {
+	claims := jwt.MapClaims{"sub": key, "exp": time.Now().Add(time.Hour).Unix()}
+	if topics != nil {
+		claims["topics"] = topics
+	}
+	return token(t, claims)
+}
+
+// withKey performs a request carrying an API key.
+func withKey(t *testing.T, method, url, apiKey, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, decode(resp.Body)
+}
+
+func decode(r io.Reader) map[string]any {
+	raw, _ := io.ReadAll(r)
+	var out map[string]any
+	if len(raw) == 0 || json.Unmarshal(raw, &out) != nil {
+		out = map[string]any{"body": string(raw)}
+	}
+	return out
+}
+
+// dialStatus tries a WebSocket and returns the HTTP status of a refusal,
+// or 101 with the connection.
+func dialStatus(t *testing.T, n *testNode, query string, header http.Header) (int, *websocket.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, "ws://"+n.Addr+"/v1/ws?"+query, &websocket.DialOptions{HTTPHeader: header})
+	if err == nil {
+		t.Cleanup(func() { ws.CloseNow() })
+		return http.StatusSwitchingProtocols, ws
+	}
+	if resp == nil {
+		t.Fatalf("dial ?%s: %v", query, err)
+	}
+	return resp.StatusCode, nil
+}
+
+func TestATokenForOneKeyNeverReceivesAnotherKeysMessages(t *testing.T) {
+	n := startNode(t, "a", "", secured(t))
+	u1 := tokenFor(t, "u1")
+
+	if status, _ := dialStatus(t, n, "token="+u1+"&key=u2", nil); status != http.StatusForbidden {
+		t.Fatalf("u1's token claiming u2: %d, want 403", status)
+	}
+	browser := dial(t, n, "token="+u1)
+	status, ws := dialStatus(t, n, "key=u1", http.Header{"Authorization": {"Bearer " + u1}})
+	if status != http.StatusSwitchingProtocols {
+		t.Fatalf("native client with a Bearer token: %d", status)
+	}
+	native := &client{t: t, ws: ws, frames: make(chan []byte, 16), closed: make(chan error, 1)}
+	native.startReading()
+
+	for _, key := range []string{"u2", "u1"} {
+		if status, out := withKey(t, "POST", n.URL("/v1/send"), senderKey, `{"key":"`+key+`","data":"for `+key+`"}`); status != 200 {
+			t.Fatalf("send: %d %v", status, out)
+		}
+	}
+	for name, cl := range map[string]*client{"browser": browser, "native": native} {
+		if f := cl.next(); f.Key != "u1" || string(f.Data) != `"for u1"` {
+			t.Errorf("%s received %+v, want only u1's message", name, f)
+		}
+		cl.nothing(100 * time.Millisecond)
+	}
+}
+
+func TestBadTokensAreRefusedBeforeTheUpgrade(t *testing.T) {
+	n := startNode(t, "a", "", secured(t))
+	now := time.Now()
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "u1", "exp": now.Add(time.Hour).Unix()}).
+		SignedString(jwt.UnsafeAllowNoneSignatureType)
+	hs384, _ := jwt.NewWithClaims(jwt.SigningMethodHS384, jwt.MapClaims{"sub": "u1", "exp": now.Add(time.Hour).Unix()}).
+		SignedString(tokenSecret)
+	forged, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "u1", "exp": now.Add(time.Hour).Unix()}).
+		SignedString([]byte("not-the-secret-not-the-secret-not!"))
+	tests := []struct {
+		name   string
+		query  string
+		status int
+		code   string
+	}{
+		{"no token", "", 401, "missing_token"},
+		{"a key alone", "key=u1", 401, "missing_token"},
+		{"expired", "token=" + token(t, jwt.MapClaims{"sub": "u1", "exp": now.Add(-time.Hour).Unix()}), 401, "invalid_token"},
+		{"not yet valid", "token=" + token(t, jwt.MapClaims{"sub": "u1", "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(time.Hour).Unix()}), 401, "invalid_token"},
+		{"wrongly signed", "token=" + forged, 401, "invalid_token"},
+		{"alg none", "token=" + none, 401, "invalid_token"},
+		{"wrong algorithm", "token=" + hs384, 401, "invalid_token"},
+		{"garbage", "token=abc.def.ghi", 401, "invalid_token"},
+		{"topic not in the token", "token=" + tokenFor(t, "u1", "news") + "&topics=board", 403, "forbidden"},
+		{"topics without a claim", "token=" + tokenFor(t, "u1") + "&topics=board", 403, "forbidden"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := get(t, n.URL("/v1/ws?"+tc.query))
+			if status != tc.status || errorCode(out) != tc.code {
+				t.Fatalf("got %d %v, want %d %s", status, out, tc.status, tc.code)
+			}
+		})
+	}
+	if status, _ := dialStatus(t, n, "token="+tokenFor(t, "u1", "board", "news")+"&topics=board", nil); status != 101 {
+		t.Fatalf("a token allowing the topic was refused: %d", status)
+	}
+}
+
+func TestAConnectionWhoseTokenExpiresIsClosedWith4002(t *testing.T) {
+	n := startNode(t, "a", "", secured(t))
+	short := token(t, jwt.MapClaims{"sub": "u1", "exp": time.Now().Add(1500 * time.Millisecond).Unix()})
+	cl := dial(t, n, "token="+short)
+	if code := cl.closeStatus(); code != protocol.CloseTokenExpired {
+		t.Fatalf("closed with %d, want %d", code, protocol.CloseTokenExpired)
+	}
+}
+
+func TestTheAPIWantsAKeyWithTheRightScope(t *testing.T) {
+	n := startNode(t, "a", "", secured(t))
+	watcher := dial(t, n, "token="+tokenFor(t, "u1", "news", "board")+"&topics=news,board")
+	tests := []struct {
+		name, method, path, key string
+		status                  int
+		code                    string
+	}{
+		{"send without a key", "POST", "/v1/send", "", 401, "missing_api_key"},
+		{"send with an unknown key", "POST", "/v1/send", "unknown-key-0123456789abcd", 401, "invalid_api_key"},
+		{"send with a publish-only key", "POST", "/v1/send", publisherKey, 403, "forbidden"},
+		{"broadcast with the send key", "POST", "/v1/broadcast", senderKey, 403, "forbidden"},
+		{"publish without a key", "POST", "/v1/topics/news", "", 401, "missing_api_key"},
+		{"publish outside the key's topics", "POST", "/v1/topics/board", publisherKey, 403, "forbidden"},
+		{"publish with the send key", "POST", "/v1/topics/news", senderKey, 403, "forbidden"},
+		{"presence without a key", "GET", "/v1/presence/u1", "", 401, "missing_api_key"},
+		{"cluster with the send key", "GET", "/v1/cluster", senderKey, 403, "forbidden"},
+		{"disconnect with the send key", "DELETE", "/v1/connections/u1", senderKey, 403, "forbidden"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := withKey(t, tc.method, n.URL(tc.path), tc.key, `{"key":"u1","data":"rejected"}`)
+			if status != tc.status || errorCode(out) != tc.code {
+				t.Fatalf("got %d %v, want %d %s", status, out, tc.status, tc.code)
+			}
+		})
+	}
+	// The right keys work, and nothing rejected above was delivered.
+	if status, _ := withKey(t, "POST", n.URL("/v1/topics/news"), publisherKey, `{"data":"headline"}`); status != 200 {
+		t.Fatalf("publisher publishing to news: %d", status)
+	}
+	if f := watcher.next(); string(f.Data) != `"headline"` {
+		t.Fatalf("watcher's first frame is %+v, want the headline", f)
+	}
+	for _, path := range []string{"/v1/cluster", "/v1/presence/u1"} {
+		key := adminKey
+		if strings.Contains(path, "presence") {
+			key = senderKey
+		}
+		if status, out := withKey(t, "GET", n.URL(path), key, ""); status != 200 {
+			t.Errorf("GET %s with the right key: %d %v", path, status, out)
+		}
+	}
+}
+
+func TestAPublicTopicAcceptsExactlyItsRateThenAnswers429(t *testing.T) {
+	public := func(c *node.Config) {
+		c.PublicTopics = []string{"board"}
+		c.PublicBurst = 3
+		c.PublicRate = 0.01 // one more post every 100 s
+		c.PublicMaxMessageBytes = 100
+	}
+	n := startNode(t, "a", "", secured(t), public)
+	board := dial(t, n, "token="+tokenFor(t, "screen", "board")+"&topics=board")
+
+	postAs := func(xff, body string) (int, http.Header, map[string]any) {
+		req, _ := http.NewRequest("POST", n.URL("/v1/topics/board"), strings.NewReader(body))
+		req.Header.Set("Content-Type", "text/plain")
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header, decode(resp.Body)
+	}
+	if status, _, out := postAs("", strings.Repeat("x", 101)); status != 413 || errorCode(out) != "message_too_large" {
+		t.Fatalf("oversized public post: %d %v", status, out)
+	}
+	for i := range 2 { // the oversized post above took the first token
+		if status, _, out := postAs("", "suggestion"); status != 200 {
+			t.Fatalf("post %d within the burst: %d %v", i, status, out)
+		}
+	}
+	status, header, out := postAs("", "one too many")
+	if status != 429 || errorCode(out) != "rate_limited" || header.Get("Retry-After") == "" {
+		t.Fatalf("post over the rate: %d %v Retry-After=%q, want 429 with Retry-After", status, out, header.Get("Retry-After"))
+	}
+	// The peer is no trusted proxy: a forged X-Forwarded-For changes nothing.
+	if status, _, _ := postAs("203.0.113.9", "forged"); status != 429 {
+		t.Fatalf("forged X-Forwarded-For escaped the limit: %d", status)
+	}
+	for range 2 {
+		if f := board.next(); string(f.Data) != `"suggestion"` {
+			t.Fatalf("board received %+v", f)
+		}
+	}
+	board.nothing(100 * time.Millisecond)
+
+	// Behind a trusted proxy each client address has its own bucket.
+	proxied := startNode(t, "b", "", secured(t), public, func(c *node.Config) { c.TrustedProxies = []string{"127.0.0.1"} })
+	req := func(xff string) int {
+		r, _ := http.NewRequest("POST", proxied.URL("/v1/topics/board"), strings.NewReader("hi"))
+		r.Header.Set("X-Forwarded-For", xff)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 3 {
+		req("198.51.100.1")
+	}
+	if req("198.51.100.1") != 429 || req("198.51.100.2") != 200 {
+		t.Fatal("trusted proxy's X-Forwarded-For not used to tell clients apart")
+	}
+}
+
+func TestConnectionLimitsPerKeyPerIPAndRateHold(t *testing.T) {
+	tests := []struct {
+		name  string
+		tune  func(*node.Config)
+		keys  []string
+		code  string
+		retry bool
+	}{
+		{"per key", func(c *node.Config) { c.MaxConnsPerKey = 2 }, []string{"u1", "u1", "u1"}, "too_many_connections", false},
+		{"per IP", func(c *node.Config) { c.MaxConnsPerIP = 2 }, []string{"u1", "u2", "u3"}, "too_many_connections", false},
+		{"new connections per IP", func(c *node.Config) { c.ConnRatePerIP, c.ConnBurstPerIP = 0.01, 2 }, []string{"u1", "u2", "u3"}, "too_many_connection_attempts", true},
+		{"per node", func(c *node.Config) { c.MaxConns = 2 }, []string{"u1", "u2", "u3"}, "node_full", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNode(t, "a", "", tc.tune)
+			for _, k := range tc.keys[:len(tc.keys)-1] {
+				dial(t, n, "key="+k)
+			}
+			resp, err := http.Get(n.URL("/v1/ws?key=" + tc.keys[len(tc.keys)-1]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := decode(resp.Body)
+			resp.Body.Close()
+			if (resp.StatusCode != 429 && resp.StatusCode != 503) || errorCode(out) != tc.code {
+				t.Fatalf("connection over the limit: %d %v, want %s", resp.StatusCode, out, tc.code)
+			}
+			if tc.retry && resp.Header.Get("Retry-After") == "" {
+				t.Error("no Retry-After")
+			}
+		})
+	}
+}
+
+func TestATricklingHeaderIsCutOffByTheTimeout(t *testing.T) {
+	n := startNode(t, "a", "", func(c *node.Config) { c.HTTPReadHeaderTimeout = 300 * time.Millisecond })
+	conn, err := net.Dial("tcp", n.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	go func() {
+		for _, b := range []byte("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa") {
+			if _, err := conn.Write([]byte{b}); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	// The server either answers an error or hangs up; what matters is that
+	// it does so at the timeout rather than waiting for the headers.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err == nil && !strings.HasPrefix(line, "HTTP/1.1 4") {
+		t.Fatalf("trickling client got %q", line)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("cut off only after %v", time.Since(start))
+	}
+	t.Logf("trickling client cut off after %v (%q, %v)", time.Since(start).Round(time.Millisecond), strings.TrimSpace(line), err)
+}
+
+func TestBrowsersFromOtherOriginsAreRefusedUnlessAllowed(t *testing.T) {
+	n := startNode(t, "a", "", func(c *node.Config) { c.AllowedOrigins = []string{"board.example"} })
+	if status, _ := dialStatus(t, n, "key=u1", http.Header{"Origin": {"https://evil.example"}}); status != http.StatusForbidden {
+		t.Fatalf("foreign origin: %d, want 403", status)
+	}
+	if status, _ := dialStatus(t, n, "key=u1", http.Header{"Origin": {"https://board.example"}}); status != 101 {
+		t.Fatalf("allowed origin: %d, want 101", status)
+	}
+	if status, _ := dialStatus(t, n, "key=u1", http.Header{"Origin": {"http://" + n.Addr}}); status != 101 {
+		t.Fatalf("same origin: %d, want 101", status)
+	}
+}
+
+func TestListeningBeyondLoopbackNeedsAuthOrInsecure(t *testing.T) {
+	_, err := node.New(node.Config{NodeID: "a", Listen: "0.0.0.0:8080"})
+	if err == nil || !strings.Contains(err.Error(), "refusing to listen on 0.0.0.0:8080 without authentication") {
+		t.Fatalf("open node on 0.0.0.0: %v", err)
+	}
+	for name, cfg := range map[string]node.Config{
+		"insecure": {NodeID: "a", Listen: "0.0.0.0:8080", Insecure: true},
+		"loopback": {NodeID: "a", Listen: "127.0.0.1:8080"},
+	} {
+		if _, err := node.New(cfg); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	cfg := node.Config{NodeID: "a", Listen: ":8080"}
+	secured(t)(&cfg)
+	if _, err := node.New(cfg); err != nil {
+		t.Errorf("secured node on all interfaces: %v", err)
+	}
+}
+
+func TestRedisWithAPasswordAndAnACLUser(t *testing.T) {
+	r := redistest.StartWith(t, "--requirepass", "s3cret",
+		"--user", "herald", "on", ">herald-pass", "~herald:*", "&herald:*", "+@all")
+	for name, url := range map[string]string{
+		"password": "redis://:s3cret@" + r.Addr(),
+		"ACL user": "redis://herald:herald-pass@" + r.Addr(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := startNode(t, "a", url)
+			b := startNode(t, "b", url)
+			cl := dial(t, b, "key=u1")
+			sendJSON(t, a, `{"key":"u1","data":1}`)
+			cl.next()
+		})
+	}
+	// A wrong password leaves the node unready rather than half-working.
+	n, err := node.New(node.Config{NodeID: "c", RedisURL: "redis://:wrong@" + r.Addr(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.Serve(ctx, l); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(1500 * time.Millisecond) // a second probe has run
+	if status, _ := get(t, "http://"+l.Addr().String()+"/readyz"); status != 503 {
+		t.Fatalf("node with a wrong Redis password reads %d, want 503", status)
+	}
+}
+
+func TestTLSServesHTTPSAndWSS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	n := startNodeTLS(t, certFile, keyFile, pool)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	ws, _, err := websocket.Dial(context.Background(), "wss://"+n.Addr+"/v1/ws?key=u1", &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatalf("wss dial: %v", err)
+	}
+	defer ws.CloseNow()
+	resp, err := client.Post("https://"+n.Addr+"/v1/send?key=u1", "text/plain", strings.NewReader("over tls"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("https send: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	_, b, err := ws.Read(context.Background())
+	if err != nil || !strings.Contains(string(b), `"over tls"`) {
+		t.Fatalf("wss read: %s %v", b, err)
+	}
+	// Plain HTTP on the TLS port is answered with an error, never served.
+	if resp, err := http.Get("http://" + n.Addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP served on the TLS listener")
+		}
+	}
+}
+
+func startNodeTLS(t *testing.T, certFile, keyFile string, pool *x509.CertPool) *testNode {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.New(node.Config{NodeID: "tls", Listen: l.Addr().String(), TLSCertFile: certFile, TLSKeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.Serve(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	tn := &testNode{ID: "tls", Addr: l.Addr().String()}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := client.Get("https://" + tn.Addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return tn
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("TLS node never ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "herald test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
