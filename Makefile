@@ -1,7 +1,7 @@
 # herald — see README.md.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build
+.PHONY: run test deps build fuzz
 
 # Start one node in single-node mode on http://localhost:8080.
 run:
@@ -20,3 +20,15 @@ deps:
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/herald ./cmd/server
+
+# Run each fuzz target for FUZZTIME (CI: 15s each); any panic or broken
+# invariant fails. Inputs that fail are saved under the package's testdata/fuzz.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzSendBody:./pkg/node FuzzValidName:./pkg/protocol FuzzVerifyToken:./pkg/auth \
+	FuzzClientFrames:./pkg/hub FuzzMessageDecode:./pkg/fanout
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		name=$${t%%:*}; pkg=$${t#*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		go test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done

@@ -191,7 +191,14 @@ func (n *Node) readPayload(c *gin.Context, allowKeys bool) (payload, error) {
 	}
 
 	queryKey, hasQueryKey := c.GetQuery("key")
-	isJSON, err := jsonContentType(c.GetHeader("Content-Type"))
+	return parsePayload(body, c.GetHeader("Content-Type"), queryKey, hasQueryKey, allowKeys, n.cfg.MaxMessageBytes)
+}
+
+// parsePayload turns a request body into a payload; see readPayload. It
+// does no I/O, which is what lets it be fuzzed directly.
+func parsePayload(body []byte, contentType, queryKey string, hasQueryKey, allowKeys bool, maxData int) (payload, error) {
+	var p payload
+	isJSON, err := jsonContentType(contentType)
 	if err != nil {
 		return p, err
 	}
@@ -226,9 +233,9 @@ func (n *Node) readPayload(c *gin.Context, allowKeys bool) (payload, error) {
 	if !allowKeys && (p.Key != nil || p.Keys != nil) {
 		return p, badRequest("unknown_field", `this endpoint takes no "key" or "keys"`)
 	}
-	if len(p.Data) > n.cfg.MaxMessageBytes {
+	if len(p.Data) > maxData {
 		return p, &requestError{status: http.StatusRequestEntityTooLarge, code: "message_too_large",
-			message: fmt.Sprintf("data is %d bytes, over the limit of %d", len(p.Data), n.cfg.MaxMessageBytes)}
+			message: fmt.Sprintf("data is %d bytes, over the limit of %d", len(p.Data), maxData)}
 	}
 	return p, nil
 }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -72,4 +73,26 @@ func BenchmarkAppendFrame(b *testing.B) {
 	for b.Loop() {
 		buf = AppendFrame(buf[:0], KindKey, "mhx2k9d1-4fqa-1", "player:42", data, 1700000000123)
 	}
+}
+
+// FuzzValidName checks ValidName against the documented rule, and that a
+// valid name always makes a valid frame.
+func FuzzValidName(f *testing.F) {
+	for _, s := range []string{"u1", "", "a b", "{tag}", strings.Repeat("k", 129), "player:42@eu-west.shard_3", "\"", "ключ"} {
+		f.Add(s)
+	}
+	rule := regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,128}$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		got := ValidName(s)
+		if want := rule.MatchString(s); got != want {
+			t.Fatalf("ValidName(%q) = %v, the rule says %v", s, got, want)
+		}
+		if got {
+			for _, kind := range []Kind{KindKey, KindTopic} {
+				if f := AppendFrame(nil, kind, s, s, []byte(`"x"`), 1); !json.Valid(f) {
+					t.Fatalf("frame for valid name %q is not JSON: %s", s, f)
+				}
+			}
+		}
+	})
 }
