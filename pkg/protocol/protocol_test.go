@@ -96,3 +96,29 @@ func FuzzValidName(f *testing.F) {
 		}
 	})
 }
+
+func TestStoredIDsParseAndOrder(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"1795723200000-0", true}, {"0-0", true}, {"18446744073709551615-18446744073709551615", true},
+		{"", false}, {"1795723200000", false}, {"-1", false}, {"1-", false}, {"a-1", false},
+		{"+1-1", false}, {"1-+1", false}, {"18446744073709551616-0", false}, {"mhx2k9d1-4fqa-1", false},
+	}
+	for _, tc := range tests {
+		id, ok := ParseStoredID(tc.in)
+		if ok != tc.ok {
+			t.Errorf("ParseStoredID(%q) ok = %v, want %v", tc.in, ok, tc.ok)
+		}
+		if ok && id.String() != tc.in {
+			t.Errorf("ParseStoredID(%q).String() = %q", tc.in, id.String())
+		}
+	}
+	a, _ := ParseStoredID("5-9")
+	b, _ := ParseStoredID("6-0")
+	c, _ := ParseStoredID("6-1")
+	if !b.After(a) || !c.After(b) || a.After(b) || b.After(b) || !a.After(StoredID{}) {
+		t.Error("stored ids are not ordered by milliseconds then sequence")
+	}
+}

@@ -1,0 +1,55 @@
+// Package inbox stores messages per key so that nothing accepted is lost: a
+// client that was away, or whose node died, or that read too slowly, gets
+// what it missed when it comes back, and acknowledges what it has.
+package inbox
+
+import (
+	"context"
+	"time"
+
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+// Wait is what the sender of a stored message waits for.
+type Wait uint8
+
+const (
+	WaitNone      Wait = iota
+	WaitDelivered      // written to a connection of the key
+	WaitAcked          // acknowledged by a client of the key
+)
+
+// Entry is one stored message.
+type Entry struct {
+	ID     protocol.StoredID // assigned by Append
+	Data   []byte            // the message's JSON
+	Origin string            // the node that accepted the send: where delivery is reported
+	Wait   Wait
+}
+
+// Options bound each key's inbox; the oldest messages go first.
+type Options struct {
+	MaxLen int64         // messages kept per key (approximately: trimming is lazy)
+	MaxAge time.Duration // how long a message is kept; also an idle inbox's lifetime
+}
+
+// Store keeps each key's inbox and acknowledged position.
+//
+// Ids of one key strictly increase. Append is durable when it returns as far
+// as the backing store is (Redis: its persistence settings). Ack never moves
+// a key's position backwards. All methods may be called concurrently.
+type Store interface {
+	// Append stores e for every key and returns each key's id, in order.
+	Append(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, error)
+	// After returns up to limit entries of key that come after id, oldest
+	// first.
+	After(ctx context.Context, key string, after protocol.StoredID, limit int) ([]Entry, error)
+	// Pending returns the key's acknowledged position (zero when nothing was
+	// acknowledged) and up to limit entries after it, oldest first, read at
+	// one instant.
+	Pending(ctx context.Context, key string, limit int) (protocol.StoredID, []Entry, error)
+	// Ack records that the key's clients have everything up to id.
+	Ack(ctx context.Context, key string, id protocol.StoredID) error
+	// Acked returns the key's acknowledged position.
+	Acked(ctx context.Context, key string) (protocol.StoredID, error)
+}

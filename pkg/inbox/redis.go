@@ -1,0 +1,189 @@
+package inbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+// Redis layout, under each key's hash tag so every script touches one slot:
+//
+//	herald:{<key>}:inbox   STREAM  fields d (data), o (origin node), w (wait)
+//	herald:{<key>}:acked   STRING  the acknowledged stream id
+//
+// Both expire MaxAge after their last write, so idle keys leave nothing.
+func streamKey(key string) string { return "herald:{" + key + "}:inbox" }
+func ackedKey(key string) string  { return "herald:{" + key + "}:acked" }
+
+// appendScript adds one entry and trims by length and by age in one step.
+var appendScript = redis.NewScript(`
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[4], 'o', ARGV[5], 'w', ARGV[6])
+redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return id`)
+
+// pendingScript reads the acknowledged position and what follows it at one
+// instant, in one round trip.
+var pendingScript = redis.NewScript(`
+local acked = redis.call('GET', KEYS[2])
+local from = '-'
+if acked then from = '(' .. acked end
+return {acked or '', redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', ARGV[1])}`)
+
+// ackScript moves the acknowledged position forward, never back.
+var ackScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local cm, cs = string.match(cur, '^(%d+)-(%d+)$')
+  local nm, ns = string.match(ARGV[1], '^(%d+)-(%d+)$')
+  cm, cs, nm, ns = tonumber(cm), tonumber(cs), tonumber(nm), tonumber(ns)
+  if cm > nm or (cm == nm and cs >= ns) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`)
+
+// Redis is a Store on Redis Streams.
+type Redis struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+// NewRedis returns a Store on rdb.
+func NewRedis(rdb redis.UniversalClient, opts Options) *Redis {
+	return &Redis{rdb: rdb, opts: opts}
+}
+
+func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, error) {
+	ids, err := r.appendOnce(ctx, keys, e)
+	if isNoScript(err) {
+		// First use on this Redis, or Redis restarted: load and retry once.
+		if err := appendScript.Load(ctx, r.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("load append script: %w", err)
+		}
+		ids, err = r.appendOnce(ctx, keys, e)
+	}
+	return ids, err
+}
+
+func (r *Redis) appendOnce(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, error) {
+	minID := strconv.FormatInt(time.Now().Add(-r.opts.MaxAge).UnixMilli(), 10)
+	ttl := strconv.FormatInt(r.opts.MaxAge.Milliseconds(), 10)
+	maxLen := strconv.FormatInt(r.opts.MaxLen, 10)
+	wait := strconv.Itoa(int(e.Wait))
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = appendScript.EvalSha(ctx, p, []string{streamKey(k)}, maxLen, minID, ttl, e.Data, e.Origin, wait)
+		}
+		return nil
+	})
+	if isNoScript(err) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store message for %d keys: %w", len(keys), err)
+	}
+	ids := make([]protocol.StoredID, len(keys))
+	for i, c := range cmds {
+		s, _ := c.Val().(string)
+		id, ok := protocol.ParseStoredID(s)
+		if !ok {
+			return nil, fmt.Errorf("store message: unexpected stream id %q", s)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+func (r *Redis) After(ctx context.Context, key string, after protocol.StoredID, limit int) ([]Entry, error) {
+	msgs, err := r.rdb.XRangeN(ctx, streamKey(key), "("+after.String(), "+", int64(limit)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read inbox of %s: %w", key, err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		e, err := entryOf(m.ID, func(f string) string { s, _ := m.Values[f].(string); return s })
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (r *Redis) Pending(ctx context.Context, key string, limit int) (protocol.StoredID, []Entry, error) {
+	res, err := pendingScript.Run(ctx, r.rdb, []string{streamKey(key), ackedKey(key)}, limit).Slice()
+	if err != nil {
+		return protocol.StoredID{}, nil, fmt.Errorf("read pending messages of %s: %w", key, err)
+	}
+	var acked protocol.StoredID
+	if s, _ := res[0].(string); s != "" {
+		if acked, _ = protocol.ParseStoredID(s); acked.IsZero() {
+			return acked, nil, fmt.Errorf("acked position of %s: bad id %q", key, s)
+		}
+	}
+	raw, _ := res[1].([]any)
+	out := make([]Entry, 0, len(raw))
+	for _, item := range raw {
+		pair, _ := item.([]any)
+		if len(pair) != 2 {
+			return acked, nil, errors.New("pending messages: malformed stream entry")
+		}
+		id, _ := pair[0].(string)
+		fields, _ := pair[1].([]any)
+		values := map[string]string{}
+		for i := 0; i+1 < len(fields); i += 2 {
+			f, _ := fields[i].(string)
+			v, _ := fields[i+1].(string)
+			values[f] = v
+		}
+		e, err := entryOf(id, func(f string) string { return values[f] })
+		if err != nil {
+			return acked, nil, err
+		}
+		out = append(out, e)
+	}
+	return acked, out, nil
+}
+
+func entryOf(id string, field func(string) string) (Entry, error) {
+	sid, ok := protocol.ParseStoredID(id)
+	if !ok {
+		return Entry{}, fmt.Errorf("inbox entry with bad id %q", id)
+	}
+	w, _ := strconv.Atoi(field("w"))
+	return Entry{ID: sid, Data: []byte(field("d")), Origin: field("o"), Wait: Wait(w)}, nil
+}
+
+func (r *Redis) Ack(ctx context.Context, key string, id protocol.StoredID) error {
+	err := ackScript.Run(ctx, r.rdb, []string{ackedKey(key)}, id.String(), r.opts.MaxAge.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("record ack of %s: %w", key, err)
+	}
+	return nil
+}
+
+func (r *Redis) Acked(ctx context.Context, key string) (protocol.StoredID, error) {
+	s, err := r.rdb.Get(ctx, ackedKey(key)).Result()
+	if errors.Is(err, redis.Nil) {
+		return protocol.StoredID{}, nil
+	}
+	if err != nil {
+		return protocol.StoredID{}, fmt.Errorf("read ack of %s: %w", key, err)
+	}
+	id, ok := protocol.ParseStoredID(s)
+	if !ok {
+		return protocol.StoredID{}, fmt.Errorf("acked position of %s: bad id %q", key, s)
+	}
+	return id, nil
+}
