@@ -146,6 +146,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	dur(&cfg.HTTPWriteTimeout, "http-write-timeout", 30*time.Second, "time to answer a request (not WebSockets)")
 	dur(&cfg.HTTPIdleTimeout, "http-idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	integer(&cfg.MaxHeaderBytes, "max-header-bytes", 16<<10, "largest request headers")
+	boolean(&cfg.StoreByDefault, "store-by-default", "store every send in its keys' inboxes, as if it said \"store\":true")
+	integer(&cfg.InboxMaxLen, "inbox-max-len", 1000, "stored messages kept per key")
+	dur(&cfg.InboxMaxAge, "inbox-max-age", 24*time.Hour, "how long stored messages are kept")
+	dur(&cfg.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long the answer to a send with an Idempotency-Key is kept")
+	dur(&cfg.MaxWait, "max-wait", 25*time.Second, "longest a send may wait for delivery or an ack")
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err

@@ -7,6 +7,7 @@ import (
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/fanout"
 	"github.com/herald-push/herald/pkg/fanout/fanouttest"
+	"github.com/herald-push/herald/pkg/protocol"
 )
 
 func TestMemoryBus(t *testing.T) {
@@ -28,6 +29,9 @@ func TestMessageSurvivesTheWireUnchanged(t *testing.T) {
 		{Kind: fanout.KindKeys, Origin: "node-a", ID: "m1", TS: 1700000000000, Keys: []string{"u1", "u2"}, Data: []byte(`{"a":[1,2]}`)},
 		{Kind: fanout.KindTopic, Origin: "b", ID: "m2", TS: -1, Topic: "board", Data: []byte(`"text"`)},
 		{Kind: fanout.KindBroadcast, Keys: []string{}},
+		{Kind: fanout.KindKeys, Origin: "a", ID: "m3", Keys: []string{"u1", "u2"}, Wait: 2,
+			Stored: []protocol.StoredID{{MS: 1795723200000, Seq: 3}, {MS: 5}}, Prevs: []protocol.StoredID{{MS: 1795723200000, Seq: 2}, {}},
+			Data: []byte(`1`)},
 	}
 	for _, want := range tests {
 		b, err := want.AppendBinary(nil)
@@ -39,7 +43,8 @@ func TestMessageSurvivesTheWireUnchanged(t *testing.T) {
 			t.Fatalf("decode %+v: %v", want, err)
 		}
 		if got.Kind != want.Kind || got.Origin != want.Origin || got.ID != want.ID || got.TS != want.TS ||
-			!slices.Equal(got.Keys, want.Keys) || got.Topic != want.Topic || string(got.Data) != string(want.Data) {
+			!slices.Equal(got.Keys, want.Keys) || got.Topic != want.Topic || string(got.Data) != string(want.Data) ||
+			!slices.Equal(got.Stored, want.Stored) || !slices.Equal(got.Prevs, want.Prevs) || got.Wait != want.Wait {
 			t.Errorf("round trip = %+v, want %+v", got, want)
 		}
 	}

@@ -3,6 +3,8 @@ package fanout
 import (
 	"encoding/binary"
 	"errors"
+
+	"github.com/herald-push/herald/pkg/protocol"
 )
 
 // Kind says what a Message asks the receiving node to do.
@@ -13,6 +15,7 @@ const (
 	KindTopic                      // deliver to the local subscribers of Topic
 	KindBroadcast                  // deliver to every local connection
 	KindDisconnect                 // close the local connections of Keys
+	KindDelivered                  // Keys[i]'s stored message Stored[i] was written to a connection
 	kindProbe                      // a node checking its own subscription; never handed on
 )
 
@@ -24,6 +27,11 @@ type Message struct {
 	ID     string
 	TS     int64 // unix milliseconds at acceptance
 	Keys   []string
+	// Stored and Prevs, when the message was stored, hold each key's stored
+	// id and the key's id before it (see hub.Conn); otherwise nil.
+	Stored []protocol.StoredID
+	Prevs  []protocol.StoredID
+	Wait   uint8 // what the sender waits for (inbox.Wait)
 	Topic  string
 	Data   []byte
 }
@@ -41,8 +49,34 @@ func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 	for _, k := range m.Keys {
 		b = appendString(b, k)
 	}
+	if len(m.Stored) != len(m.Keys) || len(m.Prevs) != len(m.Keys) {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		for i := range m.Keys {
+			b = appendID(b, m.Stored[i])
+			b = appendID(b, m.Prevs[i])
+		}
+	}
+	b = append(b, m.Wait)
 	b = appendString(b, m.Topic)
 	return append(b, m.Data...), nil
+}
+
+func appendID(b []byte, id protocol.StoredID) []byte {
+	return binary.AppendUvarint(binary.AppendUvarint(b, id.MS), id.Seq)
+}
+
+func readID(b []byte) (protocol.StoredID, []byte, bool) {
+	ms, n := binary.Uvarint(b)
+	if n <= 0 {
+		return protocol.StoredID{}, nil, false
+	}
+	seq, m := binary.Uvarint(b[n:])
+	if m <= 0 {
+		return protocol.StoredID{}, nil, false
+	}
+	return protocol.StoredID{MS: ms, Seq: seq}, b[n+m:], true
 }
 
 func appendString(b []byte, s string) []byte {
@@ -81,6 +115,28 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 			return errMalformed
 		}
 	}
+	if len(b) == 0 {
+		return errMalformed
+	}
+	hasIDs := b[0] == 1
+	b = b[1:]
+	m.Stored, m.Prevs = nil, nil
+	if hasIDs {
+		m.Stored = make([]protocol.StoredID, count)
+		m.Prevs = make([]protocol.StoredID, count)
+		for i := range m.Keys {
+			if m.Stored[i], b, ok = readID(b); !ok {
+				return errMalformed
+			}
+			if m.Prevs[i], b, ok = readID(b); !ok {
+				return errMalformed
+			}
+		}
+	}
+	if len(b) == 0 {
+		return errMalformed
+	}
+	m.Wait, b = b[0], b[1:]
 	if m.Topic, b, ok = readString(b); !ok {
 		return errMalformed
 	}

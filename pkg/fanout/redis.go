@@ -27,6 +27,10 @@ type RedisOptions struct {
 	// (default 10000); past it go-redis drops them after its send timeout.
 	ReceiveBuffer int
 	Logger        *slog.Logger
+	// Resubscribed is called when the node's subscription comes back after
+	// a Redis disconnection: messages published meanwhile were lost, and
+	// whatever was stored must now be read back. Optional; must not block.
+	Resubscribed func()
 }
 
 // Redis is a Bus over Redis pub/sub: one PUBLISH per Send or Publish and one
@@ -56,6 +60,9 @@ func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Resubscribed == nil {
+		opts.Resubscribed = func() {}
 	}
 	return &Redis{
 		rdb:     rdb,
@@ -175,6 +182,7 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 		redis.WithChannelHealthCheckInterval(r.opts.ProbeInterval),
 	)
 	go r.probe(ctx)
+	subscribedBefore := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -192,6 +200,10 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 				if v.Channel == nodeChannel(r.id) {
 					// (Re)subscribed: no need to wait for the next probe.
 					r.ready.Store(true)
+					if subscribedBefore {
+						r.opts.Resubscribed()
+					}
+					subscribedBefore = true
 				}
 			case *redis.Message:
 				var m Message

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/herald-push/herald/pkg/hub"
 	"github.com/herald-push/herald/pkg/presence"
+	"github.com/herald-push/herald/pkg/protocol"
 	"github.com/herald-push/herald/pkg/reconcile"
 )
 
@@ -17,11 +19,11 @@ type Presence interface {
 
 // Local is this node's own connections.
 type Local interface {
-	// SendKey queues the message for every local connection of key and
-	// returns how many there were.
-	SendKey(key, id string, ts int64, data []byte) int
-	SendTopic(topic, id string, ts int64, data []byte) int
-	SendAll(id string, ts int64, data []byte) int
+	// SendKey queues d for every local connection of key and returns how
+	// many there were.
+	SendKey(key string, d hub.Delivery) int
+	SendTopic(topic string, d hub.Delivery) int
+	SendAll(d hub.Delivery) int
 	// CloseKey closes every local connection of key and returns how many.
 	CloseKey(key string) int
 	// TopicConns returns how many local connections subscribe to topic.
@@ -41,6 +43,7 @@ type Router struct {
 
 	subscribed map[string]bool // touched only by the topics loop
 	unroutable func(n int)     // messages that reached no node that should have had them
+	delivered  func(key string, id protocol.StoredID)
 }
 
 // RouterConfig is what a Router is built from.
@@ -53,6 +56,9 @@ type RouterConfig struct {
 	// Unroutable is told how many keys' messages went to a node that
 	// presence named but that no longer listened. Optional.
 	Unroutable func(n int)
+	// Delivered is told, on the node whose sender waits, that key's stored
+	// message id was written to a connection somewhere. Optional.
+	Delivered func(key string, id protocol.StoredID)
 }
 
 // NewRouter returns a Router; call Run before routing.
@@ -65,12 +71,16 @@ func NewRouter(c RouterConfig) *Router {
 		log:        c.Logger,
 		subscribed: make(map[string]bool),
 		unroutable: c.Unroutable,
+		delivered:  c.Delivered,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.unroutable == nil {
 		r.unroutable = func(int) {}
+	}
+	if r.delivered == nil {
+		r.delivered = func(string, protocol.StoredID) {}
 	}
 	r.topics = reconcile.New(r.syncTopics, time.Second)
 	return r
@@ -147,7 +157,7 @@ func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
 	// Group remote keys by node so each node gets one message.
 	var remote map[string][]int
 	for i, key := range m.Keys {
-		if n := r.local.SendKey(key, m.ID, m.TS, m.Data); n > 0 {
+		if n := r.local.SendKey(key, keyDelivery(m, i)); n > 0 {
 			res.Online[i] = true
 			res.Conns += n
 		}
@@ -162,12 +172,19 @@ func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
 		}
 	}
 	for node, idx := range remote {
-		keys := make([]string, len(idx))
-		for j, i := range idx {
-			keys[j] = m.Keys[i]
-		}
 		out := *m
-		out.Keys = keys
+		out.Keys = make([]string, len(idx))
+		if m.Stored != nil {
+			out.Stored = make([]protocol.StoredID, len(idx))
+			out.Prevs = make([]protocol.StoredID, len(idx))
+		}
+		for j, i := range idx {
+			out.Keys[j] = m.Keys[i]
+			if m.Stored != nil {
+				out.Stored[j], out.Prevs[j] = m.Stored[i], m.Prevs[i]
+			}
+		}
+		keys := out.Keys
 		ok, err := r.bus.Send(ctx, node, &out)
 		if err != nil {
 			// Sends already handed to other nodes stand; report what did
@@ -234,12 +251,44 @@ func (r *Router) Disconnect(ctx context.Context, key, id string) (int, error) {
 	return nodes, nil
 }
 
+// ReportDelivered tells the node whose sender waits that key's stored
+// message was written here.
+func (r *Router) ReportDelivered(ctx context.Context, n *hub.Notice) error {
+	if n.Origin == r.self {
+		r.delivered(n.Key, n.ID)
+		return nil
+	}
+	_, err := r.bus.Send(ctx, n.Origin, &Message{Kind: KindDelivered, Origin: r.self,
+		Keys: []string{n.Key}, Stored: []protocol.StoredID{n.ID}, Prevs: []protocol.StoredID{{}}})
+	return err
+}
+
+// keyDelivery is what the connections of m.Keys[i] receive. A stored
+// message's id is its stored id, and its time the time it was stored.
+func keyDelivery(m *Message, i int) hub.Delivery {
+	d := hub.Delivery{ID: m.ID, TS: m.TS, Data: m.Data}
+	if m.Stored != nil {
+		d.Stored, d.Prev = m.Stored[i], m.Prevs[i]
+		d.ID, d.TS = d.Stored.String(), int64(d.Stored.MS)
+		if m.Wait != 0 { // a sender waits for delivery or for an ack
+			d.Notice = &hub.Notice{Origin: m.Origin, Key: m.Keys[i], ID: d.Stored}
+		}
+	}
+	return d
+}
+
 // HandleMessage delivers a message from another node to local connections.
 func (r *Router) HandleMessage(m *Message) {
 	switch m.Kind {
 	case KindKeys:
-		for _, k := range m.Keys {
-			r.local.SendKey(k, m.ID, m.TS, m.Data)
+		for i, k := range m.Keys {
+			r.local.SendKey(k, keyDelivery(m, i))
+		}
+	case KindDelivered:
+		for i, k := range m.Keys {
+			if i < len(m.Stored) {
+				r.delivered(k, m.Stored[i])
+			}
 		}
 	case KindTopic, KindBroadcast:
 		if m.Origin == r.self {
@@ -254,8 +303,9 @@ func (r *Router) HandleMessage(m *Message) {
 }
 
 func (r *Router) deliverLocal(m *Message) int {
+	d := hub.Delivery{ID: m.ID, TS: m.TS, Data: m.Data}
 	if m.Kind == KindTopic {
-		return r.local.SendTopic(m.Topic, m.ID, m.TS, m.Data)
+		return r.local.SendTopic(m.Topic, d)
 	}
-	return r.local.SendAll(m.ID, m.TS, m.Data)
+	return r.local.SendAll(d)
 }

@@ -1,14 +1,50 @@
 package hub
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
+
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+// Notice is reported (once per node) when a stored message whose sender
+// waits for delivery is first written to a connection.
+type Notice struct {
+	Origin string // the node whose sender waits
+	Key    string
+	ID     protocol.StoredID
+	sent   atomic.Bool
+}
+
+// entry is one frame waiting to be written.
+type entry struct {
+	frame    []byte
+	id, prev protocol.StoredID // zero id: not stored
+	notice   *Notice
+}
+
+// offer results.
+const (
+	offerQueued = iota
+	offerDuplicate
+	offerBehind // a gap: the connection must catch up from the inbox
+	offerOverflow
+	offerClosed
 )
 
 // Conn is one client connection's place in the hub: who it is and the frames
 // waiting to be written to it. The queue is bounded in messages and bytes;
 // senders never wait for the socket.
+//
+// Stored messages of the key are queued strictly in inbox order: a live one
+// is queued only when its Prev is the last stored id queued. Otherwise the
+// connection is behind — something in between is still in flight or was
+// never routed here — and it holds live stored messages until the node has
+// read the gap from the inbox (Replay, EndCatchUp). A connection starts out
+// behind, so that what it missed is replayed before anything live.
 type Conn struct {
 	Key    string
 	Topics []string
@@ -17,52 +53,100 @@ type Conn struct {
 
 	maxMsgs, maxBytes int
 
-	mu     sync.Mutex
-	queue  [][]byte
-	spare  [][]byte // the previous queue's backing array, reused
-	bytes  int
-	closed bool
-	code   websocket.StatusCode
-	reason string
-	wake   chan struct{}
+	mu       sync.Mutex
+	queue    []entry
+	spare    []entry // the previous queue's backing array, reused
+	bytes    int
+	last     protocol.StoredID // newest stored id queued
+	catching bool              // reading from the inbox: live stored entries wait in held
+	held     []entry
+	closed   bool
+	code     websocket.StatusCode
+	reason   string
+	wake     chan struct{} // the writer has work
+	drained  chan struct{} // the writer took the queue
 }
 
 func newConn(key string, topics []string, raw bool, maxMsgs, maxBytes int) *Conn {
 	return &Conn{
 		Key: key, Topics: topics, Raw: raw,
 		maxMsgs: maxMsgs, maxBytes: maxBytes,
-		wake: make(chan struct{}, 1),
+		catching: true,
+		wake:     make(chan struct{}, 1),
+		drained:  make(chan struct{}, 1),
 	}
 }
 
-// enqueue queues frame. It reports false when the connection is closed or
-// when the frame overflowed the queue, in which case the connection is now
-// closed as a slow consumer and overflowed is true.
-func (c *Conn) enqueue(frame []byte) (queued, overflowed bool) {
+// fullLocked reports whether frame would overflow the queue. One frame
+// always fits an empty queue, whatever its size.
+func (c *Conn) fullLocked(frame []byte) bool {
+	return len(c.queue) >= c.maxMsgs || (len(c.queue) > 0 && c.bytes+len(frame) > c.maxBytes)
+}
+
+func (c *Conn) appendLocked(e entry) {
+	c.queue = append(c.queue, e)
+	c.bytes += len(e.frame)
+	if !e.id.IsZero() {
+		c.last = e.id
+	}
+}
+
+// offer queues e, or says why not. Overflow closes the connection as a slow
+// consumer.
+func (c *Conn) offer(e entry) int {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return false, false
-	}
-	// One frame always fits an empty queue, whatever its size.
-	if len(c.queue) >= c.maxMsgs || (len(c.queue) > 0 && c.bytes+len(frame) > c.maxBytes) {
+	result := c.offerLocked(e)
+	if result == offerOverflow {
 		c.closeLocked(CloseSlowConsumer, "slow consumer: outgoing queue overflowed")
-		c.mu.Unlock()
-		c.signal()
-		return false, true
 	}
-	c.queue = append(c.queue, frame)
-	c.bytes += len(frame)
 	c.mu.Unlock()
-	c.signal()
-	return true, false
+	if result != offerDuplicate {
+		c.signal(c.wake)
+	}
+	return result
 }
 
-func (c *Conn) signal() {
+func (c *Conn) offerLocked(e entry) int {
+	switch {
+	case c.closed:
+		return offerClosed
+	case e.id.IsZero():
+		if c.fullLocked(e.frame) {
+			return offerOverflow
+		}
+		c.appendLocked(e)
+		return offerQueued
+	case !e.id.After(c.last):
+		return offerDuplicate
+	case c.catching:
+		if len(c.held) >= c.maxMsgs {
+			return offerOverflow
+		}
+		c.held = append(c.held, e)
+		return offerQueued
+	case e.prev != c.last:
+		c.catching = true
+		c.held = append(c.held, e)
+		return offerBehind
+	case c.fullLocked(e.frame):
+		return offerOverflow
+	}
+	c.appendLocked(e)
+	return offerQueued
+}
+
+func (c *Conn) signal(ch chan struct{}) {
 	select {
-	case c.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// Last returns the newest stored id queued: where a catch-up reads from.
+func (c *Conn) Last() protocol.StoredID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
 }
 
 // Close asks the connection to close with code and reason once the frame
@@ -73,8 +157,16 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) bool {
 	was := c.closed
 	c.closeLocked(code, reason)
 	c.mu.Unlock()
-	c.signal()
+	c.signal(c.wake)
+	c.signal(c.drained)
 	return !was
+}
+
+// Closed reports whether the connection is closing.
+func (c *Conn) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 func (c *Conn) closeLocked(code websocket.StatusCode, reason string) {
@@ -85,29 +177,32 @@ func (c *Conn) closeLocked(code websocket.StatusCode, reason string) {
 	c.code, c.reason = code, reason
 	clear(c.queue)
 	c.queue = c.queue[:0]
+	c.held = nil
 	c.bytes = 0
 }
 
-// take returns the queued frames and whether the connection is closing.
+// take returns the queued entries and whether the connection is closing.
 // The caller hands the slice back with recycle once written.
-func (c *Conn) take() (frames [][]byte, closed bool) {
+func (c *Conn) take() (entries []entry, closed bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, true
 	}
-	frames = c.queue
+	entries = c.queue
 	c.queue = c.spare[:0]
 	c.spare = nil
 	c.bytes = 0
-	return frames, false
+	c.mu.Unlock()
+	c.signal(c.drained)
+	return entries, false
 }
 
-func (c *Conn) recycle(frames [][]byte) {
-	clear(frames) // let written frames be collected
+func (c *Conn) recycle(entries []entry) {
+	clear(entries) // let written frames be collected
 	c.mu.Lock()
 	if c.spare == nil {
-		c.spare = frames[:0]
+		c.spare = entries[:0]
 	}
 	c.mu.Unlock()
 }
@@ -116,4 +211,25 @@ func (c *Conn) closeStatus() (websocket.StatusCode, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.code, c.reason
+}
+
+// waitRoom blocks until the writer has taken the queue, the connection
+// closes, or ctx ends; it reports whether the connection is still open.
+func (c *Conn) waitRoom(ctx context.Context) bool {
+	for {
+		c.mu.Lock()
+		room, closed := len(c.queue) < c.maxMsgs/2+1, c.closed
+		c.mu.Unlock()
+		if closed {
+			return false
+		}
+		if room {
+			return true
+		}
+		select {
+		case <-c.drained:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }

@@ -63,7 +63,7 @@ func FuzzClientFrames(f *testing.F) {
 			t.Fatalf("handshake: %v %v", resp, err)
 		}
 		conn.Write(frames) // the server may already have closed on bad input
-		h.SendKey("fuzz", "m1", 1, []byte(`1`))
+		h.SendKey("fuzz", Delivery{ID: "m1", TS: 1, Data: []byte(`1`)})
 		conn.Close()
 		deadline := time.Now().Add(5 * time.Second)
 		for h.Len() != 0 {

@@ -9,9 +9,12 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
+
+	"github.com/coder/websocket"
 
 	"github.com/herald-push/herald/pkg/protocol"
 )
@@ -32,6 +35,16 @@ type Options struct {
 	// Removed is called, outside the hub's locks, after a connection left
 	// the hub, for whatever reason. Optional.
 	Removed func(c *Conn)
+	// Behind is called when a live stored message shows that c missed one:
+	// the caller reads c's key's inbox after c.Last() and replays it. It must
+	// not block. Optional.
+	Behind func(c *Conn)
+	// Delivered is called from the writing goroutine when a Notice's message
+	// was first written on this node. It must not block. Optional.
+	Delivered func(n *Notice)
+	// Acked is called from the reading goroutine when a client acknowledges
+	// a stored id it was sent. It must not block. Optional.
+	Acked func(c *Conn, id protocol.StoredID)
 }
 
 // Stats are running totals since the hub was made.
@@ -57,6 +70,15 @@ type Hub struct {
 func New(opts Options) *Hub {
 	if opts.Removed == nil {
 		opts.Removed = func(*Conn) {}
+	}
+	if opts.Behind == nil {
+		opts.Behind = func(*Conn) {}
+	}
+	if opts.Delivered == nil {
+		opts.Delivered = func(*Notice) {}
+	}
+	if opts.Acked == nil {
+		opts.Acked = func(*Conn, protocol.StoredID) {}
 	}
 	return &Hub{
 		opts:   opts,
@@ -103,6 +125,9 @@ func (h *Hub) Remove(c *Conn) bool {
 		return false
 	}
 	delete(h.all, c)
+	c.mu.Lock()
+	c.closeLocked(websocket.StatusNormalClosure, "") // nothing more is written to it
+	c.mu.Unlock()
 	removeFrom(h.keys, c.Key, c)
 	for _, t := range c.Topics {
 		removeFrom(h.topics, t, c)
@@ -130,93 +155,197 @@ func removeFrom(m map[string][]*Conn, name string, c *Conn) {
 	}
 }
 
-// SendKey queues the message on every connection of key and returns how
-// many connections took it.
-func (h *Hub) SendKey(key, id string, ts int64, data []byte) int {
-	return h.sendNamed(h.keys, protocol.KindKey, key, id, ts, data)
+// Delivery is one message for local connections.
+type Delivery struct {
+	ID     string            // the id clients see
+	Stored protocol.StoredID // zero when the message was not stored
+	Prev   protocol.StoredID // the key's stored id before this one
+	TS     int64             // unix milliseconds
+	Data   []byte            // JSON
+	Notice *Notice           // reported on the first write; nil when nobody waits
 }
 
-// SendTopic queues the message on every subscriber of topic.
-func (h *Hub) SendTopic(topic, id string, ts int64, data []byte) int {
-	return h.sendNamed(h.topics, protocol.KindTopic, topic, id, ts, data)
+// SendKey queues d on every connection of key and returns how many
+// connections have it (a connection that already had it counts).
+func (h *Hub) SendKey(key string, d Delivery) int {
+	return h.sendNamed(h.keys, protocol.KindKey, key, d)
+}
+
+// SendTopic queues d on every subscriber of topic.
+func (h *Hub) SendTopic(topic string, d Delivery) int {
+	return h.sendNamed(h.topics, protocol.KindTopic, topic, d)
 }
 
 // sendNamed queues on the connections registered under name in m, which is
 // one of the hub's maps and so read under its lock.
-func (h *Hub) sendNamed(m map[string][]*Conn, kind protocol.Kind, name, id string, ts int64, data []byte) int {
-	f := frames{kind: kind, id: id, name: name, ts: ts, data: data}
+func (h *Hub) sendNamed(m map[string][]*Conn, kind protocol.Kind, name string, d Delivery) int {
+	f := frames{kind: kind, name: name, d: d}
 	h.mu.RLock()
-	n, evicted := h.queueAll(m[name], &f)
+	n, out := h.offerAll(m[name], &f)
 	h.mu.RUnlock()
-	h.evict(evicted)
+	h.settle(out)
 	return n
 }
 
-// SendAll queues the message on every connection.
-func (h *Hub) SendAll(id string, ts int64, data []byte) int {
-	f := frames{kind: protocol.KindBroadcast, id: id, ts: ts, data: data}
+// SendAll queues d on every connection.
+func (h *Hub) SendAll(d Delivery) int {
+	f := frames{kind: protocol.KindBroadcast, d: d}
+	var out outcome
 	n := 0
-	var evicted []*Conn
 	h.mu.RLock()
 	for c := range h.all {
-		if f.queue(c, &evicted) {
+		if f.offer(c, &out) {
 			n++
 		}
 	}
 	h.mu.RUnlock()
 	h.queued.Add(uint64(n))
-	h.evict(evicted)
+	h.settle(out)
 	return n
 }
 
-func (h *Hub) queueAll(conns []*Conn, f *frames) (int, []*Conn) {
-	var evicted []*Conn
+// outcome collects the connections that need work after the hub's lock is
+// released. It stays nil, and costs nothing, in the common case.
+type outcome struct {
+	evicted, behind []*Conn
+}
+
+func (h *Hub) offerAll(conns []*Conn, f *frames) (int, outcome) {
+	var out outcome
 	n := 0
 	for _, c := range conns {
-		if f.queue(c, &evicted) {
+		if f.offer(c, &out) {
 			n++
 		}
 	}
 	h.queued.Add(uint64(n))
-	return n, evicted
+	return n, out
 }
 
-func (h *Hub) evict(conns []*Conn) {
-	for _, c := range conns {
+func (h *Hub) settle(out outcome) {
+	for _, c := range out.evicted {
 		h.slowConsumer.Add(1)
 		h.Remove(c)
 	}
+	for _, c := range out.behind {
+		h.opts.Behind(c)
+	}
 }
 
-// frames builds a message's two encodings at most once each, on first use.
+// frames builds a message's two encodings at most once each, on first use,
+// and shares them between connections.
 type frames struct {
 	kind      protocol.Kind
-	id, name  string
-	ts        int64
-	data      []byte
+	name      string
+	d         Delivery
 	full, raw []byte
 }
 
-func (f *frames) queue(c *Conn, evicted *[]*Conn) bool {
-	var b []byte
-	if c.Raw {
+func (f *frames) frame(raw bool) []byte {
+	if raw {
 		if f.raw == nil {
-			f.raw = protocol.RawPayload(f.data)
+			f.raw = protocol.RawPayload(f.d.Data)
 		}
-		b = f.raw
-	} else {
-		if f.full == nil {
-			size := len(`{"id":"","topic":"","data":,"ts":}`) + len(f.id) + len(f.name) + len(f.data) + 20
-			f.full = protocol.AppendFrame(make([]byte, 0, size), f.kind, f.id, f.name, f.data, f.ts)
-		}
-		b = f.full
+		return f.raw
 	}
-	queued, overflowed := c.enqueue(b)
-	if overflowed {
-		*evicted = append(*evicted, c)
+	if f.full == nil {
+		size := len(`{"id":"","topic":"","data":,"ts":}`) + len(f.d.ID) + len(f.name) + len(f.d.Data) + 20
+		f.full = protocol.AppendFrame(make([]byte, 0, size), f.kind, f.d.ID, f.name, f.d.Data, f.d.TS)
 	}
-	return queued
+	return f.full
 }
+
+func (f *frames) offer(c *Conn, out *outcome) bool {
+	switch c.offer(entry{frame: f.frame(c.Raw), id: f.d.Stored, prev: f.d.Prev, notice: f.d.Notice}) {
+	case offerQueued, offerDuplicate:
+		return true
+	case offerBehind:
+		out.behind = append(out.behind, c)
+		return true
+	case offerOverflow:
+		out.evicted = append(out.evicted, c)
+	}
+	return false
+}
+
+// Replay queues stored messages of c's key read from the inbox, oldest
+// first, skipping any the connection has, as far as its queue has room. start
+// is where the client resumes (a since id or its acknowledged position);
+// nothing at or before it is queued. Replay returns how many of ds it used:
+// wait with WaitRoom before replaying the rest.
+func (h *Hub) Replay(c *Conn, start protocol.StoredID, ds []Delivery) int {
+	es := make([]entry, len(ds))
+	for i, d := range ds {
+		f := frames{kind: protocol.KindKey, name: c.Key, d: d}
+		es[i] = entry{frame: f.frame(c.Raw), id: d.Stored, prev: d.Prev, notice: d.Notice}
+	}
+	c.mu.Lock()
+	if start.After(c.last) {
+		c.last = start
+	}
+	used := 0
+	for _, e := range es {
+		if e.id.After(c.last) {
+			if c.closed || c.fullLocked(e.frame) {
+				break
+			}
+			c.appendLocked(e)
+			h.queued.Add(1)
+		}
+		used++
+	}
+	c.mu.Unlock()
+	c.signal(c.wake)
+	return used
+}
+
+// Catch-up states EndCatchUp reports.
+const (
+	CaughtUp  = iota // the connection is live again
+	NeedRoom         // the queue is full: WaitRoom, then EndCatchUp again
+	NeedRead         // held messages show another gap: read the inbox after Last again
+)
+
+// EndCatchUp queues the live stored messages held while the connection was
+// catching up, in order, and says what is left to do.
+func (h *Hub) EndCatchUp(c *Conn) int {
+	c.mu.Lock()
+	defer c.signal(c.wake)
+	defer c.mu.Unlock()
+	for len(c.held) > 0 {
+		e := c.held[0]
+		switch {
+		case !e.id.After(c.last):
+		case e.prev != c.last:
+			return NeedRead
+		case c.fullLocked(e.frame):
+			return NeedRoom
+		default:
+			c.appendLocked(e)
+		}
+		c.held = c.held[1:]
+	}
+	c.held = nil
+	c.catching = false
+	return CaughtUp
+}
+
+// MarkBehind makes c hold live stored messages until it has caught up from
+// its inbox. It reports false when c was already catching up (or closed),
+// in which case nothing more is needed.
+func (h *Hub) MarkBehind(c *Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.catching || c.closed {
+		return false
+	}
+	c.catching = true
+	return true
+}
+
+// WaitRoom blocks until c's queue has room for more replayed messages; it
+// reports false when c closed or ctx ended first.
+func (h *Hub) WaitRoom(ctx context.Context, c *Conn) bool { return c.waitRoom(ctx) }
 
 // CloseKey closes every connection of key as disconnected by the server and
 // returns how many there were.

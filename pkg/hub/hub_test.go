@@ -1,9 +1,13 @@
 package hub
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/herald-push/herald/pkg/protocol"
 )
 
 func mustAdd(t testing.TB, h *Hub, key string, topics []string, raw bool) *Conn {
@@ -36,7 +40,7 @@ func TestSendsQueueOneSharedFramePerKeyAndSkipOtherKeys(t *testing.T) {
 	a, b := mustAdd(t, h, "u1", nil, false), mustAdd(t, h, "u1", []string{"board"}, false)
 	other := mustAdd(t, h, "u2", nil, false)
 
-	if n := h.SendKey("u1", "m1", 5, []byte(`1`)); n != 2 {
+	if n := h.SendKey("u1", Delivery{ID: "m1", TS: 5, Data: []byte(`1`)}); n != 2 {
 		t.Fatalf("SendKey reached %d connections, want 2", n)
 	}
 	fa, _ := a.take()
@@ -45,16 +49,16 @@ func TestSendsQueueOneSharedFramePerKeyAndSkipOtherKeys(t *testing.T) {
 	if len(fa) != 1 || len(fb) != 1 || len(fo) != 0 {
 		t.Fatalf("queued %d, %d, %d frames; want 1, 1, 0", len(fa), len(fb), len(fo))
 	}
-	if &fa[0][0] != &fb[0][0] {
+	if &fa[0].frame[0] != &fb[0].frame[0] {
 		t.Error("each connection got its own copy of the frame; want one shared encoding")
 	}
-	if want := `{"id":"m1","key":"u1","data":1,"ts":5}`; string(fa[0]) != want {
-		t.Errorf("frame %s, want %s", fa[0], want)
+	if want := `{"id":"m1","key":"u1","data":1,"ts":5}`; string(fa[0].frame) != want {
+		t.Errorf("frame %s, want %s", fa[0].frame, want)
 	}
-	if n := h.SendTopic("board", "m2", 5, []byte(`2`)); n != 1 {
+	if n := h.SendTopic("board", Delivery{ID: "m2", TS: 5, Data: []byte(`2`)}); n != 1 {
 		t.Errorf("SendTopic reached %d, want 1", n)
 	}
-	if n := h.SendAll("m3", 5, []byte(`3`)); n != 3 {
+	if n := h.SendAll(Delivery{ID: "m3", TS: 5, Data: []byte(`3`)}); n != 3 {
 		t.Errorf("SendAll reached %d, want 3", n)
 	}
 }
@@ -80,11 +84,11 @@ func TestAnOverflowingQueueClosesOnlyThatConnectionAndRemovesIt(t *testing.T) {
 				data[i] = '1'
 			}
 			for i := range tc.fits {
-				if n := h.SendKey("slow", "m"+strconv.Itoa(i), 0, data); n != 1 {
+				if n := h.SendKey("slow", Delivery{ID: "m" + strconv.Itoa(i), Data: data}); n != 1 {
 					t.Fatalf("send %d was not queued", i)
 				}
 			}
-			if n := h.SendKey("slow", "over", 0, data); n != 0 {
+			if n := h.SendKey("slow", Delivery{ID: "over", Data: data}); n != 0 {
 				t.Fatal("the overflowing send was queued")
 			}
 			if h.KeyConns("slow") != 0 || len(removed) != 1 || removed[0] != slow {
@@ -106,10 +110,10 @@ func TestAnOverflowingQueueClosesOnlyThatConnectionAndRemovesIt(t *testing.T) {
 func TestRawConnectionsGetTheBareData(t *testing.T) {
 	h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20})
 	raw := mustAdd(t, h, "u1", nil, true)
-	h.SendKey("u1", "m1", 0, []byte(`"hello"`))
+	h.SendKey("u1", Delivery{ID: "m1", Data: []byte(`"hello"`)})
 	f, _ := raw.take()
-	if string(f[0]) != "hello" {
-		t.Fatalf("raw frame %q", f[0])
+	if string(f[0].frame) != "hello" {
+		t.Fatalf("raw frame %q", f[0].frame)
 	}
 }
 
@@ -124,11 +128,11 @@ func BenchmarkSendKeyFanOut(b *testing.B) {
 			for i := range cs {
 				cs[i] = mustAdd(b, h, "u1", nil, false)
 			}
-			data := []byte(`{"item":"sword","qty":1}`)
+			d := Delivery{ID: "m1", TS: 1, Data: []byte(`{"item":"sword","qty":1}`)}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				h.SendKey("u1", "m1", 1, data)
+				h.SendKey("u1", d)
 				if i++; i%256 == 0 { // keep queues from growing without bound
 					for _, c := range cs {
 						f, _ := c.take()
@@ -137,5 +141,101 @@ func BenchmarkSendKeyFanOut(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func sid(ms uint64) protocol.StoredID { return protocol.StoredID{MS: ms} }
+
+func stored(ms, prev uint64) Delivery {
+	return Delivery{ID: sid(ms).String(), Stored: sid(ms), Prev: sid(prev), Data: []byte(strconv.FormatUint(ms, 10))}
+}
+
+// queuedIDs takes c's queue and returns its stored ids' milliseconds.
+func queuedIDs(c *Conn) []uint64 {
+	es, _ := c.take()
+	var out []uint64
+	for _, e := range es {
+		out = append(out, e.id.MS)
+	}
+	return out
+}
+
+func TestStoredMessagesReachAConnectionInInboxOrderWithoutGapsOrDuplicates(t *testing.T) {
+	var behind []*Conn
+	h := New(Options{QueueMessages: 100, QueueBytes: 1 << 20, Behind: func(c *Conn) { behind = append(behind, c) }})
+	c := mustAdd(t, h, "u1", nil, false)
+
+	// While the connection resumes, a live message (8, after 7) arrives and
+	// is held; the replay brings 6 and 7 (the client had up to 5).
+	h.SendKey("u1", stored(8, 7))
+	if got := queuedIDs(c); len(got) != 0 {
+		t.Fatalf("queued %v before the replay", got)
+	}
+	h.Replay(c, sid(5), []Delivery{stored(4, 3), stored(5, 4), stored(6, 5), stored(7, 6)})
+	if state := h.EndCatchUp(c); state != CaughtUp {
+		t.Fatalf("EndCatchUp = %d, want CaughtUp", state)
+	}
+	if got := queuedIDs(c); !slices.Equal(got, []uint64{6, 7, 8}) {
+		t.Fatalf("queued %v, want 6 7 8", got)
+	}
+
+	// 10 arrives before 9: the connection is behind and holds 10.
+	h.SendKey("u1", stored(10, 9))
+	if len(behind) != 1 || behind[0] != c || len(queuedIDs(c)) != 0 {
+		t.Fatal("a gap did not put the connection behind")
+	}
+	h.SendKey("u1", stored(9, 8)) // the late one, held too
+	h.Replay(c, protocol.StoredID{}, []Delivery{stored(9, 8), stored(10, 9)})
+	if state := h.EndCatchUp(c); state != CaughtUp {
+		t.Fatalf("EndCatchUp = %d", state)
+	}
+	if got := queuedIDs(c); !slices.Equal(got, []uint64{9, 10}) {
+		t.Fatalf("queued %v, want 9 10", got)
+	}
+	h.SendKey("u1", stored(10, 9)) // a duplicate
+	h.SendKey("u1", stored(11, 10))
+	if got := queuedIDs(c); !slices.Equal(got, []uint64{11}) {
+		t.Fatalf("queued %v, want 11", got)
+	}
+}
+
+func TestHeldMessagesPastTheReplayAskForAnotherRead(t *testing.T) {
+	h := New(Options{QueueMessages: 100, QueueBytes: 1 << 20})
+	c := mustAdd(t, h, "u1", nil, false)
+	h.SendKey("u1", stored(9, 8)) // stored after the replay was read
+	h.Replay(c, protocol.StoredID{}, []Delivery{stored(7, 0)})
+	if state := h.EndCatchUp(c); state != NeedRead || c.Last() != sid(7) {
+		t.Fatalf("EndCatchUp = %d at %v, want NeedRead at 7", state, c.Last())
+	}
+	h.Replay(c, protocol.StoredID{}, []Delivery{stored(8, 7), stored(9, 8)})
+	if state := h.EndCatchUp(c); state != CaughtUp {
+		t.Fatalf("second EndCatchUp = %d", state)
+	}
+	if got := queuedIDs(c); !slices.Equal(got, []uint64{7, 8, 9}) {
+		t.Fatalf("queued %v", got)
+	}
+}
+
+func TestAReplayStopsAtAFullQueueAndContinuesOnceDrained(t *testing.T) {
+	h := New(Options{QueueMessages: 4, QueueBytes: 1 << 20})
+	c := mustAdd(t, h, "u1", nil, false)
+	var ds []Delivery
+	for i := uint64(1); i <= 10; i++ {
+		ds = append(ds, stored(i, i-1))
+	}
+	used := h.Replay(c, protocol.StoredID{}, ds)
+	if used != 4 {
+		t.Fatalf("replayed %d into a queue of 4", used)
+	}
+	got := queuedIDs(c) // the writer drains
+	if !h.WaitRoom(context.Background(), c) {
+		t.Fatal("no room after draining")
+	}
+	used += h.Replay(c, protocol.StoredID{}, ds[used:])
+	got = append(got, queuedIDs(c)...)
+	h.Replay(c, protocol.StoredID{}, ds[used:])
+	got = append(got, queuedIDs(c)...)
+	if !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
+		t.Fatalf("replayed %v", got)
 	}
 }

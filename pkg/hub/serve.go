@@ -2,11 +2,13 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/herald-push/herald/pkg/protocol"
 )
 
 // ServeOptions govern the life of one WebSocket.
@@ -41,21 +43,22 @@ func (e End) String() string {
 	return e.Reason
 }
 
-// Serve writes c's queue to ws until the connection ends, and reads and
-// discards whatever the client sends (clients do not message each other).
+// Serve writes c's queue to ws until the connection ends, and reads what the
+// client sends: acknowledgements, nothing else (clients do not message each
+// other).
 // It removes c from the hub before returning.
 func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOptions) End {
 	defer h.Remove(c)
 	ws.SetReadLimit(o.ReadLimit)
 	readErr := make(chan error, 1)
-	go func() { readErr <- discardReads(ctx, ws) }()
+	go func() { readErr <- h.readClient(ctx, c, ws) }()
 
 	ping := time.NewTicker(o.PingInterval)
 	defer ping.Stop()
 	for {
 		select {
 		case <-c.wake:
-			frames, closing := c.take()
+			entries, closing := c.take()
 			if closing {
 				code, reason := c.closeStatus()
 				// Leave the hub before the close handshake, which may
@@ -64,13 +67,16 @@ func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOpt
 				_ = ws.Close(code, reason)
 				return End{Reason: EndServerClosed, Code: code}
 			}
-			for _, f := range frames {
-				if err := write(ctx, ws, f, o.WriteTimeout); err != nil {
+			for _, e := range entries {
+				if err := write(ctx, ws, e.frame, o.WriteTimeout); err != nil {
 					_ = ws.CloseNow()
 					return End{Reason: EndWriteFailed, Err: err}
 				}
+				if e.notice != nil && e.notice.sent.CompareAndSwap(false, true) {
+					h.opts.Delivered(e.notice)
+				}
 			}
-			c.recycle(frames)
+			c.recycle(entries)
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, o.WriteTimeout)
 			err := ws.Ping(pctx)
@@ -101,16 +107,25 @@ func write(ctx context.Context, ws *websocket.Conn, frame []byte, timeout time.D
 	return ws.Write(ctx, websocket.MessageText, frame)
 }
 
-// discardReads reads client frames into nothing. The read limit bounds each
-// frame; io.Copy to io.Discard never buffers a whole one.
-func discardReads(ctx context.Context, ws *websocket.Conn) error {
+// readClient reads what the client sends: acknowledgements
+// ({"type":"ack","id":"<stored id>"}) go to Options.Acked, anything else is
+// read and dropped. The read limit bounds every frame.
+func (h *Hub) readClient(ctx context.Context, c *Conn, ws *websocket.Conn) error {
+	var msg struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	}
 	for {
-		_, r, err := ws.Reader(ctx)
+		_, b, err := ws.Read(ctx)
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return err
+		msg.Type, msg.ID = "", ""
+		if json.Unmarshal(b, &msg) != nil || msg.Type != "ack" {
+			continue
+		}
+		if id, ok := protocol.ParseStoredID(msg.ID); ok {
+			h.opts.Acked(c, id)
 		}
 	}
 }

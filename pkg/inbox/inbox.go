@@ -22,6 +22,9 @@ const (
 // Entry is one stored message.
 type Entry struct {
 	ID     protocol.StoredID // assigned by Append
+	// Prev is the key's newest id before this one (zero for the first):
+	// a receiver that last saw Prev knows nothing came in between.
+	Prev   protocol.StoredID
 	Data   []byte            // the message's JSON
 	Origin string            // the node that accepted the send: where delivery is reported
 	Wait   Wait
@@ -39,8 +42,9 @@ type Options struct {
 // as the backing store is (Redis: its persistence settings). Ack never moves
 // a key's position backwards. All methods may be called concurrently.
 type Store interface {
-	// Append stores e for every key and returns each key's id, in order.
-	Append(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, error)
+	// Append stores e for every key and returns, in order, each key's new
+	// id and the id that preceded it.
+	Append(ctx context.Context, keys []string, e Entry) (ids, prevs []protocol.StoredID, err error)
 	// After returns up to limit entries of key that come after id, oldest
 	// first.
 	After(ctx context.Context, key string, after protocol.StoredID, limit int) ([]Entry, error)

@@ -38,20 +38,24 @@ func (m *Memory) inbox(key string, now time.Time) *memoryInbox {
 	return in
 }
 
-func (m *Memory) Append(_ context.Context, keys []string, e Entry) ([]protocol.StoredID, error) {
+func (m *Memory) Append(_ context.Context, keys []string, e Entry) ([]protocol.StoredID, []protocol.StoredID, error) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ids := make([]protocol.StoredID, len(keys))
+	prevs := make([]protocol.StoredID, len(keys))
 	for i, k := range keys {
 		in := m.inbox(k, now)
 		id := protocol.StoredID{MS: uint64(now.UnixMilli())}
 		if !id.After(in.last) {
 			id = protocol.StoredID{MS: in.last.MS, Seq: in.last.Seq + 1}
 		}
+		if len(in.entries) > 0 {
+			prevs[i] = in.entries[len(in.entries)-1].ID
+		}
 		in.last, in.touched = id, now
 		entry := e
-		entry.ID = id
+		entry.ID, entry.Prev = id, prevs[i]
 		in.entries = append(in.entries, entry)
 		cutoff := uint64(now.Add(-m.opts.MaxAge).UnixMilli())
 		drop := 0
@@ -61,7 +65,7 @@ func (m *Memory) Append(_ context.Context, keys []string, e Entry) ([]protocol.S
 		in.entries = append(in.entries[:0:0], in.entries[drop:]...)
 		ids[i] = id
 	}
-	return ids, nil
+	return ids, prevs, nil
 }
 
 func (m *Memory) After(_ context.Context, key string, after protocol.StoredID, limit int) ([]Entry, error) {

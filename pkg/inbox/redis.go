@@ -22,11 +22,16 @@ func streamKey(key string) string { return "herald:{" + key + "}:inbox" }
 func ackedKey(key string) string  { return "herald:{" + key + "}:acked" }
 
 // appendScript adds one entry and trims by length and by age in one step.
+// It returns the new id and the newest id before it, which is also stored
+// in the entry (field p) so that replayed entries carry it too.
 var appendScript = redis.NewScript(`
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[4], 'o', ARGV[5], 'w', ARGV[6])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = ''
+if last[1] then prev = last[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[4], 'o', ARGV[5], 'w', ARGV[6], 'p', prev)
 redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return id`)
+return {id, prev}`)
 
 // pendingScript reads the acknowledged position and what follows it at one
 // instant, in one round trip.
@@ -59,19 +64,19 @@ func NewRedis(rdb redis.UniversalClient, opts Options) *Redis {
 	return &Redis{rdb: rdb, opts: opts}
 }
 
-func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, error) {
-	ids, err := r.appendOnce(ctx, keys, e)
+func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, []protocol.StoredID, error) {
+	ids, prevs, err := r.appendOnce(ctx, keys, e)
 	if isNoScript(err) {
 		// First use on this Redis, or Redis restarted: load and retry once.
 		if err := appendScript.Load(ctx, r.rdb).Err(); err != nil {
-			return nil, fmt.Errorf("load append script: %w", err)
+			return nil, nil, fmt.Errorf("load append script: %w", err)
 		}
-		ids, err = r.appendOnce(ctx, keys, e)
+		ids, prevs, err = r.appendOnce(ctx, keys, e)
 	}
-	return ids, err
+	return ids, prevs, err
 }
 
-func (r *Redis) appendOnce(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, error) {
+func (r *Redis) appendOnce(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, []protocol.StoredID, error) {
 	minID := strconv.FormatInt(time.Now().Add(-r.opts.MaxAge).UnixMilli(), 10)
 	ttl := strconv.FormatInt(r.opts.MaxAge.Milliseconds(), 10)
 	maxLen := strconv.FormatInt(r.opts.MaxLen, 10)
@@ -84,21 +89,28 @@ func (r *Redis) appendOnce(ctx context.Context, keys []string, e Entry) ([]proto
 		return nil
 	})
 	if isNoScript(err) {
-		return nil, err
+		return nil, nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store message for %d keys: %w", len(keys), err)
+		return nil, nil, fmt.Errorf("store message for %d keys: %w", len(keys), err)
 	}
 	ids := make([]protocol.StoredID, len(keys))
+	prevs := make([]protocol.StoredID, len(keys))
 	for i, c := range cmds {
-		s, _ := c.Val().(string)
+		res, _ := c.Val().([]any)
+		var s, p string
+		if len(res) == 2 {
+			s, _ = res[0].(string)
+			p, _ = res[1].(string)
+		}
 		id, ok := protocol.ParseStoredID(s)
 		if !ok {
-			return nil, fmt.Errorf("store message: unexpected stream id %q", s)
+			return nil, nil, fmt.Errorf("store message: unexpected stream id %q", s)
 		}
 		ids[i] = id
+		prevs[i], _ = protocol.ParseStoredID(p) // "" for a key's first message
 	}
-	return ids, nil
+	return ids, prevs, nil
 }
 
 func isNoScript(err error) bool {
@@ -162,7 +174,8 @@ func entryOf(id string, field func(string) string) (Entry, error) {
 		return Entry{}, fmt.Errorf("inbox entry with bad id %q", id)
 	}
 	w, _ := strconv.Atoi(field("w"))
-	return Entry{ID: sid, Data: []byte(field("d")), Origin: field("o"), Wait: Wait(w)}, nil
+	prev, _ := protocol.ParseStoredID(field("p"))
+	return Entry{ID: sid, Prev: prev, Data: []byte(field("d")), Origin: field("o"), Wait: Wait(w)}, nil
 }
 
 func (r *Redis) Ack(ctx context.Context, key string, id protocol.StoredID) error {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -21,6 +22,8 @@ import (
 
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/fanout"
+	"github.com/herald-push/herald/pkg/idempotency"
+	"github.com/herald-push/herald/pkg/inbox"
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
@@ -80,9 +83,14 @@ func (n *Node) require(scope auth.Scope) gin.HandlerFunc {
 		}
 		if !caller.Can(scope) {
 			n.fail(c, http.StatusForbidden, "forbidden", fmt.Sprintf("api key %q lacks the %s scope", caller.Name(), scope))
+			return
 		}
+		c.Set(callerNameKey, caller.Name())
 	}
 }
+
+// callerNameKey holds the authenticated API key's name in a gin.Context.
+const callerNameKey = "herald.caller"
 
 // caller authenticates the request's API key, answering 401 when it has
 // none or an unknown one.
@@ -163,9 +171,12 @@ func (n *Node) failWith(c *gin.Context, err error) {
 
 // payload is a request's message: its data and, for sends, its keys.
 type payload struct {
-	Key  *string         `json:"key"`
-	Keys []string        `json:"keys"`
-	Data json.RawMessage `json:"data"`
+	Key       *string         `json:"key"`
+	Keys      []string        `json:"keys"`
+	Data      json.RawMessage `json:"data"`
+	Store     bool            `json:"store"`
+	Wait      string          `json:"wait"`       // "", "delivered" or "acked"
+	TimeoutMS int             `json:"timeout_ms"` // for wait
 }
 
 // readPayload reads a request body. A JSON body (Content-Type
@@ -230,8 +241,16 @@ func parsePayload(body []byte, contentType, queryKey string, hasQueryKey, allowK
 			p.Key = &queryKey
 		}
 	}
-	if !allowKeys && (p.Key != nil || p.Keys != nil) {
-		return p, badRequest("unknown_field", `this endpoint takes no "key" or "keys"`)
+	if !allowKeys && (p.Key != nil || p.Keys != nil || p.Store || p.Wait != "" || p.TimeoutMS != 0) {
+		return p, badRequest("unknown_field", `this endpoint takes only "data"`)
+	}
+	switch p.Wait {
+	case "", "delivered", "acked":
+	default:
+		return p, badRequest("invalid_wait", `wait must be "delivered" or "acked"`)
+	}
+	if p.TimeoutMS < 0 || (p.TimeoutMS > 0 && p.Wait == "") {
+		return p, badRequest("invalid_timeout", `timeout_ms must be positive and goes with "wait"`)
 	}
 	if len(p.Data) > maxData {
 		return p, &requestError{status: http.StatusRequestEntityTooLarge, code: "message_too_large",
@@ -338,28 +357,195 @@ func (n *Node) handleSend(c *gin.Context) {
 		n.failWith(c, err)
 		return
 	}
+	n.idempotent(c, func() (int, any) { return n.send(c.Request.Context(), keys, p) })
+	n.metrics.sendDuration.WithLabelValues("send").Observe(time.Since(start).Seconds())
+}
+
+// sendResult is the answer to a send.
+type sendResult struct {
+	ID          string               `json:"id"`
+	Online      []string             `json:"online"`
+	Offline     []string             `json:"offline"`
+	Connections int                  `json:"connections"`
+	Results     map[string]keyResult `json:"results,omitempty"`
+}
+
+// keyResult is what became of a stored send for one key.
+type keyResult struct {
+	ID     string `json:"id"`     // the stored id the key's clients see
+	Status string `json:"status"` // delivered, acked or stored
+}
+
+// send stores (when asked), routes and, when asked, waits. It returns the
+// HTTP status and body.
+func (n *Node) send(ctx context.Context, keys []string, p payload) (int, any) {
 	m := &fanout.Message{Kind: fanout.KindKeys, Origin: n.cfg.NodeID, ID: n.ids.next(),
 		TS: time.Now().UnixMilli(), Keys: keys, Data: p.Data}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
+	wait := map[string]inbox.Wait{"": inbox.WaitNone, "delivered": inbox.WaitDelivered, "acked": inbox.WaitAcked}[p.Wait]
+	store := p.Store || wait != inbox.WaitNone || n.cfg.StoreByDefault
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
-	res, err := n.router.SendKeys(ctx, m)
-	if err != nil {
-		n.metrics.redisErrors.WithLabelValues("presence_lookup").Inc()
-		n.fail(c, http.StatusServiceUnavailable, "unavailable", "cluster presence unreachable; nothing was sent")
-		return
+	if store {
+		ids, prevs, err := n.inbox.Append(rctx, keys, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID, Wait: wait})
+		if err != nil {
+			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
+			return http.StatusServiceUnavailable, errorBody("unavailable", "could not store the message; nothing was sent")
+		}
+		n.metrics.stored.Add(uint64(len(keys)))
+		m.Stored, m.Prevs, m.Wait = ids, prevs, uint8(wait)
 	}
-	online, offline := make([]string, 0, len(keys)), make([]string, 0)
-	for i, k := range keys {
-		if res.Online[i] {
-			online = append(online, k)
-		} else {
-			offline = append(offline, k)
+	// Register before routing: a report may come back before Send returns.
+	var delivered []<-chan struct{}
+	if wait != inbox.WaitNone {
+		delivered = make([]<-chan struct{}, len(keys))
+		for i, k := range keys {
+			delivered[i] = n.waits.add(k, m.Stored[i])
+			defer n.waits.remove(k, m.Stored[i])
 		}
 	}
-	n.metrics.dropOffline.Add(uint64(len(offline)))
+	res, err := n.router.SendKeys(rctx, m)
+	if err != nil {
+		n.metrics.redisErrors.WithLabelValues("presence_lookup").Inc()
+		if store {
+			// Stored: its key's clients get it when they next resume.
+			res.Online = make([]bool, len(keys))
+		} else {
+			return http.StatusServiceUnavailable, errorBody("unavailable", "cluster presence unreachable; nothing was sent")
+		}
+	}
+	out := sendResult{ID: m.ID, Online: make([]string, 0, len(keys)), Offline: make([]string, 0), Connections: res.Conns}
+	for i, k := range keys {
+		if res.Online[i] {
+			out.Online = append(out.Online, k)
+		} else {
+			out.Offline = append(out.Offline, k)
+		}
+	}
+	n.metrics.dropOffline.Add(uint64(len(out.Offline)))
 	n.metrics.accepted.WithLabelValues("send").Inc()
-	c.JSON(http.StatusOK, gin.H{"id": m.ID, "online": online, "offline": offline, "connections": res.Conns})
-	n.metrics.sendDuration.WithLabelValues("send").Observe(time.Since(start).Seconds())
+	if store {
+		out.Results = make(map[string]keyResult, len(keys))
+		for i, k := range keys {
+			out.Results[k] = keyResult{ID: m.Stored[i].String(), Status: "stored"}
+		}
+		if wait != inbox.WaitNone {
+			n.await(ctx, p, wait, m, delivered, out.Results)
+		}
+	}
+	return http.StatusOK, out
+}
+
+// await waits, until the send's timeout, for each key's message to be
+// delivered or acknowledged, and records what happened in results.
+func (n *Node) await(ctx context.Context, p payload, wait inbox.Wait, m *fanout.Message, delivered []<-chan struct{}, results map[string]keyResult) {
+	timeout := 5 * time.Second
+	if p.TimeoutMS > 0 {
+		timeout = time.Duration(p.TimeoutMS) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(timeout, n.cfg.MaxWait))
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i, k := range m.Keys {
+		wg.Go(func() {
+			status := n.awaitKey(ctx, wait, k, m.Stored[i], delivered[i])
+			mu.Lock()
+			results[k] = keyResult{ID: m.Stored[i].String(), Status: status}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+}
+
+// awaitKey returns "acked", "delivered" or "stored" for one key. Acks are
+// read from the inbox's ack position, which any node may have moved, so an
+// ack given after the client reconnected elsewhere counts too.
+func (n *Node) awaitKey(ctx context.Context, wait inbox.Wait, key string, id protocol.StoredID, delivered <-chan struct{}) string {
+	status := "stored"
+	if wait == inbox.WaitDelivered {
+		select {
+		case <-delivered:
+			return "delivered"
+		case <-ctx.Done():
+			return status
+		}
+	}
+	poll := 20 * time.Millisecond
+	for {
+		select {
+		case <-delivered:
+			status = "delivered"
+			delivered = nil
+		case <-ctx.Done():
+			return status
+		case <-time.After(poll):
+			acked, err := n.inbox.Acked(ctx, key)
+			if err == nil && !id.After(acked) {
+				return "acked"
+			}
+			poll = min(poll*2, 250*time.Millisecond)
+		}
+	}
+}
+
+func errorBody(code, msg string) apiError {
+	var e apiError
+	e.Error.Code, e.Error.Message = code, msg
+	return e
+}
+
+// idempotent runs a request once per Idempotency-Key: a retry within the
+// TTL is answered with the first answer and carries out nothing. Only
+// successful answers are kept; a failed request may be retried.
+func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
+	key := c.GetHeader("Idempotency-Key")
+	if key == "" {
+		status, body := do()
+		n.answer(c, status, body)
+		return
+	}
+	if len(key) > 255 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		n.fail(c, http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable ASCII characters")
+		return
+	}
+	scoped := c.GetString(callerNameKey) + ":" + key
+	rctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
+	defer cancel()
+	answer, claimed, err := n.idem.Begin(rctx, scoped)
+	switch {
+	case errors.Is(err, idempotency.ErrInProgress):
+		c.Header("Retry-After", "1")
+		n.fail(c, http.StatusConflict, "idempotency_in_progress", "a request with this Idempotency-Key is still being carried out")
+		return
+	case err != nil:
+		n.metrics.redisErrors.WithLabelValues("idempotency").Inc()
+		n.fail(c, http.StatusServiceUnavailable, "unavailable", "could not check the Idempotency-Key; nothing was sent")
+		return
+	case !claimed:
+		n.metrics.idemReplays.Add(1)
+		c.Header("Idempotent-Replayed", "true")
+		c.Data(http.StatusOK, "application/json; charset=utf-8", answer)
+		return
+	}
+	status, body := do()
+	if status != http.StatusOK {
+		_ = n.idem.Abort(context.WithoutCancel(rctx), scoped)
+		n.answer(c, status, body)
+		return
+	}
+	b, _ := json.Marshal(body)
+	if err := n.idem.Finish(context.WithoutCancel(rctx), scoped, b); err != nil {
+		n.log.Warn("could not record an idempotent answer; a retry would send again", "err", err)
+	}
+	c.Data(status, "application/json; charset=utf-8", b)
+}
+
+// answer writes a handler's status and body; error bodies are counted.
+func (n *Node) answer(c *gin.Context, status int, body any) {
+	if e, ok := body.(apiError); ok {
+		n.metrics.badRequests.WithLabelValues(e.Error.Code).Inc()
+	}
+	c.JSON(status, body)
 }
 
 // handlePublish serves POST /v1/topics/{topic}. A request with an API key

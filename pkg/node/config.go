@@ -95,6 +95,20 @@ type Config struct {
 	HTTPWriteTimeout      time.Duration
 	HTTPIdleTimeout       time.Duration
 	MaxHeaderBytes        int
+
+	// StoreByDefault stores every send in its keys' inboxes, as if each
+	// said "store":true.
+	StoreByDefault bool
+	// InboxMaxLen and InboxMaxAge bound each key's inbox (defaults 1000
+	// messages, 24h).
+	InboxMaxLen int
+	InboxMaxAge time.Duration
+	// IdempotencyTTL is how long the answer to a send with an
+	// Idempotency-Key is kept for retries (default 24h).
+	IdempotencyTTL time.Duration
+	// MaxWait caps a send's "timeout_ms" when it waits for delivery or an
+	// ack (default 25s; keep it under HTTPWriteTimeout).
+	MaxWait time.Duration
 }
 
 // Open reports whether the node runs in development mode: some part of the
@@ -149,6 +163,10 @@ func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
 	if c.ConnRatePerIP == 0 {
 		c.ConnRatePerIP = 20
 	}
+	setInt(&c.InboxMaxLen, 1000)
+	set(&c.InboxMaxAge, 24*time.Hour)
+	set(&c.IdempotencyTTL, 24*time.Hour)
+	set(&c.MaxWait, 25*time.Second)
 	set(&c.HTTPReadHeaderTimeout, 5*time.Second)
 	set(&c.HTTPReadTimeout, 30*time.Second)
 	set(&c.HTTPWriteTimeout, 30*time.Second)
@@ -191,6 +209,12 @@ func (c Config) validate() error {
 	if c.Open() && !c.Insecure && !loopback(c.Listen) {
 		errs = append(errs, fmt.Errorf("refusing to listen on %s without authentication: configure API keys and a token key, "+
 			"listen on 127.0.0.1, or pass --insecure to accept the risk", c.Listen))
+	}
+	if c.MaxWait >= c.HTTPWriteTimeout && c.HTTPWriteTimeout > 0 {
+		errs = append(errs, fmt.Errorf("max wait %v must be shorter than the HTTP write timeout %v", c.MaxWait, c.HTTPWriteTimeout))
+	}
+	if c.InboxMaxLen < 0 || c.InboxMaxAge < 0 || c.IdempotencyTTL < 0 {
+		errs = append(errs, errors.New("inbox bounds and idempotency TTL must be positive"))
 	}
 	if c.PublicRate < 0 || c.PublicMaxMessageBytes < 0 || c.PublicBurst < 0 {
 		errs = append(errs, errors.New("public topic limits must be positive"))

@@ -20,6 +20,10 @@ type metrics struct {
 
 	dropOffline    atomic.Uint64
 	dropUnroutable atomic.Uint64
+	stored         atomic.Uint64
+	replayed       atomic.Uint64
+	acks           atomic.Uint64
+	idemReplays    atomic.Uint64
 }
 
 func newMetrics(n *Node) *metrics {
@@ -75,8 +79,16 @@ func newMetrics(n *Node) *metrics {
 			}
 			return 0
 		}),
+		counterFunc("herald_inbox_stored_total", "Messages stored in key inboxes (one per key).", &m.stored),
+		counterFunc("herald_inbox_replayed_total", "Stored messages replayed to connections resuming or catching up.", &m.replayed),
+		counterFunc("herald_acks_total", "Acknowledgements received from clients.", &m.acks),
+		counterFunc("herald_idempotent_replays_total", "Sends answered from an earlier request with the same Idempotency-Key.", &m.idemReplays),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+func counterFunc(name, help string, v *atomic.Uint64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/herald-push/herald/pkg/fanout"
 	"github.com/herald-push/herald/pkg/hub"
+	"github.com/herald-push/herald/pkg/idempotency"
+	"github.com/herald-push/herald/pkg/inbox"
 	"github.com/herald-push/herald/pkg/presence"
 	"github.com/herald-push/herald/pkg/protocol"
 	"github.com/herald-push/herald/pkg/ratelimit"
@@ -36,6 +38,11 @@ type Node struct {
 
 	rdb      redis.UniversalClient // nil in single-node mode
 	store    presence.Store
+	inbox    inbox.Store
+	idem     idempotency.Store
+	acks     *ackBuffer
+	waits    *waiters
+	reports  chan *hub.Notice // delivery reports on their way to the waiting node
 	hub      *hub.Hub
 	router   *fanout.Router
 	presence *reconcile.Loop // writes this node's key counts to the store
@@ -77,9 +84,12 @@ func New(cfg Config) (*Node, error) {
 		publicRate: ratelimit.New(cfg.PublicRate, cfg.PublicBurst),
 	}
 	var bus fanout.Bus
+	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge}
 	if cfg.RedisURL == "" {
 		n.store = presence.NewMemory(cfg.PresenceTTL).Store(cfg.NodeID)
 		bus = fanout.NewMemory().Bus(cfg.NodeID)
+		n.inbox = inbox.NewMemory(inboxOpts)
+		n.idem = idempotency.NewMemory(cfg.IdempotencyTTL)
 	} else {
 		rdb, err := newRedisClient(cfg.RedisURL)
 		if err != nil {
@@ -87,8 +97,12 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.rdb = rdb
 		n.store = presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL)
-		bus = fanout.NewRedis(rdb, cfg.NodeID, fanout.RedisOptions{Logger: n.log})
+		bus = fanout.NewRedis(rdb, cfg.NodeID, fanout.RedisOptions{Logger: n.log, Resubscribed: n.resubscribed})
+		n.inbox = inbox.NewRedis(rdb, inboxOpts)
+		n.idem = idempotency.NewRedis(rdb, cfg.IdempotencyTTL)
 	}
+	n.waits = newWaiters()
+	n.reports = make(chan *hub.Notice, 4096)
 	n.metrics = newMetrics(n)
 	n.hub = hub.New(hub.Options{
 		QueueMessages:  cfg.QueueMessages,
@@ -96,6 +110,9 @@ func New(cfg Config) (*Node, error) {
 		MaxConns:       cfg.MaxConns,
 		MaxConnsPerKey: cfg.MaxConnsPerKey,
 		Removed:        n.connRemoved,
+		Behind:         func(c *hub.Conn) { go n.catchUp(context.Background(), c, nil) },
+		Delivered:      n.reportDelivered,
+		Acked:          n.acked,
 	})
 	n.router = fanout.NewRouter(fanout.RouterConfig{
 		Self:       cfg.NodeID,
@@ -104,8 +121,10 @@ func New(cfg Config) (*Node, error) {
 		Local:      n.hub,
 		Logger:     n.log,
 		Unroutable: func(k int) { n.metrics.dropUnroutable.Add(uint64(k)) },
+		Delivered:  n.waits.delivered,
 	})
 	n.presence = reconcile.New(n.writePresence, time.Second)
+	n.acks = newAckBuffer(n.inbox, n.log)
 	if n.engine, err = n.routes(); err != nil {
 		return nil, err
 	}
@@ -158,6 +177,8 @@ func (n *Node) Serve(ctx context.Context, l net.Listener) error {
 		}
 	})
 	loops.Go(func() { n.presence.Run(bg) })
+	loops.Go(func() { n.acks.loop.Run(bg) })
+	loops.Go(func() { n.sendReports(bg) })
 	loops.Go(func() { n.keepPresence(bg) })
 
 	srv := &http.Server{

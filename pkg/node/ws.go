@@ -28,7 +28,8 @@ type subscriber struct {
 	key     string
 	topics  []string
 	raw     bool
-	expires time.Time // zero without tokens
+	since   *protocol.StoredID // resume after this stored id; nil: after the ack position
+	expires time.Time          // zero without tokens
 }
 
 // handleWebSocket serves GET /v1/ws.
@@ -86,6 +87,8 @@ func (n *Node) handleWebSocket(c *gin.Context) {
 		n.metrics.connEnds.WithLabelValues("upgrade_failed").Inc()
 		return
 	}
+	// Replay what the client missed; live messages wait behind it.
+	go n.catchUp(context.Background(), conn, sub.since)
 	if !sub.expires.IsZero() {
 		expiry := time.AfterFunc(time.Until(sub.expires), func() {
 			conn.Close(protocol.CloseTokenExpired, "token expired: reconnect with a fresh token")
@@ -139,6 +142,13 @@ func (n *Node) identify(c *gin.Context) (subscriber, error) {
 		return sub, err
 	}
 	sub.topics = topics
+	if q.Has("since") {
+		id, ok := protocol.ParseStoredID(q.Get("since"))
+		if !ok {
+			return sub, badRequest("invalid_since", "since must be the id of a stored message (<ms>-<seq>)")
+		}
+		sub.since = &id
+	}
 	key, hasKey := q.Get("key"), q.Has("key")
 	if hasKey && !protocol.ValidName(key) {
 		return sub, invalidName("invalid_key", "key", key)

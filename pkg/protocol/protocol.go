@@ -47,6 +47,9 @@ const (
 	// CloseTokenExpired: the connection's token expired. Reconnect with a
 	// fresh token.
 	CloseTokenExpired websocket.StatusCode = 4002
+	// CloseTryAgainLater: the node could not read the client's stored
+	// messages. Reconnect (with since) after a short delay.
+	CloseTryAgainLater = websocket.StatusTryAgainLater // 1013
 )
 
 // Kind says which of a frame's routing fields is set.

@@ -22,9 +22,16 @@ func Run(t *testing.T, newStore NewStore) {
 		t.Helper()
 		var ids []protocol.StoredID
 		for i := range n {
-			got, err := s.Append(ctx, []string{key}, inbox.Entry{Data: []byte(fmt.Sprint(i)), Origin: "a", Wait: inbox.WaitAcked})
+			got, prevs, err := s.Append(ctx, []string{key}, inbox.Entry{Data: []byte(fmt.Sprint(i)), Origin: "a", Wait: inbox.WaitAcked})
 			if err != nil {
 				t.Fatal(err)
+			}
+			var want protocol.StoredID
+			if len(ids) > 0 {
+				want = ids[len(ids)-1]
+			}
+			if prevs[0] != want {
+				t.Fatalf("append %d: prev %v, want the id before it, %v", i, prevs[0], want)
 			}
 			ids = append(ids, got[0])
 		}
@@ -46,7 +53,7 @@ func Run(t *testing.T, newStore NewStore) {
 		if len(got) != 40 || got[0].ID != ids[10] || string(got[0].Data) != "10" || got[39].ID != ids[49] {
 			t.Fatalf("After the 10th: %d entries starting %+v", len(got), got[0])
 		}
-		if got[0].Origin != "a" || got[0].Wait != inbox.WaitAcked {
+		if got[0].Origin != "a" || got[0].Wait != inbox.WaitAcked || got[0].Prev != ids[9] {
 			t.Fatalf("fields lost: %+v", got[0])
 		}
 		if got, _ := s.After(ctx, "u1", ids[0], 5); len(got) != 5 || got[4].ID != ids[5] {
@@ -59,7 +66,7 @@ func Run(t *testing.T, newStore NewStore) {
 
 	t.Run("OneAppendStoresTheMessageForEveryKey", func(t *testing.T) {
 		s := newStore(t, roomy)
-		ids, err := s.Append(ctx, []string{"u1", "u2"}, inbox.Entry{Data: []byte(`"hi"`)})
+		ids, _, err := s.Append(ctx, []string{"u1", "u2"}, inbox.Entry{Data: []byte(`"hi"`)})
 		if err != nil || len(ids) != 2 {
 			t.Fatalf("append: %v %v", ids, err)
 		}
