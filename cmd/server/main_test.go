@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,12 +67,12 @@ type process struct {
 
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	return startProcessAt(t, freeAddr(t), args...)
+}
+
+// startProcessAt runs a node on addr, for restarts on the same address.
+func startProcessAt(t *testing.T, addr string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(herald(t), append([]string{"--listen", addr}, args...)...)
 	cmd.Stderr = &logWriter{t: t}
 	if err := cmd.Start(); err != nil {

@@ -301,9 +301,9 @@ func (h *Hub) Replay(c *Conn, start protocol.StoredID, ds []Delivery) int {
 
 // Catch-up states EndCatchUp reports.
 const (
-	CaughtUp  = iota // the connection is live again
-	NeedRoom         // the queue is full: WaitRoom, then EndCatchUp again
-	NeedRead         // held messages show another gap: read the inbox after Last again
+	CaughtUp = iota // the connection is live again
+	NeedRoom        // the queue is full: WaitRoom, then EndCatchUp again
+	NeedRead        // held messages show another gap: read the inbox after Last again
 )
 
 // EndCatchUp queues the live stored messages held while the connection was

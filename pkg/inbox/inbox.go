@@ -21,12 +21,12 @@ const (
 
 // Entry is one stored message.
 type Entry struct {
-	ID     protocol.StoredID // assigned by Append
+	ID protocol.StoredID // assigned by Append
 	// Prev is the key's newest id before this one (zero for the first):
 	// a receiver that last saw Prev knows nothing came in between.
 	Prev   protocol.StoredID
-	Data   []byte            // the message's JSON
-	Origin string            // the node that accepted the send: where delivery is reported
+	Data   []byte // the message's JSON
+	Origin string // the node that accepted the send: where delivery is reported
 	Wait   Wait
 }
 

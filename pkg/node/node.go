@@ -143,11 +143,14 @@ func newRedisClient(url string) (redis.UniversalClient, error) {
 		DB:        o.DB,
 		TLSConfig: o.TLSConfig,
 		// Fail fast while Redis is away: callers answer 503 and retry,
-		// which beats holding HTTP requests through go-redis backoff.
-		MaxRetries:   1,
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
+		// which beats holding HTTP requests through go-redis backoff (by
+		// default 5 dial retries 100ms apart per attempt).
+		MaxRetries:         1,
+		DialerRetries:      1,
+		DialerRetryTimeout: 50 * time.Millisecond,
+		DialTimeout:        2 * time.Second,
+		ReadTimeout:        2 * time.Second,
+		WriteTimeout:       2 * time.Second,
 	}), nil
 }
 
