@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/node"
@@ -37,7 +38,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	// Both libraries keep process-wide settings; this binary is the one
+	// place that sets them. go-redis would otherwise print every failed
+	// dial while Redis is away; herald reports that through /readyz,
+	// metrics and its own log lines.
 	gin.SetMode(gin.ReleaseMode)
+	redis.SetLogger(redisLogger{cfg.Logger})
 
 	n, err := node.New(cfg)
 	if err != nil {
@@ -49,6 +55,13 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return n.Run(ctx)
+}
+
+// redisLogger sends go-redis's own messages to slog at debug level.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
 // envName is the variable that stands in for a flag: --redis-url is
