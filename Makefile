@@ -1,7 +1,7 @@
 # herald — see README.md.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build fuzz
+.PHONY: run test deps build fuzz cluster cluster-down
 
 # Start one node in single-node mode on http://localhost:8080.
 run:
@@ -12,11 +12,16 @@ test: deps
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
 	go test -race -count=1 -timeout 10m ./...
+	cd k8s && go vet ./... && go test -count=1 ./...
 
 deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "installing redis-server"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/herald ./cmd/server
@@ -32,3 +37,10 @@ fuzz:
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
 		go test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	done
+
+# A load-balanced cluster on this machine: Redis, three nodes, haproxy.
+cluster: deps build
+	scripts/cluster.sh up
+
+cluster-down:
+	scripts/cluster.sh down

@@ -57,6 +57,25 @@ func newMetrics(n *Node) *metrics {
 		}, f)
 	}
 	const dropHelp = "offline (a key of a send had no connection), unroutable (the node presence named no longer listened), slow_consumer (a connection closed because its queue overflowed)."
+	// Series exist at 0 from the start, so that rates and dashboards show 0
+	// rather than "no data" before the first event.
+	for _, kind := range []string{"send", "topic", "broadcast"} {
+		m.accepted.WithLabelValues(kind)
+		m.sendDuration.WithLabelValues(kind)
+	}
+	for _, op := range []string{"heartbeat", "presence_write", "presence_lookup", "publish", "cluster", "disconnect",
+		"inbox_write", "inbox_read", "idempotency", "delivery_report"} {
+		m.redisErrors.WithLabelValues(op)
+	}
+	for _, reason := range []string{"client_closed", "read_limit", "read_failed", "write_failed", "ping_timeout",
+		"slow_consumer", "shutdown", "disconnected", "token_expired", "upgrade_failed", "stopped"} {
+		m.connEnds.WithLabelValues(reason)
+	}
+	for _, code := range []string{"invalid_json", "unknown_field", "missing_data", "missing_key", "invalid_key",
+		"message_too_large", "missing_api_key", "invalid_api_key", "missing_token", "invalid_token", "forbidden",
+		"rate_limited", "too_many_connections", "unavailable"} {
+		m.badRequests.WithLabelValues(code)
+	}
 	m.reg.MustRegister(
 		m.accepted, m.sendDuration, m.redisErrors, m.badRequests, m.connEnds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
