@@ -7,10 +7,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -33,7 +36,7 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, logLevel, err := parseConfig(args, getenv, stderr)
+	cfg, logLevel, debugAddr, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -54,7 +57,26 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if debugAddr != "" {
+		go serveDebug(ctx, debugAddr, cfg.Logger)
+	}
 	return n.Run(ctx)
+}
+
+// serveDebug serves net/http/pprof on its own listener, never on the
+// public one.
+func serveDebug(ctx context.Context, addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	log.Info("debug listener (pprof)", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("debug listener", "err", err)
+	}
 }
 
 // redisLogger sends go-redis's own messages to slog at debug level.
@@ -72,7 +94,7 @@ func envName(flag string) string {
 
 // parseConfig fills a node.Config from flags, each falling back to its
 // HERALD_* variable, then to the default.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (node.Config, slog.Level, error) {
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (node.Config, slog.Level, string, error) {
 	var cfg node.Config
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -115,7 +137,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	}
 
 	var readLimit int
-	var level string
+	var level, debugAddr string
 	var sec security
 	str(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve HTTP and WebSocket on")
 	str(&cfg.AdvertiseAddr, "advertise-addr", "", "address shown to the cluster (default: --listen)")
@@ -132,6 +154,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	integer(&cfg.MaxTopicsPerConn, "max-topics-per-conn", 32, "most topics one connection joins")
 	integer(&readLimit, "read-limit", 4096, "largest frame a client may send (bytes); larger closes with 1009")
 	str(&level, "log-level", "info", "debug, info, warn or error")
+	str(&debugAddr, "debug-addr", "", "serve net/http/pprof on this address (keep it private); empty: off")
 
 	str(&sec.apiKeysFile, "api-keys-file", "", "JSON file of publisher API keys [{name,key,scopes}] (or the JSON itself in HERALD_API_KEYS)")
 	str(&sec.tokenSecretFile, "token-secret-file", "", "file holding the HS256 secret for connection tokens (or the secret itself in HERALD_TOKEN_SECRET)")
@@ -166,23 +189,23 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	dur(&cfg.MaxWait, "max-wait", 25*time.Second, "longest a send may wait for delivery or an ack")
 
 	if err := fs.Parse(args); err != nil {
-		return cfg, 0, err
+		return cfg, 0, "", err
 	}
 	if fs.NArg() > 0 {
-		return cfg, 0, fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return cfg, 0, "", fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if len(errs) > 0 {
-		return cfg, 0, errs[0]
+		return cfg, 0, "", errs[0]
 	}
 	cfg.ReadLimit = int64(readLimit)
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return cfg, 0, fmt.Errorf("log level: %w", err)
+		return cfg, 0, "", fmt.Errorf("log level: %w", err)
 	}
 	if err := sec.load(&cfg, getenv); err != nil {
-		return cfg, 0, err
+		return cfg, 0, "", err
 	}
-	return cfg, lvl, nil
+	return cfg, lvl, debugAddr, nil
 }
 
 // security is where the API keys and token keys come from.

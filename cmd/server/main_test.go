@@ -185,7 +185,7 @@ func TestConfigComesFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 		"HERALD_PRESENCE_TTL": "30s",
 		"HERALD_QUEUE_BYTES":  "2048",
 	}
-	cfg, _, err := parseConfig([]string{"--node-id", "from-flag", "--read-limit", "100"}, func(k string) string { return env[k] }, io.Discard)
+	cfg, _, _, err := parseConfig([]string{"--node-id", "from-flag", "--read-limit", "100"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestAuthMaterialComesFromFilesOrVariables(t *testing.T) {
 	env := map[string]string{
 		"HERALD_API_KEYS": `[{"name":"game","key":"game-key-0123456789abcdef","scopes":["send"]}]`,
 	}
-	cfg, _, err := parseConfig([]string{"--token-secret-file", secretFile, "--listen", ":8080", "--public-topics", "board, news"},
+	cfg, _, _, err := parseConfig([]string{"--token-secret-file", secretFile, "--listen", ":8080", "--public-topics", "board, news"},
 		func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/internal/batch"
 )
 
 // Channel names. A node's channel carries the sends routed to it, so a send
@@ -46,6 +48,9 @@ type Redis struct {
 
 	ready atomic.Bool
 
+	publishes *batch.Batcher[publishReq]
+	batched   atomic.Bool // Run is merging concurrent publishes
+
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
 }
@@ -64,13 +69,26 @@ func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
 	if opts.Resubscribed == nil {
 		opts.Resubscribed = func() {}
 	}
-	return &Redis{
+	r := &Redis{
 		rdb:     rdb,
 		id:      id,
 		opts:    opts,
 		ps:      rdb.Subscribe(context.Background()),
 		waiters: make(map[string][]chan struct{}),
 	}
+	r.publishes = batch.New(256, r.publishBatch)
+	return r
+}
+
+type publishReq struct {
+	channel string
+	payload []byte
+	done    chan publishRes
+}
+
+type publishRes struct {
+	n   int
+	err error
 }
 
 func (r *Redis) Send(ctx context.Context, node string, m *Message) (bool, error) {
@@ -91,11 +109,43 @@ func (r *Redis) publish(ctx context.Context, channel string, m *Message) (int, e
 	if err != nil {
 		return 0, err
 	}
-	n, err := r.rdb.Publish(ctx, channel, b).Result()
-	if err != nil {
-		return 0, fmt.Errorf("publish to %s: %w", channel, err)
+	if !r.batched.Load() {
+		n, err := r.rdb.Publish(ctx, channel, b).Result()
+		if err != nil {
+			return 0, fmt.Errorf("publish to %s: %w", channel, err)
+		}
+		return int(n), nil
 	}
-	return int(n), nil
+	req := publishReq{channel: channel, payload: b, done: make(chan publishRes, 1)}
+	if err := r.publishes.Do(ctx, req); err != nil {
+		return 0, err
+	}
+	select {
+	case res := <-req.done:
+		return res.n, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// publishBatch sends concurrent publishes in one pipeline.
+func (r *Redis) publishBatch(ctx context.Context, reqs []publishReq) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmds := make([]*redis.IntCmd, len(reqs))
+	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, q := range reqs {
+			cmds[i] = p.Publish(ctx, q.channel, q.payload)
+		}
+		return nil
+	})
+	for i, q := range reqs {
+		n, err := cmds[i].Result()
+		if err != nil {
+			err = fmt.Errorf("publish to %s: %w", q.channel, err)
+		}
+		q.done <- publishRes{n: int(n), err: err}
+	}
 }
 
 func (r *Redis) Subscribe(ctx context.Context, topics ...string) error {
@@ -174,6 +224,14 @@ func (r *Redis) Ready() bool { return r.ready.Load() }
 
 func (r *Redis) Run(ctx context.Context, h Handler) error {
 	defer r.ps.Close()
+	batchDone := make(chan struct{})
+	go func() {
+		defer close(batchDone)
+		r.batched.Store(true)
+		defer r.batched.Store(false)
+		r.publishes.Run(ctx)
+	}()
+	defer func() { <-batchDone }()
 	if err := r.ps.Subscribe(ctx, nodeChannel(r.id), broadcastChannel); err != nil {
 		r.opts.Logger.Warn("subscribing to node channel failed; retrying on reconnect", "err", err)
 	}

@@ -180,6 +180,9 @@ func (n *Node) Serve(ctx context.Context, l net.Listener) error {
 		}
 	})
 	loops.Go(func() { n.presence.Run(bg) })
+	if r, ok := n.store.(interface{ Run(context.Context) }); ok {
+		loops.Go(func() { r.Run(bg) })
+	}
 	loops.Go(func() { n.acks.loop.Run(bg) })
 	loops.Go(func() { n.sendReports(bg) })
 	loops.Go(func() { n.keepPresence(bg) })

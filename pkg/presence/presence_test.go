@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"context"
 	"strconv"
 	"strings"
 
@@ -28,6 +29,24 @@ func TestRedisStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		return func(id string) presence.Store { return presence.NewRedis(rdb, id, ttl) }
+	})
+}
+
+func TestRedisStoreWithBatchedLookups(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	presencetest.Run(t, func(t *testing.T, ttl time.Duration) func(string) presence.Store {
+		if err := rdb.FlushAll(t.Context()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		return func(id string) presence.Store {
+			s := presence.NewRedis(rdb, id, ttl)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { s.Run(ctx); close(done) }()
+			t.Cleanup(func() { cancel(); <-done })
+			return s
+		}
 	})
 }
 

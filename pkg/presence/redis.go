@@ -8,9 +8,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/internal/batch"
 )
 
 // Redis layout. Every key's data lives under its own hash tag, and a node's
@@ -37,12 +40,35 @@ type Redis struct {
 	rdb redis.UniversalClient
 	id  string
 	ttl time.Duration
+
+	lookups *batch.Batcher[lookupReq]
+	batched atomic.Bool // Run is merging concurrent lookups
+}
+
+type lookupReq struct {
+	keys []string
+	done chan lookupRes
+}
+
+type lookupRes struct {
+	holders [][]Holder
+	err     error
 }
 
 // NewRedis returns the Store of node id on rdb; entries of a node count as
 // live until ttl after its last heartbeat.
 func NewRedis(rdb redis.UniversalClient, id string, ttl time.Duration) *Redis {
-	return &Redis{rdb: rdb, id: id, ttl: ttl}
+	r := &Redis{rdb: rdb, id: id, ttl: ttl}
+	r.lookups = batch.New(256, r.lookupBatch)
+	return r
+}
+
+// Run merges concurrent Lookups into shared pipelines until ctx ends (see
+// internal/batch). Without it each Lookup is its own round trip.
+func (r *Redis) Run(ctx context.Context) {
+	r.batched.Store(true)
+	defer r.batched.Store(false)
+	r.lookups.Run(ctx)
 }
 
 func (r *Redis) deadline(now time.Time) float64 {
@@ -185,11 +211,53 @@ func (r *Redis) Set(ctx context.Context, counts []Count) error {
 }
 
 func (r *Redis) Lookup(ctx context.Context, keys []string) ([][]Holder, error) {
-	cmds := make([]*redis.MapStringStringCmd, len(keys))
+	if !r.batched.Load() {
+		out, err := r.lookup(ctx, [][]string{keys})
+		if err != nil {
+			return nil, err
+		}
+		return out[0], nil
+	}
+	req := lookupReq{keys: keys, done: make(chan lookupRes, 1)}
+	if err := r.lookups.Do(ctx, req); err != nil {
+		return nil, err
+	}
+	select {
+	case res := <-req.done:
+		return res.holders, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (r *Redis) lookupBatch(ctx context.Context, reqs []lookupReq) {
+	sets := make([][]string, len(reqs))
+	for i, q := range reqs {
+		sets[i] = q.keys
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := r.lookup(ctx, sets)
+	for i, q := range reqs {
+		if err != nil {
+			q.done <- lookupRes{err: err}
+		} else {
+			q.done <- lookupRes{holders: out[i]}
+		}
+	}
+}
+
+// lookup reads the holders of several key sets in one pipeline, with one
+// read of the live nodes for all of them.
+func (r *Redis) lookup(ctx context.Context, sets [][]string) ([][][]Holder, error) {
+	cmds := make([][]*redis.MapStringStringCmd, len(sets))
 	var live *redis.StringSliceCmd
 	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.HGetAll(ctx, holdersKey(k))
+		for i, keys := range sets {
+			cmds[i] = make([]*redis.MapStringStringCmd, len(keys))
+			for j, k := range keys {
+				cmds[i][j] = p.HGetAll(ctx, holdersKey(k))
+			}
 		}
 		live = p.ZRangeByScore(ctx, nodesKey, &redis.ZRangeBy{
 			Min: "(" + strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf",
@@ -197,22 +265,25 @@ func (r *Redis) Lookup(ctx context.Context, keys []string) ([][]Holder, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("look up %d keys: %w", len(keys), err)
+		return nil, fmt.Errorf("look up keys: %w", err)
 	}
 	alive := live.Val()
-	out := make([][]Holder, len(keys))
-	for i, cmd := range cmds {
-		for node, v := range cmd.Val() {
-			if !slices.Contains(alive, node) {
-				continue
+	out := make([][][]Holder, len(sets))
+	for i := range sets {
+		out[i] = make([][]Holder, len(sets[i]))
+		for j, cmd := range cmds[i] {
+			for node, v := range cmd.Val() {
+				if !slices.Contains(alive, node) {
+					continue
+				}
+				n, err := strconv.Atoi(v)
+				if err != nil || n <= 0 {
+					continue
+				}
+				out[i][j] = append(out[i][j], Holder{Node: node, Conns: n})
 			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				continue
-			}
-			out[i] = append(out[i], Holder{Node: node, Conns: n})
+			slices.SortFunc(out[i][j], func(a, b Holder) int { return strings.Compare(a.Node, b.Node) })
 		}
-		slices.SortFunc(out[i], func(a, b Holder) int { return strings.Compare(a.Node, b.Node) })
 	}
 	return out, nil
 }

@@ -1,0 +1,519 @@
+// Command bench drives a running herald cluster and reports what it
+// measured, as JSON on stdout and a summary on stderr.
+//
+//	bench idle       -ws ws://127.0.0.1:8081 -n 15000 -pid <node pid>
+//	bench latency    -send http://127.0.0.1:8081 -ws ws://127.0.0.1:8082 -keys 2000 -rate 5000 -duration 60s
+//	bench throughput -send http://127.0.0.1:8081 -ws ws://127.0.0.1:8082 -keys 1000 -senders 64 -duration 20s
+//	bench broadcast  -send http://127.0.0.1:8081 -ws ws://127.0.0.1:8081 -n 15000
+//
+// One process holds at most about 19,000 sockets here (20,000 open files);
+// run several bench processes, each with its own -key-prefix, to go further,
+// and several nodes to hold more (docs/benchmarks.md).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: bench idle|latency|throughput|broadcast [flags]")
+		os.Exit(2)
+	}
+	var (
+		err error
+		out any
+	)
+	ctx := context.Background()
+	switch os.Args[1] {
+	case "idle":
+		out, err = idle(ctx, os.Args[2:])
+	case "latency":
+		out, err = latency(ctx, os.Args[2:])
+	case "throughput":
+		out, err = throughput(ctx, os.Args[2:])
+	case "broadcast":
+		out, err = broadcast(ctx, os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	fmt.Println(string(b))
+}
+
+// common flags of every mode.
+type common struct {
+	ws, send  string
+	prefix    string
+	sources   int
+	dialConc  int
+	maxConns  int
+	connected atomic.Int64
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.ws, "ws", "ws://127.0.0.1:8080", "node (or balancer) clients connect to; several, comma-separated, are used in turn")
+	fs.StringVar(&c.send, "send", "http://127.0.0.1:8080", "node sends go through")
+	fs.StringVar(&c.prefix, "key-prefix", "b", "prefix of client keys, distinct per bench process")
+	fs.IntVar(&c.sources, "sources", 8, "spread clients over 127.0.0.1..127.0.0.N source addresses (28,232 ports each)")
+	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
+}
+
+// dialer spreads connections over loopback source addresses.
+func (c *common) httpClient(i int) *http.Client {
+	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%max(c.sources, 1)))}
+	d := &net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// conn is one benchmark client.
+type conn struct {
+	ws  *websocket.Conn
+	key string
+}
+
+// dialAll opens n clients with keys prefix-0..n-1 (and topics, if any),
+// n at most dialConc at a time, and returns them with the connect rate.
+func (c *common) dialAll(ctx context.Context, n int, topics string) ([]*conn, float64, error) {
+	urls := strings.Split(c.ws, ",")
+	conns := make([]*conn, n)
+	var firstErr atomic.Value
+	sem := make(chan struct{}, c.dialConc)
+	var wg sync.WaitGroup
+	clients := make([]*http.Client, max(c.sources, 1))
+	for i := range clients {
+		clients[i] = c.httpClient(i)
+	}
+	start := time.Now()
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			key := c.prefix + "-" + strconv.Itoa(i)
+			u := urls[i%len(urls)] + "/v1/ws?key=" + key
+			if topics != "" {
+				u += "&topics=" + topics
+			}
+			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			ws, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: clients[i%len(clients)]})
+			if err != nil {
+				firstErr.CompareAndSwap(nil, fmt.Errorf("dial %s: %w", key, err))
+				return
+			}
+			ws.SetReadLimit(1 << 20)
+			conns[i] = &conn{ws: ws, key: key}
+			c.connected.Add(1)
+		})
+	}
+	wg.Wait()
+	rate := float64(n) / time.Since(start).Seconds()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return conns, rate, err
+	}
+	return conns, rate, nil
+}
+
+func closeAll(conns []*conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.ws.CloseNow()
+		}
+	}
+}
+
+func rssKiB(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// cpuSeconds is this process's user+system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// --- idle ------------------------------------------------------------------
+
+type idleResult struct {
+	Connections      int     `json:"connections"`
+	ConnectPerSecond float64 `json:"connect_per_second"`
+	RSSBeforeKiB     int64   `json:"server_rss_before_kib"`
+	RSSAfterKiB      int64   `json:"server_rss_after_kib"`
+	KiBPerConnection float64 `json:"server_kib_per_connection"`
+}
+
+func idle(ctx context.Context, args []string) (any, error) {
+	var c common
+	fs := flag.NewFlagSet("idle", flag.ExitOnError)
+	c.register(fs)
+	n := fs.Int("n", 10000, "connections to open")
+	pid := fs.Int("pid", 0, "server process id, to read its RSS")
+	settle := fs.Duration("settle", 5*time.Second, "wait before reading the RSS")
+	hold := fs.Duration("hold", 0, "keep the connections open this long after measuring")
+	fs.Parse(args)
+	var before int64
+	if *pid != 0 {
+		before, _ = rssKiB(*pid)
+	}
+	conns, rate, err := c.dialAll(ctx, *n, "")
+	defer closeAll(conns)
+	if err != nil {
+		return nil, err
+	}
+	// Drain whatever the server sends (pings need a reader).
+	for _, cn := range conns {
+		cn.ws.CloseRead(ctx)
+	}
+	time.Sleep(*settle)
+	res := idleResult{Connections: *n, ConnectPerSecond: math.Round(rate), RSSBeforeKiB: before}
+	if *pid != 0 {
+		after, err := rssKiB(*pid)
+		if err != nil {
+			return nil, err
+		}
+		res.RSSAfterKiB = after
+		res.KiBPerConnection = math.Round(float64(after-before)/float64(*n)*100) / 100
+	}
+	fmt.Fprintf(os.Stderr, "idle: %d connections at %.0f/s; server RSS %d -> %d KiB: %.2f KiB per connection\n",
+		*n, rate, res.RSSBeforeKiB, res.RSSAfterKiB, res.KiBPerConnection)
+	time.Sleep(*hold)
+	return res, nil
+}
+
+// --- latency ---------------------------------------------------------------
+
+type latencyResult struct {
+	Keys          int                `json:"keys"`
+	Rate          int                `json:"rate"`
+	Seconds       float64            `json:"seconds"`
+	Sent          int64              `json:"sent"`
+	Accepted      int64              `json:"accepted"`
+	HTTPErrors    int64              `json:"http_errors"`
+	Received      int64              `json:"received"`
+	Lost          int64              `json:"lost"`
+	Duplicates    int64              `json:"duplicates"`
+	LatencyMS     map[string]float64 `json:"latency_ms"`
+	MaxLagMS      float64            `json:"max_schedule_lag_ms"`
+	BenchCPUShare float64            `json:"bench_cpu_cores"`
+}
+
+// message data: when the send was due (unix ns) and its sequence number.
+type stamp struct {
+	T int64 `json:"t"`
+	S int64 `json:"s"`
+}
+
+// receiver collects stamped frames from every connection.
+type receiver struct {
+	mu        sync.Mutex
+	latencies []float64 // ms, measured from the send's due time
+	seen      map[int64]bool
+	dups      int64
+	frames    atomic.Int64
+}
+
+func (r *receiver) run(ctx context.Context, conns []*conn) {
+	for _, cn := range conns {
+		go func() {
+			var f struct{ Data stamp }
+			for {
+				_, b, err := cn.ws.Read(ctx)
+				if err != nil {
+					return
+				}
+				now := time.Now().UnixNano()
+				r.frames.Add(1)
+				if json.Unmarshal(b, &f) != nil {
+					continue
+				}
+				r.mu.Lock()
+				if r.seen[f.Data.S] {
+					r.dups++
+				} else {
+					r.seen[f.Data.S] = true
+					r.latencies = append(r.latencies, float64(now-f.Data.T)/1e6)
+				}
+				r.mu.Unlock()
+			}
+		}()
+	}
+}
+
+func percentiles(v []float64) map[string]float64 {
+	if len(v) == 0 {
+		return nil
+	}
+	slices.Sort(v)
+	at := func(p float64) float64 {
+		i := int(math.Ceil(p/100*float64(len(v)))) - 1
+		return math.Round(v[max(i, 0)]*1000) / 1000
+	}
+	return map[string]float64{"p50": at(50), "p90": at(90), "p99": at(99), "p99.9": at(99.9), "max": at(100)}
+}
+
+func latency(ctx context.Context, args []string) (any, error) {
+	var c common
+	fs := flag.NewFlagSet("latency", flag.ExitOnError)
+	c.register(fs)
+	keys := fs.Int("keys", 2000, "connected keys")
+	rate := fs.Int("rate", 5000, "sends per second, open loop")
+	dur := fs.Duration("duration", 60*time.Second, "how long to send")
+	grace := fs.Duration("grace", 3*time.Second, "wait for late frames after the last send")
+	fs.Parse(args)
+
+	conns, _, err := c.dialAll(ctx, *keys, "")
+	defer closeAll(conns)
+	if err != nil {
+		return nil, err
+	}
+	rcv := &receiver{seen: map[int64]bool{}}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rcv.run(rctx, conns)
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0}, Timeout: 10 * time.Second}
+	var sent, accepted, httpErrs atomic.Int64
+	var maxLag atomic.Int64
+	interval := time.Second / time.Duration(*rate)
+	total := int64(*rate) * int64(dur.Seconds())
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	var wg sync.WaitGroup
+	// Open loop: send i is due at start+i*interval, whatever earlier sends
+	// did; latency is measured from the due time, so a stalled sender
+	// shows up as latency instead of hiding (no coordinated omission).
+	for i := range total {
+		due := start.Add(time.Duration(i) * interval)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		} else if lag := -d; lag > time.Duration(maxLag.Load()) {
+			maxLag.Store(int64(lag))
+		}
+		key := conns[i%int64(len(conns))].key
+		wg.Go(func() {
+			sent.Add(1)
+			body := fmt.Sprintf(`{"key":%q,"data":{"t":%d,"s":%d}}`, key, due.UnixNano(), i)
+			resp, err := client.Post(c.send+"/v1/send", "application/json", strings.NewReader(body))
+			if err != nil {
+				httpErrs.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				httpErrs.Add(1)
+				return
+			}
+			accepted.Add(1)
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	cpu := cpuSeconds() - cpu0
+	time.Sleep(*grace)
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	res := latencyResult{
+		Keys: *keys, Rate: *rate, Seconds: math.Round(elapsed*10) / 10,
+		Sent: sent.Load(), Accepted: accepted.Load(), HTTPErrors: httpErrs.Load(),
+		Received: int64(len(rcv.latencies)), Duplicates: rcv.dups,
+		LatencyMS: percentiles(rcv.latencies), MaxLagMS: float64(maxLag.Load()) / 1e6,
+		BenchCPUShare: math.Round(cpu/elapsed*100) / 100,
+	}
+	res.Lost = res.Accepted - res.Received
+	fmt.Fprintf(os.Stderr, "latency: %d sends/s to %d keys for %.0fs: accepted %d, received %d, lost %d, dup %d, http errors %d; ms %v; schedule lag max %.1fms; bench used %.2f cores\n",
+		*rate, *keys, elapsed, res.Accepted, res.Received, res.Lost, res.Duplicates, res.HTTPErrors, res.LatencyMS, res.MaxLagMS, res.BenchCPUShare)
+	return res, nil
+}
+
+// --- throughput ------------------------------------------------------------
+
+type throughputResult struct {
+	Keys             int     `json:"keys"`
+	KeysPerSend      int     `json:"keys_per_send"`
+	Senders          int     `json:"senders"`
+	Seconds          float64 `json:"seconds"`
+	SendsPerSecond   float64 `json:"sends_per_second"`
+	DeliveriesPerSec float64 `json:"deliveries_per_second"`
+	HTTPErrors       int64   `json:"http_errors"`
+	BenchCPUCores    float64 `json:"bench_cpu_cores"`
+}
+
+func throughput(ctx context.Context, args []string) (any, error) {
+	var c common
+	fs := flag.NewFlagSet("throughput", flag.ExitOnError)
+	c.register(fs)
+	keys := fs.Int("keys", 1000, "connected keys")
+	perSend := fs.Int("keys-per-send", 1, "keys named in each send (a multi-key send when > 1)")
+	senders := fs.Int("senders", 64, "concurrent closed-loop senders")
+	dur := fs.Duration("duration", 20*time.Second, "how long to send")
+	fs.Parse(args)
+
+	conns, _, err := c.dialAll(ctx, *keys, "")
+	defer closeAll(conns)
+	if err != nil {
+		return nil, err
+	}
+	var frames atomic.Int64
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, cn := range conns {
+		go func() {
+			for {
+				if _, _, err := cn.ws.Read(rctx); err != nil {
+					return
+				}
+				frames.Add(1)
+			}
+		}()
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *senders}, Timeout: 10 * time.Second}
+	var ok, errs atomic.Int64
+	deadline := time.Now().Add(*dur)
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for s := range *senders {
+		wg.Go(func() {
+			var body bytes.Buffer
+			for i := s; time.Now().Before(deadline); i += *senders {
+				body.Reset()
+				if *perSend == 1 {
+					fmt.Fprintf(&body, `{"key":%q,"data":%d}`, conns[i%len(conns)].key, i)
+				} else {
+					body.WriteString(`{"keys":[`)
+					for k := range *perSend {
+						if k > 0 {
+							body.WriteByte(',')
+						}
+						fmt.Fprintf(&body, "%q", conns[(i+k)%len(conns)].key)
+					}
+					fmt.Fprintf(&body, `],"data":%d}`, i)
+				}
+				resp, err := client.Post(c.send+"/v1/send", "application/json", &body)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				} else {
+					errs.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	time.Sleep(time.Second) // let the last frames land
+	res := throughputResult{
+		Keys: *keys, KeysPerSend: *perSend, Senders: *senders, Seconds: math.Round(elapsed*10) / 10,
+		SendsPerSecond:   math.Round(float64(ok.Load()) / elapsed),
+		DeliveriesPerSec: math.Round(float64(frames.Load()) / elapsed),
+		HTTPErrors:       errs.Load(),
+		BenchCPUCores:    math.Round((cpuSeconds()-cpu0)/elapsed*100) / 100,
+	}
+	fmt.Fprintf(os.Stderr, "throughput: %.0f sends/s, %.0f deliveries/s (%d keys per send, %d senders, %d errors, bench %.2f cores)\n",
+		res.SendsPerSecond, res.DeliveriesPerSec, *perSend, *senders, res.HTTPErrors, res.BenchCPUCores)
+	return res, nil
+}
+
+// --- broadcast -------------------------------------------------------------
+
+type broadcastResult struct {
+	Subscribers   int     `json:"subscribers"`
+	Received      int64   `json:"received"`
+	FirstMS       float64 `json:"first_ms"`
+	LastMS        float64 `json:"last_ms"`
+	BenchCPUCores float64 `json:"bench_cpu_cores_during_fanout"`
+}
+
+func broadcast(ctx context.Context, args []string) (any, error) {
+	var c common
+	fs := flag.NewFlagSet("broadcast", flag.ExitOnError)
+	c.register(fs)
+	n := fs.Int("n", 10000, "subscribers of the topic")
+	topic := fs.String("topic", "bench", "topic")
+	fs.Parse(args)
+	conns, _, err := c.dialAll(ctx, *n, *topic)
+	defer closeAll(conns)
+	if err != nil {
+		return nil, err
+	}
+	var got atomic.Int64
+	var first, last atomic.Int64
+	done := make(chan struct{})
+	var start time.Time
+	for _, cn := range conns {
+		go func() {
+			if _, _, err := cn.ws.Read(ctx); err != nil {
+				return
+			}
+			at := time.Since(start).Nanoseconds()
+			first.CompareAndSwap(0, at)
+			for {
+				cur := last.Load()
+				if at <= cur || last.CompareAndSwap(cur, at) {
+					break
+				}
+			}
+			if got.Add(1) == int64(*n) {
+				close(done)
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	cpu0 := cpuSeconds()
+	start = time.Now()
+	resp, err := http.Post(c.send+"/v1/topics/"+*topic, "text/plain", strings.NewReader("fan out"))
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+	}
+	elapsed := time.Since(start).Seconds()
+	res := broadcastResult{Subscribers: *n, Received: got.Load(),
+		FirstMS: float64(first.Load()) / 1e6, LastMS: float64(last.Load()) / 1e6,
+		BenchCPUCores: math.Round((cpuSeconds()-cpu0)/elapsed*100) / 100}
+	fmt.Fprintf(os.Stderr, "broadcast: %d of %d subscribers got it; first after %.2fms, last after %.2fms (bench used %.2f cores meanwhile)\n",
+		res.Received, *n, res.FirstMS, res.LastMS, res.BenchCPUCores)
+	return res, nil
+}
