@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -63,16 +64,25 @@ type Conn struct {
 	closed   bool
 	code     websocket.StatusCode
 	reason   string
-	wake     chan struct{} // the writer has work
 	drained  chan struct{} // the writer took the queue
+
+	hub *Hub
+	// Set by Serve.
+	ctx       context.Context // ends with the connection
+	ws        *websocket.Conn
+	opts      ServeOptions
+	cancel    context.CancelFunc
+	ping      *time.Timer
+	writing   bool   // a writer goroutine is draining the queue
+	endReason string // why the server ended the connection, if it did
+	endErr    error
 }
 
-func newConn(key string, topics []string, raw bool, maxMsgs, maxBytes int) *Conn {
+func newConn(h *Hub, key string, topics []string, raw bool, maxMsgs, maxBytes int) *Conn {
 	return &Conn{
-		Key: key, Topics: topics, Raw: raw,
+		hub: h, Key: key, Topics: topics, Raw: raw,
 		maxMsgs: maxMsgs, maxBytes: maxBytes,
 		catching: true,
-		wake:     make(chan struct{}, 1),
 		drained:  make(chan struct{}, 1),
 	}
 }
@@ -99,11 +109,33 @@ func (c *Conn) offer(e entry) int {
 	if result == offerOverflow {
 		c.closeLocked(CloseSlowConsumer, "slow consumer: outgoing queue overflowed")
 	}
+	start := c.needsWriterLocked()
 	c.mu.Unlock()
-	if result != offerDuplicate {
-		c.signal(c.wake)
+	if start {
+		go c.hub.write(c)
 	}
 	return result
+}
+
+// kick starts a writer if there is something to write and none runs.
+func (c *Conn) kick() {
+	c.mu.Lock()
+	start := c.needsWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.hub.write(c)
+	}
+}
+
+// needsWriterLocked reports, and claims, the need for a writer goroutine:
+// there is something to write (or a close to send) and none is running.
+// Before Serve the queue waits: there is no socket yet.
+func (c *Conn) needsWriterLocked() bool {
+	if c.writing || c.ws == nil || (len(c.queue) == 0 && !c.closed) {
+		return false
+	}
+	c.writing = true
+	return true
 }
 
 func (c *Conn) offerLocked(e entry) int {
@@ -156,9 +188,12 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) bool {
 	c.mu.Lock()
 	was := c.closed
 	c.closeLocked(code, reason)
+	start := c.needsWriterLocked()
 	c.mu.Unlock()
-	c.signal(c.wake)
 	c.signal(c.drained)
+	if start {
+		go c.hub.write(c)
+	}
 	return !was
 }
 

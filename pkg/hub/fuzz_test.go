@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -42,7 +43,7 @@ func FuzzClientFrames(f *testing.F) {
 			h.Remove(c)
 			return
 		}
-		h.Serve(r.Context(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: time.Second, ReadLimit: 64})
+		h.Serve(context.Background(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: time.Second, ReadLimit: 64}, func(End) {})
 	}))
 	f.Cleanup(srv.Close)
 	addr := strings.TrimPrefix(srv.URL, "http://")

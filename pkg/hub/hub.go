@@ -98,7 +98,7 @@ var (
 // to it from now on wait in its queue until Serve writes them, which is what
 // lets a node register a connection before the WebSocket handshake ends.
 func (h *Hub) Add(key string, topics []string, raw bool) (*Conn, error) {
-	c := newConn(key, topics, raw, h.opts.QueueMessages, h.opts.QueueBytes)
+	c := newConn(h, key, topics, raw, h.opts.QueueMessages, h.opts.QueueBytes)
 	h.mu.Lock()
 	if h.opts.MaxConns > 0 && len(h.all) >= h.opts.MaxConns {
 		h.mu.Unlock()
@@ -295,7 +295,7 @@ func (h *Hub) Replay(c *Conn, start protocol.StoredID, ds []Delivery) int {
 		used++
 	}
 	c.mu.Unlock()
-	c.signal(c.wake)
+	c.kick()
 	return used
 }
 
@@ -310,7 +310,7 @@ const (
 // catching up, in order, and says what is left to do.
 func (h *Hub) EndCatchUp(c *Conn) int {
 	c.mu.Lock()
-	defer c.signal(c.wake)
+	defer c.kick()
 	defer c.mu.Unlock()
 	for len(c.held) > 0 {
 		e := c.held[0]

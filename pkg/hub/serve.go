@@ -29,7 +29,7 @@ const (
 	EndStopped      = "stopped"       // the serving context ended
 )
 
-// End says why Serve returned.
+// End says why a connection ended.
 type End struct {
 	Reason string
 	Code   websocket.StatusCode // the close code sent, for EndServerClosed
@@ -43,74 +43,35 @@ func (e End) String() string {
 	return e.Reason
 }
 
-// Serve writes c's queue to ws until the connection ends, and reads what the
-// client sends: acknowledgements, nothing else (clients do not message each
-// other).
-// It removes c from the hub before returning.
-func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOptions) End {
-	defer h.Remove(c)
+// Serve takes over ws for c and returns at once; done is called, from the
+// connection's reading goroutine, once it has ended and left the hub.
+//
+// An idle connection costs one parked goroutine (reading: the client's acks,
+// pongs and close) and one timer (pings). A writer goroutine exists only
+// while frames are queued, so that a send never waits on a socket and an
+// idle connection keeps no second stack. The request that upgraded the
+// connection has returned by then: neither its context nor its goroutine
+// lives on.
+func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOptions, done func(End)) {
 	ws.SetReadLimit(o.ReadLimit)
-	readErr := make(chan error, 1)
-	go func() { readErr <- h.readClient(ctx, c, ws) }()
-
-	ping := time.NewTicker(o.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-c.wake:
-			entries, closing := c.take()
-			if closing {
-				code, reason := c.closeStatus()
-				// Leave the hub before the close handshake, which may
-				// take seconds: presence must not wait for it.
-				h.Remove(c)
-				_ = ws.Close(code, reason)
-				return End{Reason: EndServerClosed, Code: code}
-			}
-			for _, e := range entries {
-				if err := write(ctx, ws, e.frame, o.WriteTimeout); err != nil {
-					_ = ws.CloseNow()
-					return End{Reason: EndWriteFailed, Err: err}
-				}
-				if e.notice != nil && e.notice.sent.CompareAndSwap(false, true) {
-					h.opts.Delivered(e.notice)
-				}
-			}
-			c.recycle(entries)
-		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, o.WriteTimeout)
-			err := ws.Ping(pctx)
-			cancel()
-			if err != nil {
-				_ = ws.CloseNow()
-				return End{Reason: EndPingTimeout, Err: err}
-			}
-		case err := <-readErr:
-			_ = ws.CloseNow()
-			switch websocket.CloseStatus(err) {
-			case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
-				return End{Reason: EndClientClosed}
-			case websocket.StatusMessageTooBig:
-				return End{Reason: EndReadLimit, Err: err}
-			}
-			return End{Reason: EndReadFailed, Err: err}
-		case <-ctx.Done():
-			_ = ws.CloseNow()
-			return End{Reason: EndStopped, Err: ctx.Err()}
-		}
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	c.mu.Lock()
+	c.ctx, c.ws, c.opts, c.cancel = ctx, ws, o, cancel
+	c.ping = time.AfterFunc(o.PingInterval, func() { h.ping(ctx, c) })
+	c.mu.Unlock()
+	c.kick() // what was queued before the handshake
+	go func() {
+		end := h.read(ctx, c, ws)
+		c.ping.Stop()
+		cancel()
+		h.Remove(c)
+		done(end)
+	}()
 }
 
-func write(ctx context.Context, ws *websocket.Conn, frame []byte, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return ws.Write(ctx, websocket.MessageText, frame)
-}
-
-// readClient reads what the client sends: acknowledgements
-// ({"type":"ack","id":"<stored id>"}) go to Options.Acked, anything else is
-// read and dropped. The read limit bounds every frame.
-func (h *Hub) readClient(ctx context.Context, c *Conn, ws *websocket.Conn) error {
+// read reads the client's frames until the connection ends: acks go to
+// Options.Acked, anything else is dropped.
+func (h *Hub) read(ctx context.Context, c *Conn, ws *websocket.Conn) End {
 	var msg struct {
 		Type string `json:"type"`
 		ID   string `json:"id"`
@@ -118,7 +79,8 @@ func (h *Hub) readClient(ctx context.Context, c *Conn, ws *websocket.Conn) error
 	for {
 		_, b, err := ws.Read(ctx)
 		if err != nil {
-			return err
+			_ = ws.CloseNow()
+			return c.endFor(ctx, err)
 		}
 		msg.Type, msg.ID = "", ""
 		if json.Unmarshal(b, &msg) != nil || msg.Type != "ack" {
@@ -128,4 +90,98 @@ func (h *Hub) readClient(ctx context.Context, c *Conn, ws *websocket.Conn) error
 			h.opts.Acked(c, id)
 		}
 	}
+}
+
+// endFor says why the connection ended, given the error that ended reading:
+// the server's own reason when it ended the connection, the client's
+// otherwise.
+func (c *Conn) endFor(ctx context.Context, err error) End {
+	c.mu.Lock()
+	reason, cause, code, closedByServer := c.endReason, c.endErr, c.code, c.closed && c.code != 0
+	c.mu.Unlock()
+	switch {
+	case reason != "":
+		return End{Reason: reason, Err: cause}
+	case closedByServer:
+		return End{Reason: EndServerClosed, Code: code}
+	case ctx.Err() != nil:
+		return End{Reason: EndStopped, Err: ctx.Err()}
+	}
+	switch websocket.CloseStatus(err) {
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
+		return End{Reason: EndClientClosed}
+	case websocket.StatusMessageTooBig:
+		return End{Reason: EndReadLimit, Err: err}
+	}
+	return End{Reason: EndReadFailed, Err: err}
+}
+
+// fail ends the connection at once for reason; the reader then reports it.
+func (c *Conn) fail(reason string, err error) {
+	c.mu.Lock()
+	if c.endReason == "" {
+		c.endReason, c.endErr = reason, err
+	}
+	ws := c.ws
+	c.mu.Unlock()
+	if ws != nil {
+		_ = ws.CloseNow()
+	}
+}
+
+// write drains c's queue to the socket, then exits; offer and Close start it
+// again when there is more.
+func (h *Hub) write(c *Conn) {
+	for {
+		entries, closing := c.take()
+		if closing {
+			code, reason := c.closeStatus()
+			// Leave the hub before the close handshake, which may take
+			// seconds: presence must not wait for it.
+			h.Remove(c)
+			_ = c.ws.Close(code, reason)
+			return
+		}
+		if len(entries) == 0 {
+			c.mu.Lock()
+			if len(c.queue) == 0 && !c.closed {
+				c.writing = false
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
+			continue
+		}
+		for _, e := range entries {
+			wctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
+			err := c.ws.Write(wctx, websocket.MessageText, e.frame)
+			cancel()
+			if err != nil {
+				c.fail(EndWriteFailed, err)
+				return
+			}
+			if e.notice != nil && e.notice.sent.CompareAndSwap(false, true) {
+				h.opts.Delivered(e.notice)
+			}
+		}
+		c.recycle(entries)
+	}
+}
+
+// ping runs from c's timer: a pong within the write timeout keeps the
+// connection, anything else ends it.
+func (h *Hub) ping(ctx context.Context, c *Conn) {
+	pctx, cancel := context.WithTimeout(ctx, c.opts.WriteTimeout)
+	err := c.ws.Ping(pctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			c.fail(EndPingTimeout, err)
+		}
+		return
+	}
+	c.mu.Lock()
+	t := c.ping
+	c.mu.Unlock()
+	t.Reset(c.opts.PingInterval)
 }

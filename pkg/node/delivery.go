@@ -100,7 +100,7 @@ func (n *Node) resubscribed() {
 	n.log.Info("bus resubscribed; catching every connection up from its inbox", "connections", len(conns))
 	for _, c := range conns {
 		if n.hub.MarkBehind(c) {
-			go n.catchUp(context.Background(), c, nil)
+			go n.catchUp(n.connCtx, c, nil)
 		}
 	}
 }

@@ -53,6 +53,11 @@ type Node struct {
 
 	presenceOK atomic.Bool // joined, last heartbeat succeeded, no resync pending
 
+	// connCtx outlives requests: WebSockets run on it after their handler
+	// returned, until the node stops.
+	connCtx    context.Context
+	connCancel context.CancelFunc
+
 	connRate   *ratelimit.Keyed // new connections per client IP
 	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
 
@@ -83,6 +88,7 @@ func New(cfg Config) (*Node, error) {
 		connRate:   ratelimit.New(cfg.ConnRatePerIP, cfg.ConnBurstPerIP),
 		publicRate: ratelimit.New(cfg.PublicRate, cfg.PublicBurst),
 	}
+	n.connCtx, n.connCancel = context.WithCancel(context.Background())
 	var bus fanout.Bus
 	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge}
 	if cfg.RedisURL == "" {
@@ -110,7 +116,7 @@ func New(cfg Config) (*Node, error) {
 		MaxConns:       cfg.MaxConns,
 		MaxConnsPerKey: cfg.MaxConnsPerKey,
 		Removed:        n.connRemoved,
-		Behind:         func(c *hub.Conn) { go n.catchUp(context.Background(), c, nil) },
+		Behind:         func(c *hub.Conn) { go n.catchUp(n.connCtx, c, nil) },
 		Delivered:      n.reportDelivered,
 		Acked:          n.acked,
 	})
@@ -224,6 +230,7 @@ func (n *Node) Serve(ctx context.Context, l net.Listener) error {
 	if serr := srv.Shutdown(sctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		n.log.Warn("http shutdown", "err", serr)
 	}
+	n.connCancel() // whatever survived the drain ends now
 	stopBG()
 	loops.Wait()
 	if n.rdb != nil {

@@ -55,7 +55,12 @@ func (n *Node) handleWebSocket(c *gin.Context) {
 		n.failWith(c, err)
 		return
 	}
-	defer release()
+	served := false
+	defer func() {
+		if !served {
+			release()
+		}
+	}()
 
 	conn, err := n.hub.Add(sub.key, sub.topics, sub.raw)
 	if err != nil {
@@ -87,23 +92,30 @@ func (n *Node) handleWebSocket(c *gin.Context) {
 		n.metrics.connEnds.WithLabelValues("upgrade_failed").Inc()
 		return
 	}
-	// Replay what the client missed; live messages wait behind it.
-	go n.catchUp(context.Background(), conn, sub.since)
+	var expiry *time.Timer
 	if !sub.expires.IsZero() {
-		expiry := time.AfterFunc(time.Until(sub.expires), func() {
+		expiry = time.AfterFunc(time.Until(sub.expires), func() {
 			conn.Close(protocol.CloseTokenExpired, "token expired: reconnect with a fresh token")
 		})
-		defer expiry.Stop()
 	}
-	// The handler's goroutine serves the connection until it ends, which
-	// keeps the request context alive for exactly that long.
-	end := n.hub.Serve(c.Request.Context(), conn, ws, hub.ServeOptions{
+	// From here the connection lives on its own goroutines, not this
+	// handler's: returning frees the request's stack and gin's context.
+	served = true
+	topics := len(sub.topics)
+	n.hub.Serve(n.connCtx, conn, ws, hub.ServeOptions{
 		PingInterval: n.cfg.PingInterval,
 		WriteTimeout: n.cfg.WriteTimeout,
 		ReadLimit:    n.cfg.ReadLimit,
+	}, func(end hub.End) {
+		if expiry != nil {
+			expiry.Stop()
+		}
+		n.metrics.connEnds.WithLabelValues(endLabel(end)).Inc()
+		n.log.Debug("connection ended", "topics", topics, "why", end.String())
+		release()
 	})
-	n.metrics.connEnds.WithLabelValues(endLabel(end)).Inc()
-	n.log.Debug("connection ended", "topics", len(sub.topics), "why", end.String())
+	// Replay what the client missed; live messages wait behind it.
+	go n.catchUp(n.connCtx, conn, sub.since)
 }
 
 // endLabel names why a connection ended, for metrics.

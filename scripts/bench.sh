@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Reproduces docs/benchmarks.md: Redis and two nodes pinned to core 0, the
+# load generator to core 1. Each scenario runs RUNS times (default 3);
+# results go to $OUT (bench-results/) as JSON lines.
+#
+#   scripts/bench.sh [idle|latency|throughput|broadcast|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-3}
+out=${OUT:-bench-results}
+dur=${LATENCY_DURATION:-60s}
+mkdir -p "$out"
+go build -o bin/herald ./cmd/server
+go build -o bin/bench ./cmd/bench
+work=$(mktemp -d)
+node_args=(--redis-url redis://127.0.0.1:6479 --conn-rate-per-ip -1 --max-conns-per-ip -1
+	--max-conns-per-key -1 --log-level warn)
+
+start() {
+	taskset -c 0 redis-server --port 6479 --bind 127.0.0.1 --save '' --appendonly no \
+		--daemonize yes --logfile "$work/redis.log" --pidfile "$work/redis.pid" --dir "$work"
+	taskset -c 0 bin/herald --node-id a --listen 127.0.0.1:9101 "${node_args[@]}" 2>"$work/a.log" &
+	echo $! >"$work/a.pid"
+	taskset -c 0 bin/herald --node-id b --listen 127.0.0.1:9102 "${node_args[@]}" 2>"$work/b.log" &
+	echo $! >"$work/b.pid"
+	for p in 9101 9102; do
+		until curl -fs "http://127.0.0.1:$p/readyz" >/dev/null; do sleep 0.1; done
+	done
+}
+stop() {
+	kill "$(cat "$work/a.pid")" "$(cat "$work/b.pid")" 2>/dev/null || true
+	wait 2>/dev/null || true
+	redis-cli -p 6479 shutdown nosave >/dev/null 2>&1 || true
+}
+trap stop EXIT
+bench() { taskset -c 1 bin/bench "$@" 2>&2 | tr -d '\n ' >>"$out/$1.jsonl"; echo >>"$out/$1.jsonl"; }
+
+scenario() {
+	case $1 in
+	idle)
+		for i in $(seq "$runs"); do
+			start
+			bench idle -ws ws://127.0.0.1:9102 -n 15000 -pid "$(cat "$work/b.pid")" -settle 10s -key-prefix "i$i"
+			stop
+		done ;;
+	latency)
+		for i in $(seq "$runs"); do
+			start
+			bench latency -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -keys 2000 -rate 5000 -duration "$dur" -key-prefix "l$i"
+			stop
+		done ;;
+	throughput)
+		for i in $(seq "$runs"); do
+			start
+			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9101 -keys 1000 -senders 64 -duration 15s -key-prefix "s$i"
+			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -keys 1000 -senders 64 -duration 15s -key-prefix "x$i"
+			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9101 -keys 1000 -keys-per-send 1000 -senders 4 -duration 15s -key-prefix "m$i"
+			stop
+		done ;;
+	broadcast)
+		for i in $(seq "$runs"); do
+			start
+			bench broadcast -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -n 15000 -key-prefix "c$i"
+			stop
+		done ;;
+	all) for s in idle throughput broadcast latency; do scenario "$s"; done ;;
+	*) echo "usage: $0 idle|latency|throughput|broadcast|all" >&2; exit 2 ;;
+	esac
+}
+scenario "${1:-all}"
+echo "results in $out/"
