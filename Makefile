@@ -1,13 +1,14 @@
 # herald — see README.md.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build fuzz cluster cluster-down
+.PHONY: run test deps build fuzz cluster cluster-down bench
 
 # Start one node in single-node mode on http://localhost:8080.
 run:
 	go run ./cmd/server
 
-# Install what the tests need (redis-server), then run every test with the race detector.
+# Install what the tests need (redis-server, haproxy, Node.js, Chromium), then
+# run every test with the race detector, and the manifest checks.
 test: deps
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
@@ -18,6 +19,8 @@ deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -25,6 +28,12 @@ deps:
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/herald ./cmd/server
+	CGO_ENABLED=0 go build -trimpath -o bin/heraldctl ./cmd/heraldctl
+	CGO_ENABLED=0 go build -trimpath -o bin/bench ./cmd/bench
+
+# The figures of docs/benchmarks.md (several minutes; pins to cores 0 and 1).
+bench:
+	scripts/bench.sh all
 
 # Run each fuzz target for FUZZTIME (CI: 15s each); any panic or broken
 # invariant fails. Inputs that fail are saved under the package's testdata/fuzz.

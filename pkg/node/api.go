@@ -20,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	heraldjs "github.com/herald-push/herald/clients/js"
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/fanout"
 	"github.com/herald-push/herald/pkg/idempotency"
@@ -61,12 +62,19 @@ func (n *Node) routes() (*gin.Engine, error) {
 	v1.GET("/cluster", n.require(auth.ScopeAdmin), n.handleCluster)
 	v1.DELETE("/connections/:key", n.require(auth.ScopeAdmin), n.handleDisconnect)
 
+	// The JavaScript client, so a page can import it from any node.
+	r.GET("/v1/herald.js", func(c *gin.Context) { c.Data(http.StatusOK, "text/javascript; charset=utf-8", heraldjs.Source) })
+	r.GET("/v1/herald.d.ts", func(c *gin.Context) { c.Data(http.StatusOK, "application/typescript; charset=utf-8", heraldjs.Types) })
+
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", n.handleReady)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})))
 
 	web, _ := fs.Sub(webFiles, "web")
 	r.GET("/", func(c *gin.Context) { c.FileFromFS("/", http.FS(web)) })
+	// The console page is static; the API calls it makes need an API key
+	// with the admin, presence and send scopes once keys are configured.
+	r.GET("/console", func(c *gin.Context) { c.FileFromFS("console.html", http.FS(web)) })
 	return r, nil
 }
 
@@ -423,6 +431,7 @@ func (n *Node) send(ctx context.Context, keys []string, p payload) (int, any) {
 	}
 	n.metrics.dropOffline.Add(uint64(len(out.Offline)))
 	n.metrics.accepted.WithLabelValues("send").Inc()
+	n.metrics.sent.Add(1)
 	if store {
 		out.Results = make(map[string]keyResult, len(keys))
 		for i, k := range keys {
@@ -613,6 +622,7 @@ func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message, maxData i
 		return
 	}
 	n.metrics.accepted.WithLabelValues(kind).Inc()
+	n.metrics.sent.Add(1)
 	out := gin.H{"id": m.ID, "nodes": nodes}
 	if m.Kind == fanout.KindTopic {
 		out["topic"] = m.Topic
@@ -653,7 +663,7 @@ func (n *Node) handleCluster(c *gin.Context) {
 	}
 	for i := range nodes {
 		if nodes[i].ID == n.cfg.NodeID {
-			nodes[i].Conns = n.hub.Len() // fresher than the last heartbeat
+			nodes[i] = n.info() // fresher than the last heartbeat
 		}
 	}
 	c.JSON(http.StatusOK, gin.H{"nodes": nodes})

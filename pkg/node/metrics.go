@@ -18,6 +18,7 @@ type metrics struct {
 	badRequests  *prometheus.CounterVec   // code
 	connEnds     *prometheus.CounterVec   // reason
 
+	sent           atomic.Uint64 // messages accepted, all kinds
 	dropOffline    atomic.Uint64
 	dropUnroutable atomic.Uint64
 	stored         atomic.Uint64
@@ -110,4 +111,9 @@ func newMetrics(n *Node) *metrics {
 
 func counterFunc(name, help string, v *atomic.Uint64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+}
+
+// dropped is every drop so far, whatever the reason.
+func (m *metrics) dropped(n *Node) uint64 {
+	return m.dropOffline.Load() + m.dropUnroutable.Load() + n.hub.Stats().SlowConsumer
 }

@@ -337,7 +337,7 @@ func (n *Node) writePresence(ctx context.Context, keys []string) error {
 func (n *Node) keepPresence(ctx context.Context) {
 	joined := false
 	for {
-		info := presence.Node{ID: n.cfg.NodeID, Addr: n.cfg.AdvertiseAddr, Started: n.started, Conns: n.hub.Len()}
+		info := n.info()
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.PresenceTTL/3)
 		var err error
 		resync := false
@@ -372,6 +372,12 @@ func (n *Node) keepPresence(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// info is what this node tells the cluster about itself.
+func (n *Node) info() presence.Node {
+	return presence.Node{ID: n.cfg.NodeID, Addr: n.cfg.AdvertiseAddr, Started: n.started, Conns: n.hub.Len(),
+		Sent: n.metrics.sent.Load(), Dropped: n.metrics.dropped(n)}
 }
 
 // idSource makes message ids unique across the cluster without

@@ -50,6 +50,10 @@ type Node struct {
 	Addr    string    `json:"address"`
 	Started time.Time `json:"started"`
 	Conns   int       `json:"connections"`
+	// Totals since the node started, as of its last heartbeat, from which
+	// a viewer derives rates.
+	Sent    uint64 `json:"sent"`
+	Dropped uint64 `json:"dropped"`
 }
 
 // Count is the number of connections one node holds for a key.

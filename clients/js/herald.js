@@ -1,0 +1,241 @@
+// herald.js — the herald browser and Node.js client. No dependencies.
+//
+//   import { Herald } from "/v1/herald.js";
+//   const h = new Herald({ url: location.origin, key: "u1" });
+//   h.on("message", (m) => console.log(m.data));
+//   h.connect();
+//
+// It reconnects with jittered exponential backoff, resumes after the last
+// stored message it handled (since=), drops duplicates, acknowledges stored
+// messages, and stops with an "error" event on refusals a retry cannot fix.
+// The wire protocol is docs/protocol.md.
+
+const STORED_ID = /^(\d+)-(\d+)$/;
+
+/** Compares stored ids "<ms>-<seq>": negative, zero or positive. */
+export function compareStoredIds(a, b) {
+  const [, am, as] = STORED_ID.exec(a);
+  const [, bm, bs] = STORED_ID.exec(b);
+  const d = BigInt(am) - BigInt(bm);
+  if (d !== 0n) return d < 0n ? -1 : 1;
+  const e = BigInt(as) - BigInt(bs);
+  return e < 0n ? -1 : e > 0n ? 1 : 0;
+}
+
+/** Whether a message id is a stored id (resumable, acknowledgeable). */
+export function isStoredId(id) {
+  return typeof id === "string" && STORED_ID.test(id);
+}
+
+/** An error herald will not get past by retrying. */
+export class HeraldError extends Error {
+  constructor(message, { status = 0, code = "", closeCode = 0 } = {}) {
+    super(message);
+    this.name = "HeraldError";
+    this.status = status; // HTTP status of a refused connection
+    this.code = code; // herald's error code, e.g. "invalid_token"
+    this.closeCode = closeCode; // WebSocket close code, e.g. 4001
+  }
+}
+
+// Close codes after which reconnecting at once would not help.
+const FINAL_CLOSES = new Map([
+  [1009, "message_too_big"],
+  [4001, "disconnected"],
+]);
+
+export class Herald {
+  /**
+   * @param {object} options
+   * @param {string|string[]} options.url  node or balancer (http(s):// or ws(s)://); several are tried in turn
+   * @param {string} [options.key]         key, in development mode
+   * @param {string} [options.token]       connection token
+   * @param {() => Promise<string>|string} [options.tokenProvider] called before each connection
+   * @param {string[]} [options.topics]
+   * @param {boolean} [options.autoAck=true]
+   * @param {string} [options.since]       resume after this stored id
+   * @param {number} [options.minBackoff=200] ms
+   * @param {number} [options.maxBackoff=30000] ms
+   * @param {typeof WebSocket} [options.WebSocket] implementation, if not global
+   */
+  constructor(options) {
+    const urls = Array.isArray(options.url) ? options.url : [options.url];
+    if (!urls.length || !urls[0]) throw new TypeError("herald: url is required");
+    if (!options.key && !options.token && !options.tokenProvider) {
+      throw new TypeError("herald: key, token or tokenProvider is required");
+    }
+    this.options = { autoAck: true, minBackoff: 200, maxBackoff: 30000, topics: [], ...options };
+    this.urls = urls.map(toWebSocketURL);
+    this.lastId = options.since || "";
+    this.duplicates = 0;
+    this.state = "idle"; // idle, connecting, open, waiting, closed
+    this._listeners = new Map();
+    this._attempt = 0;
+    this._next = 0;
+    this._ws = null;
+    this._timer = null;
+    this._stopped = false;
+    this._WebSocket = options.WebSocket || globalThis.WebSocket;
+    if (!this._WebSocket) throw new TypeError("herald: no WebSocket implementation; pass options.WebSocket");
+  }
+
+  /** Listens for "open", "message", "close", "error" or "state". */
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this._listeners.get(event).delete(fn);
+  }
+
+  _emit(event, value) {
+    for (const fn of this._listeners.get(event) || []) {
+      try {
+        fn(value);
+      } catch (err) {
+        queueMicrotask(() => { throw err; });
+      }
+    }
+  }
+
+  _setState(state) {
+    this.state = state;
+    this._emit("state", state);
+  }
+
+  /** Connects, and keeps connecting until close() or a final refusal. */
+  connect() {
+    this._stopped = false;
+    this._open();
+    return this;
+  }
+
+  /** Closes the connection and stops reconnecting. */
+  close() {
+    this._stopped = true;
+    clearTimeout(this._timer);
+    if (this._ws) this._ws.close(1000, "client closed");
+    this._setState("closed");
+  }
+
+  /** Acknowledges every stored message up to id. */
+  ack(id) {
+    if (this._ws && this._ws.readyState === 1 && isStoredId(id)) {
+      this._ws.send(JSON.stringify({ type: "ack", id }));
+    }
+  }
+
+  async _target() {
+    const base = this.urls[this._next++ % this.urls.length];
+    const q = new URLSearchParams();
+    const { key, token, tokenProvider, topics } = this.options;
+    if (tokenProvider) q.set("token", await tokenProvider());
+    else if (token) q.set("token", token);
+    if (key) q.set("key", key);
+    if (topics && topics.length) q.set("topics", topics.join(","));
+    if (this.lastId) q.set("since", this.lastId);
+    return `${base}?${q}`;
+  }
+
+  async _open() {
+    if (this._stopped) return;
+    this._setState("connecting");
+    let target;
+    try {
+      target = await this._target();
+    } catch (err) {
+      this._emit("error", err);
+      return this._retry();
+    }
+    const ws = new this._WebSocket(target);
+    this._ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this._attempt = 0;
+      this._setState("open");
+      this._emit("open", { url: target.split("?")[0] });
+    };
+    ws.onmessage = (e) => this._receive(e.data);
+    // Browsers follow a failed handshake's "error" with "close"; some
+    // implementations (Node 20) send only "error". Whichever comes first
+    // ends the attempt, once.
+    let ended = false;
+    const end = async (code, reason) => {
+      if (ended) return;
+      ended = true;
+      if (this._ws === ws) this._ws = null;
+      const final = FINAL_CLOSES.get(code);
+      this._emit("close", { code, reason, willRetry: !final && !this._stopped });
+      if (this._stopped) return;
+      if (final) {
+        this._fail(new HeraldError(`herald closed the connection: ${code} ${reason}`, { code: final, closeCode: code }));
+        return;
+      }
+      if (!opened) {
+        // A refused upgrade looks like any other failure to a WebSocket;
+        // ask the node in plain HTTP why, so auth errors are final.
+        const refusal = await this._diagnose(target);
+        if (refusal) return this._fail(refusal);
+      }
+      this._retry();
+    };
+    ws.onclose = (e) => end(e.code, e.reason);
+    ws.onerror = () => { if (!opened) end(1006, "connection failed"); };
+  }
+
+  async _diagnose(target) {
+    if (typeof fetch !== "function") return null;
+    try {
+      const res = await fetch(target.replace(/^ws/, "http"));
+      if (![400, 401, 403, 404].includes(res.status)) return null;
+      const body = await res.json().catch(() => ({}));
+      const err = body.error || {};
+      return new HeraldError(`herald refused the connection: ${res.status} ${err.code || ""}: ${err.message || ""}`,
+        { status: res.status, code: err.code || "" });
+    } catch {
+      return null;
+    }
+  }
+
+  _fail(err) {
+    this._stopped = true;
+    this._setState("closed");
+    this._emit("error", err);
+  }
+
+  _retry() {
+    if (this._stopped) return;
+    const { minBackoff, maxBackoff } = this.options;
+    const bound = Math.min(maxBackoff, minBackoff * 2 ** this._attempt++);
+    const delay = bound / 2 + Math.random() * (bound / 2);
+    this._setState("waiting");
+    this._timer = setTimeout(() => this._open(), delay);
+  }
+
+  _receive(text) {
+    let m;
+    try {
+      m = JSON.parse(typeof text === "string" ? text : new TextDecoder().decode(text));
+    } catch {
+      return; // format=raw is not for this client
+    }
+    const stored = isStoredId(m.id);
+    if (stored) {
+      if (this.lastId && isStoredId(this.lastId) && compareStoredIds(m.id, this.lastId) <= 0) {
+        this.duplicates++;
+        return;
+      }
+      this.lastId = m.id;
+    }
+    this._emit("message", m);
+    if (stored && this.options.autoAck) this.ack(m.id);
+  }
+}
+
+function toWebSocketURL(u) {
+  const url = new URL(u, typeof location !== "undefined" ? location.href : undefined);
+  if (url.protocol === "http:") url.protocol = "ws:";
+  if (url.protocol === "https:") url.protocol = "wss:";
+  if (url.pathname === "/" || url.pathname === "") url.pathname = "/v1/ws";
+  url.search = "";
+  return url.toString();
+}

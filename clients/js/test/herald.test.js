@@ -1,0 +1,87 @@
+// Tests of herald.js against real herald nodes, which js_test.go starts:
+// HERALD_A and HERALD_B are two nodes of one cluster, HERALD_SECURED a node
+// that checks tokens.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Herald, HeraldError, compareStoredIds } from "../herald.js";
+
+const A = process.env.HERALD_A;
+const B = process.env.HERALD_B;
+const SECURED = process.env.HERALD_SECURED;
+
+async function send(node, body) {
+  const res = await fetch(`${node}/v1/send`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  return res.json();
+}
+
+function nextMessage(h, timeout = 5000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { off(); reject(new Error("no message")); }, timeout);
+    const off = h.on("message", (m) => { clearTimeout(t); off(); resolve(m); });
+  });
+}
+
+function opened(h) {
+  return new Promise((resolve) => { const off = h.on("open", () => { off(); resolve(); }); });
+}
+
+test("a client receives a send through another node, with the documented fields", async () => {
+  const h = new Herald({ url: B, key: "js-u1" }).connect();
+  await opened(h);
+  const got = nextMessage(h);
+  await send(A, { key: "js-u1", data: { item: "sword" } });
+  const m = await got;
+  assert.equal(m.key, "js-u1");
+  assert.deepEqual(m.data, { item: "sword" });
+  assert.ok(m.id && m.ts > 0);
+  h.close();
+});
+
+test("after its node goes away the client resumes elsewhere and gets what was stored meanwhile, once", async () => {
+  // The client talks to A through a URL that A's shutdown will not affect:
+  // it is given both nodes and moves to the next when one closes.
+  const h = new Herald({ url: [A, B], key: "js-u2", minBackoff: 50 }).connect();
+  await opened(h);
+  let got = nextMessage(h);
+  await send(B, { key: "js-u2", data: 1, store: true });
+  const first = await got;
+  assert.equal(h.lastId, first.id);
+
+  // Kick the connection the way a node restart does (1012 is retried).
+  h._ws.close(4000, "test: drop");
+  got = nextMessage(h);
+  await send(A, { key: "js-u2", data: 2, store: true });
+  const second = await got;
+  assert.equal(second.data, 2);
+  assert.ok(compareStoredIds(second.id, first.id) > 0);
+  assert.equal(h.duplicates, 0);
+  h.close();
+});
+
+test("acks reach the sender waiting for them", async () => {
+  const h = new Herald({ url: B, key: "js-u3" }).connect();
+  await opened(h);
+  const answer = await send(A, { key: "js-u3", data: "ack me", wait: "acked", timeout_ms: 5000 });
+  assert.equal(answer.results["js-u3"].status, "acked");
+  h.close();
+});
+
+test("a refused token is a final, explained error, not an endless retry", async () => {
+  const h = new Herald({ url: SECURED, token: "not-a-token", minBackoff: 20 });
+  const err = await new Promise((resolve) => { h.on("error", resolve); h.connect(); });
+  assert.ok(err instanceof HeraldError);
+  assert.equal(err.status, 401);
+  assert.equal(err.code, "invalid_token");
+  assert.equal(h.state, "closed");
+});
+
+test("stored ids compare by milliseconds then sequence", () => {
+  assert.ok(compareStoredIds("10-0", "9-5") > 0);
+  assert.ok(compareStoredIds("10-1", "10-0") > 0);
+  assert.equal(compareStoredIds("18446744073709551615-3", "18446744073709551615-3"), 0);
+});

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/herald-push/herald/pkg/node"
+)
+
+func startNode(t *testing.T) string {
+	t.Helper()
+	gin.SetMode(gin.ReleaseMode)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	n, err := node.New(node.Config{NodeID: "ctl", Listen: l.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.Serve(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	url := "http://" + l.Addr().String()
+	for range 200 {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return url
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("node not ready")
+	return ""
+}
+
+// syncBuffer is a bytes.Buffer safe for the listening goroutine.
+type syncBuffer struct {
+	ch chan string
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		b.ch <- line
+	}
+	return len(p), nil
+}
+
+func TestAnOperatorListensSendsAndLooksUpPresence(t *testing.T) {
+	url := startNode(t)
+	env := func(k string) string { return map[string]string{"HERALD_URL": url}[k] }
+
+	lines := &syncBuffer{ch: make(chan string, 16)}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan error, 1)
+	go func() { listening <- run(ctx, []string{"listen", "-key", "ops"}, env, lines, &bytes.Buffer{}) }()
+	defer func() { cancel(); <-listening }()
+
+	var presence bytes.Buffer
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		presence.Reset()
+		run(context.Background(), []string{"presence", "ops"}, env, &presence, &bytes.Buffer{})
+		if strings.Contains(presence.String(), `"online": true`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listener never online: %s", presence.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"send", "-key", "ops", "-store", `{"hello":"world"}`}, env, &out, &bytes.Buffer{}); err != nil {
+		t.Fatalf("send: %v\n%s", err, out.String())
+	}
+	select {
+	case line := <-lines.ch:
+		var m struct {
+			Key  string
+			Data map[string]string
+		}
+		if json.Unmarshal([]byte(line), &m) != nil || m.Key != "ops" || m.Data["hello"] != "world" {
+			t.Fatalf("listen printed %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("listen printed nothing")
+	}
+
+	out.Reset()
+	if err := run(context.Background(), []string{"send", "-key", "bad key", "x"}, env, &out, &bytes.Buffer{}); err == nil ||
+		!strings.Contains(out.String(), "invalid_key") {
+		t.Fatalf("a bad send: err=%v out=%s, want the node's invalid_key answer and a failure", err, out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"cluster"}, env, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), `"ctl"`) {
+		t.Fatalf("cluster: %v %s", err, out.String())
+	}
+}
