@@ -28,7 +28,7 @@ start() {
 	done
 }
 stop() {
-	kill "$(cat "$work/a.pid")" "$(cat "$work/b.pid")" 2>/dev/null || true
+	[ -e "$work/a.pid" ] && kill "$(cat "$work/a.pid")" "$(cat "$work/b.pid")" 2>/dev/null || true
 	wait 2>/dev/null || true
 	redis-cli -p 6479 shutdown nosave >/dev/null 2>&1 || true
 }
@@ -60,11 +60,41 @@ scenario() {
 	broadcast)
 		for i in $(seq "$runs"); do
 			start
-			bench broadcast -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -n 15000 -key-prefix "c$i"
+			bench broadcast -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -n 15000 -key-prefix "c$i" \
+				-metrics http://127.0.0.1:9102/metrics
 			stop
 		done ;;
+	hold100k)
+		# 100,000 connections: six nodes and six load processes, each under
+		# the 20,000 open files one process may have here.
+		taskset -c 0 redis-server --port 6479 --bind 127.0.0.1 --save '' --appendonly no \
+			--daemonize yes --logfile "$work/redis.log" --pidfile "$work/redis.pid" --dir "$work"
+		pids=()
+		for i in 1 2 3 4 5 6; do
+			taskset -c 0 bin/herald --node-id "n$i" --listen "127.0.0.1:911$i" "${node_args[@]}" 2>"$work/n$i.log" &
+			pids+=($!)
+		done
+		for i in 1 2 3 4 5 6; do
+			until curl -fs "http://127.0.0.1:911$i/readyz" >/dev/null; do sleep 0.1; done
+		done
+		for i in 1 2 3 4 5 6; do
+			taskset -c 1 bin/bench idle -ws "ws://127.0.0.1:911$i" -n 16667 -pid "${pids[$((i - 1))]}" \
+				-settle 10s -hold 30s -key-prefix "h$i" >>"$out/hold100k.jsonl" 2>>"$work/hold.log" &
+		done
+		# Once every load process has measured (and still holds), count what
+		# the nodes hold right now.
+		until [ "$(grep -c '^idle:' "$work/hold.log" 2>/dev/null)" = 6 ]; do sleep 1; done
+		total=0
+		for i in 1 2 3 4 5 6; do
+			n=$(curl -fs "http://127.0.0.1:911$i/metrics" | awk '$1 == "herald_connections" {print $2}')
+			total=$((total + n))
+		done
+		echo "hold100k: six nodes hold $total connections at once" | tee -a "$out/hold100k.txt" >&2
+		wait
+		kill "${pids[@]}" 2>/dev/null || true
+		redis-cli -p 6479 shutdown nosave >/dev/null 2>&1 || true ;;
 	all) for s in idle throughput broadcast latency; do scenario "$s"; done ;;
-	*) echo "usage: $0 idle|latency|throughput|broadcast|all" >&2; exit 2 ;;
+	*) echo "usage: $0 idle|latency|throughput|broadcast|hold100k|all" >&2; exit 2 ;;
 	esac
 }
 scenario "${1:-all}"

@@ -460,7 +460,33 @@ type broadcastResult struct {
 	Received      int64   `json:"received"`
 	FirstMS       float64 `json:"first_ms"`
 	LastMS        float64 `json:"last_ms"`
+	NodeMS        float64 `json:"node_last_write_ms,omitempty"`
 	BenchCPUCores float64 `json:"bench_cpu_cores_during_fanout"`
+}
+
+// fanoutSum reads the subscribers' node's herald_fanout_seconds for topics:
+// its sum and count.
+func fanoutSum(metricsURL string) (sum, count float64, err error) {
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case `herald_fanout_seconds_sum{kind="topic"}`:
+			sum = v
+		case `herald_fanout_seconds_count{kind="topic"}`:
+			count = v
+		}
+	}
+	return sum, count, nil
 }
 
 func broadcast(ctx context.Context, args []string) (any, error) {
@@ -469,6 +495,7 @@ func broadcast(ctx context.Context, args []string) (any, error) {
 	c.register(fs)
 	n := fs.Int("n", 10000, "subscribers of the topic")
 	topic := fs.String("topic", "bench", "topic")
+	metrics := fs.String("metrics", "", "the subscribers' node's /metrics URL, to read its own fan-out time")
 	fs.Parse(args)
 	conns, _, err := c.dialAll(ctx, *n, *topic)
 	defer closeAll(conns)
@@ -498,6 +525,12 @@ func broadcast(ctx context.Context, args []string) (any, error) {
 		}()
 	}
 	time.Sleep(time.Second)
+	var sum0, count0 float64
+	if *metrics != "" {
+		if sum0, count0, err = fanoutSum(*metrics); err != nil {
+			return nil, err
+		}
+	}
 	cpu0 := cpuSeconds()
 	start = time.Now()
 	resp, err := http.Post(c.send+"/v1/topics/"+*topic, "text/plain", strings.NewReader("fan out"))
@@ -513,7 +546,16 @@ func broadcast(ctx context.Context, args []string) (any, error) {
 	res := broadcastResult{Subscribers: *n, Received: got.Load(),
 		FirstMS: float64(first.Load()) / 1e6, LastMS: float64(last.Load()) / 1e6,
 		BenchCPUCores: math.Round((cpuSeconds()-cpu0)/elapsed*100) / 100}
-	fmt.Fprintf(os.Stderr, "broadcast: %d of %d subscribers got it; first after %.2fms, last after %.2fms (bench used %.2f cores meanwhile)\n",
-		res.Received, *n, res.FirstMS, res.LastMS, res.BenchCPUCores)
+	if *metrics != "" {
+		sum1, count1, err := fanoutSum(*metrics)
+		if err != nil {
+			return nil, err
+		}
+		if count1 > count0 {
+			res.NodeMS = math.Round((sum1-sum0)/(count1-count0)*1e6) / 1e3
+		}
+	}
+	fmt.Fprintf(os.Stderr, "broadcast: %d of %d subscribers got it; first after %.2fms, last after %.2fms (bench used %.2f cores meanwhile); inside the node, last write %.2fms after arrival\n",
+		res.Received, *n, res.FirstMS, res.LastMS, res.BenchCPUCores, res.NodeMS)
 	return res, nil
 }

@@ -25,6 +25,22 @@ type entry struct {
 	frame    []byte
 	id, prev protocol.StoredID // zero id: not stored
 	notice   *Notice
+	fanout   *fanout // topic and broadcast messages: when the last copy is out
+}
+
+// fanout times one topic or broadcast message from its arrival at the hub
+// to its write on the last local connection it was queued for.
+type fanout struct {
+	start   time.Time
+	pending atomic.Int64
+	done    func(time.Duration)
+}
+
+// written counts one copy out; the last one reports the time.
+func (f *fanout) written() {
+	if f != nil && f.pending.Add(-1) == 0 {
+		f.done(time.Since(f.start))
+	}
 }
 
 // offer results.
@@ -210,6 +226,9 @@ func (c *Conn) closeLocked(code websocket.StatusCode, reason string) {
 	}
 	c.closed = true
 	c.code, c.reason = code, reason
+	for _, e := range c.queue {
+		e.fanout.written() // dropped: it will never be written
+	}
 	clear(c.queue)
 	c.queue = c.queue[:0]
 	c.held = nil

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -45,6 +46,11 @@ type Options struct {
 	// Acked is called from the reading goroutine when a client acknowledges
 	// a stored id it was sent. It must not block. Optional.
 	Acked func(c *Conn, id protocol.StoredID)
+	// FanoutDone is told, per topic or broadcast message, how long it took
+	// from reaching the hub to being written on the last connection it was
+	// queued for (copies dropped with a closing connection count as
+	// written). Optional.
+	FanoutDone func(kind protocol.Kind, d time.Duration)
 }
 
 // Stats are running totals since the hub was made.
@@ -79,6 +85,9 @@ func New(opts Options) *Hub {
 	}
 	if opts.Acked == nil {
 		opts.Acked = func(*Conn, protocol.StoredID) {}
+	}
+	if opts.FanoutDone == nil {
+		opts.FanoutDone = func(protocol.Kind, time.Duration) {}
 	}
 	return &Hub{
 		opts:   opts,
@@ -180,6 +189,10 @@ func (h *Hub) SendTopic(topic string, d Delivery) int {
 // one of the hub's maps and so read under its lock.
 func (h *Hub) sendNamed(m map[string][]*Conn, kind protocol.Kind, name string, d Delivery) int {
 	f := frames{kind: kind, name: name, d: d}
+	if kind == protocol.KindTopic {
+		f.trace = h.newFanout(kind)
+		defer f.trace.written() // the hub's own count, released once all are queued
+	}
 	h.mu.RLock()
 	n, out := h.offerAll(m[name], &f)
 	h.mu.RUnlock()
@@ -189,7 +202,8 @@ func (h *Hub) sendNamed(m map[string][]*Conn, kind protocol.Kind, name string, d
 
 // SendAll queues d on every connection.
 func (h *Hub) SendAll(d Delivery) int {
-	f := frames{kind: protocol.KindBroadcast, d: d}
+	f := frames{kind: protocol.KindBroadcast, d: d, trace: h.newFanout(protocol.KindBroadcast)}
+	defer f.trace.written()
 	var out outcome
 	n := 0
 	h.mu.RLock()
@@ -232,6 +246,12 @@ func (h *Hub) settle(out outcome) {
 	}
 }
 
+func (h *Hub) newFanout(kind protocol.Kind) *fanout {
+	f := &fanout{start: time.Now(), done: func(d time.Duration) { h.opts.FanoutDone(kind, d) }}
+	f.pending.Store(1) // held by the hub until every copy is queued
+	return f
+}
+
 // frames builds a message's two encodings at most once each, on first use,
 // and shares them between connections.
 type frames struct {
@@ -239,6 +259,7 @@ type frames struct {
 	name      string
 	d         Delivery
 	full, raw []byte
+	trace     *fanout
 }
 
 func (f *frames) frame(raw bool) []byte {
@@ -256,7 +277,14 @@ func (f *frames) frame(raw bool) []byte {
 }
 
 func (f *frames) offer(c *Conn, out *outcome) bool {
-	switch c.offer(entry{frame: f.frame(c.Raw), id: f.d.Stored, prev: f.d.Prev, notice: f.d.Notice}) {
+	if f.trace != nil {
+		f.trace.pending.Add(1)
+	}
+	result := c.offer(entry{frame: f.frame(c.Raw), id: f.d.Stored, prev: f.d.Prev, notice: f.d.Notice, fanout: f.trace})
+	if result != offerQueued {
+		f.trace.written() // not queued: nothing will write it
+	}
+	switch result {
 	case offerQueued, offerDuplicate:
 		return true
 	case offerBehind:

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/herald-push/herald/pkg/protocol"
 )
@@ -237,5 +238,26 @@ func TestAReplayStopsAtAFullQueueAndContinuesOnceDrained(t *testing.T) {
 	got = append(got, queuedIDs(c)...)
 	if !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
 		t.Fatalf("replayed %v", got)
+	}
+}
+
+func TestATopicMessageReportsWhenItsLastCopyIsOut(t *testing.T) {
+	var got []time.Duration
+	h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20, FanoutDone: func(_ protocol.Kind, d time.Duration) { got = append(got, d) }})
+	a := mustAdd(t, h, "a", []string{"board"}, false)
+	b := mustAdd(t, h, "b", []string{"board"}, false)
+	h.SendTopic("board", Delivery{ID: "m1", Data: []byte(`1`)})
+	ea, _ := a.take()
+	ea[0].fanout.written() // a's copy is written
+	if len(got) != 0 {
+		t.Fatal("reported before the last copy was out")
+	}
+	b.Close(CloseSlowConsumer, "test") // b's copy is dropped: it counts as done
+	if len(got) != 1 {
+		t.Fatalf("reports: %v, want one once every copy was written or dropped", got)
+	}
+	h.SendTopic("nobody", Delivery{ID: "m2", Data: []byte(`2`)})
+	if len(got) != 2 {
+		t.Fatal("a message with no subscriber here was not reported")
 	}
 }

@@ -152,17 +152,21 @@ func (h *Hub) write(c *Conn) {
 			c.mu.Unlock()
 			continue
 		}
-		for _, e := range entries {
+		for i, e := range entries {
 			wctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
 			err := c.ws.Write(wctx, websocket.MessageText, e.frame)
 			cancel()
 			if err != nil {
+				for _, rest := range entries[i:] {
+					rest.fanout.written()
+				}
 				c.fail(EndWriteFailed, err)
 				return
 			}
 			if e.notice != nil && e.notice.sent.CompareAndSwap(false, true) {
 				h.opts.Delivered(e.notice)
 			}
+			e.fanout.written()
 		}
 		c.recycle(entries)
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	redisErrors  *prometheus.CounterVec   // op
 	badRequests  *prometheus.CounterVec   // code
 	connEnds     *prometheus.CounterVec   // reason
+	fanout       *prometheus.HistogramVec // kind
 
 	sent           atomic.Uint64 // messages accepted, all kinds
 	dropOffline    atomic.Uint64
@@ -50,6 +51,13 @@ func newMetrics(n *Node) *metrics {
 		Name: "herald_connections_closed_total",
 		Help: "WebSocket connections ended, by reason: client_closed, read_limit (1009), read_failed, write_failed, ping_timeout, slow_consumer (1008), shutdown (1012), disconnected (4001), token_expired (4002), upgrade_failed, stopped.",
 	}, []string{"reason"})
+	m.fanout = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "herald_fanout_seconds",
+		Help:    "Time from a topic or broadcast message reaching this node's hub to its write on the last local connection, by kind.",
+		Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"kind"})
+	m.fanout.WithLabelValues("topic")
+	m.fanout.WithLabelValues("broadcast")
 	drop := func(reason, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "herald_drops_total",
@@ -78,7 +86,7 @@ func newMetrics(n *Node) *metrics {
 		m.badRequests.WithLabelValues(code)
 	}
 	m.reg.MustRegister(
-		m.accepted, m.sendDuration, m.redisErrors, m.badRequests, m.connEnds,
+		m.accepted, m.sendDuration, m.redisErrors, m.badRequests, m.connEnds, m.fanout,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_connections",
 			Help: "Open WebSocket connections on this node.",

@@ -119,6 +119,13 @@ func New(cfg Config) (*Node, error) {
 		Behind:         func(c *hub.Conn) { go n.catchUp(n.connCtx, c, nil) },
 		Delivered:      n.reportDelivered,
 		Acked:          n.acked,
+		FanoutDone: func(kind protocol.Kind, d time.Duration) {
+			label := "topic"
+			if kind == protocol.KindBroadcast {
+				label = "broadcast"
+			}
+			n.metrics.fanout.WithLabelValues(label).Observe(d.Seconds())
+		},
 	})
 	n.router = fanout.NewRouter(fanout.RouterConfig{
 		Self:       cfg.NodeID,
