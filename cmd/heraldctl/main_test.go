@@ -4,42 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
+	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/pkg/node"
 )
-
-func startNode(t *testing.T) string {
-	t.Helper()
-	gin.SetMode(gin.ReleaseMode)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	n, err := node.New(node.Config{NodeID: "ctl", Listen: l.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { n.Serve(ctx, l); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	url := "http://" + l.Addr().String()
-	for range 200 {
-		if resp, err := http.Get(url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return url
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("node not ready")
-	return ""
-}
 
 // syncBuffer is a bytes.Buffer safe for the listening goroutine.
 type syncBuffer struct {
@@ -54,7 +25,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 }
 
 func TestAnOperatorListensSendsAndLooksUpPresence(t *testing.T) {
-	url := startNode(t)
+	url := nodetest.Start(t, node.Config{NodeID: "ctl"}).URL("")
 	env := func(k string) string { return map[string]string{"HERALD_URL": url}[k] }
 
 	lines := &syncBuffer{ch: make(chan string, 16)}

@@ -3,15 +3,14 @@ package client_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/client"
@@ -19,43 +18,21 @@ import (
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
+// startNodeCtx runs a node and returns a func stopping it gracefully.
+func startNodeCtx(t *testing.T, tune func(*node.Config)) (func(), string) {
+	t.Helper()
+	var cfg node.Config
+	if tune != nil {
+		tune(&cfg)
+	}
+	n := nodetest.Start(t, cfg)
+	return n.Stop, n.Addr
+}
+
 func startNode(t *testing.T, tune func(*node.Config)) string {
 	t.Helper()
 	_, addr := startNodeCtx(t, tune)
 	return addr
-}
-
-// startNodeCtx runs a node and returns a func stopping it gracefully.
-func startNodeCtx(t *testing.T, tune func(*node.Config)) (func(), string) {
-	t.Helper()
-	gin.SetMode(gin.ReleaseMode)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := node.Config{NodeID: "n", Listen: l.Addr().String()}
-	if tune != nil {
-		tune(&cfg)
-	}
-	n, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { n.Serve(ctx, l); close(done) }()
-	stop := func() { cancel(); <-done }
-	t.Cleanup(stop)
-	for range 200 {
-		if resp, err := http.Get("http://" + l.Addr().String() + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return stop, l.Addr().String()
 }
 
 func TestAClientWithABadTokenStopsWithTheNodesReason(t *testing.T) {

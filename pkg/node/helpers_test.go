@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -16,7 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
 
-	"github.com/herald-push/herald/internal/wait"
+	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/pkg/node"
 )
 
@@ -38,53 +37,22 @@ func (n *testNode) URL(path string) string { return "http://" + n.Addr + path }
 // answers 200.
 func startNode(t *testing.T, id, redisURL string, tune ...func(*node.Config)) *testNode {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := node.Config{
-		NodeID:        id,
-		RedisURL:      redisURL,
-		Listen:        l.Addr().String(),
-		AdvertiseAddr: l.Addr().String(),
-		PresenceTTL:   3 * time.Second,
-		DrainWindow:   200 * time.Millisecond,
+		NodeID:      id,
+		RedisURL:    redisURL,
+		PresenceTTL: 3 * time.Second,
+		DrainWindow: 200 * time.Millisecond,
 	}
 	for _, f := range tune {
 		f(&cfg)
 	}
-	n, err := node.New(cfg)
-	if err != nil {
-		t.Fatalf("new node %s: %v", id, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := n.Serve(ctx, l); err != nil {
-			t.Errorf("node %s: %v", id, err)
-		}
-	}()
-	tn := &testNode{ID: id, Addr: l.Addr().String()}
-	stopped := false
-	tn.stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(tn.stop)
-	waitReady(t, tn)
-	return tn
+	n := nodetest.Start(t, cfg)
+	return &testNode{ID: id, Addr: n.Addr, stop: n.Stop}
 }
 
 func waitReady(t *testing.T, n *testNode) {
 	t.Helper()
-	wait.Until(t, 10*time.Second, fmt.Sprintf("node %s ready", n.ID), func() bool {
-		status, _ := get(t, n.URL("/readyz"))
-		return status == http.StatusOK
-	})
+	nodetest.WaitReady(t, n.URL("/readyz"), http.DefaultClient)
 }
 
 // client is a real WebSocket client whose frames arrive on a channel.

@@ -24,6 +24,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/node"
@@ -475,21 +476,8 @@ func startNodeTLS(t *testing.T, certFile, keyFile string, pool *x509.CertPool) *
 	go func() { n.Serve(ctx, l); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	tn := &testNode{ID: "tls", Addr: l.Addr().String()}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := client.Get("https://" + tn.Addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return tn
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("TLS node never ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	nodetest.WaitReady(t, "https://"+l.Addr().String()+"/readyz", client)
+	return &testNode{ID: "tls", Addr: l.Addr().String()}
 }
 
 // selfSigned writes a certificate for 127.0.0.1 and its key.

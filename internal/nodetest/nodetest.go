@@ -1,0 +1,77 @@
+// Package nodetest runs real herald nodes inside tests.
+package nodetest
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/herald-push/herald/pkg/node"
+)
+
+// Node is a node serving on a loopback port.
+type Node struct {
+	Addr string // host:port
+	// Stop shuts the node down gracefully and waits for it; it is also
+	// called when the test ends.
+	Stop func()
+}
+
+// URL is the node's http:// address with path appended.
+func (n *Node) URL(path string) string { return "http://" + n.Addr + path }
+
+// Start serves a node built from cfg on a free loopback port (cfg.Listen is
+// set) and returns once /readyz answers 200. Without a NodeID it is "node".
+func Start(t testing.TB, cfg node.Config) *Node {
+	t.Helper()
+	gin.SetMode(gin.ReleaseMode)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = l.Addr().String()
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = cfg.Listen
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "node"
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatalf("new node %s: %v", cfg.NodeID, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := n.Serve(ctx, l); err != nil {
+			t.Errorf("node %s: %v", cfg.NodeID, err)
+		}
+	}()
+	tn := &Node{Addr: l.Addr().String(), Stop: func() { cancel(); <-done }}
+	t.Cleanup(tn.Stop)
+	WaitReady(t, tn.URL("/readyz"), http.DefaultClient)
+	return tn
+}
+
+// WaitReady polls url until it answers 200, for up to 10 seconds.
+func WaitReady(t testing.TB, url string, client *http.Client) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within 10s", url)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
