@@ -40,7 +40,10 @@ export declare class HeraldError extends Error {
 export declare class Herald {
   constructor(options: HeraldOptions);
   readonly state: HeraldState;
+  /** Newest stored id of the key's messages handled. */
   readonly lastId: string;
+  /** Newest stored id handled per stream: "" for the key, topic names for topics with history. */
+  readonly lastIds: Map<string, string>;
   readonly duplicates: number;
   on(event: "message", fn: (m: HeraldMessage) => void): () => void;
   on(event: "open", fn: (e: { url: string }) => void): () => void;

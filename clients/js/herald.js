@@ -66,7 +66,9 @@ export class Herald {
     }
     this.options = { autoAck: true, minBackoff: 200, maxBackoff: 30000, topics: [], ...options };
     this.urls = urls.map(toWebSocketURL);
-    this.lastId = options.since || "";
+    // Newest stored id handled per stream: "" for the key's messages, the
+    // topic's name for a topic that keeps history.
+    this.lastIds = new Map(options.since ? [["", options.since]] : []);
     this.duplicates = 0;
     this.state = "idle"; // idle, connecting, open, waiting, closed
     this._listeners = new Map();
@@ -77,6 +79,11 @@ export class Herald {
     this._stopped = false;
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
     if (!this._WebSocket) throw new TypeError("herald: no WebSocket implementation; pass options.WebSocket");
+  }
+
+  /** The newest stored id of the key's messages handled. */
+  get lastId() {
+    return this.lastIds.get("") || "";
   }
 
   /** Listens for "open", "message", "close", "error" or "state". */
@@ -131,7 +138,9 @@ export class Herald {
     else if (token) q.set("token", token);
     if (key) q.set("key", key);
     if (topics && topics.length) q.set("topics", topics.join(","));
-    if (this.lastId) q.set("since", this.lastId);
+    for (const [stream, id] of this.lastIds) {
+      q.set(stream === "" ? "since" : `since.${stream}`, id);
+    }
     return `${base}?${q}`;
   }
 
@@ -220,14 +229,17 @@ export class Herald {
     }
     const stored = isStoredId(m.id);
     if (stored) {
-      if (this.lastId && isStoredId(this.lastId) && compareStoredIds(m.id, this.lastId) <= 0) {
+      const stream = m.topic || "";
+      const last = this.lastIds.get(stream);
+      if (last && compareStoredIds(m.id, last) <= 0) {
         this.duplicates++;
         return;
       }
-      this.lastId = m.id;
+      this.lastIds.set(stream, m.id);
     }
     this._emit("message", m);
-    if (stored && this.options.autoAck) this.ack(m.id);
+    // Acks cover a key's messages; a topic's history needs none.
+    if (stored && !m.topic && this.options.autoAck) this.ack(m.id);
   }
 }
 

@@ -131,9 +131,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		parse := func(v string) (any, error) { return strconv.ParseBool(v) }
 		fs.BoolVar(p, name, fromEnv(name, false, parse).(bool), usage)
 	}
-	list := func(p *[]string, name, usage string) {
-		fs.Func(name, usage+" (comma-separated)", func(v string) error { *p = splitList(v); return nil })
-		*p = splitList(getenv(envName(name)))
+	list := func(p *[]string, name, def, usage string) {
+		fs.Func(name, usage+" (comma-separated; default "+strconv.Quote(def)+")", func(v string) error { *p = splitList(v); return nil })
+		*p = splitList(fromEnv(name, def, func(v string) (any, error) { return v, nil }).(string))
 	}
 
 	var readLimit int
@@ -164,12 +164,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	str(&sec.tokens.Issuer, "token-issuer", "", "required iss claim of connection tokens")
 	dur(&sec.tokens.Leeway, "token-leeway", 30*time.Second, "clock skew allowed when checking exp and nbf")
 	boolean(&cfg.Insecure, "insecure", "allow listening beyond loopback without API keys and tokens")
-	list(&cfg.PublicTopics, "public-topics", "topics anyone may post to without an API key")
+	list(&cfg.PublicTopics, "public-topics", "", "topics anyone may post to without an API key")
+	list(&cfg.HistoryTopics, "history-topics", "board", "topics that keep history, so reconnecting subscribers get what they missed")
+	integer(&cfg.HistoryReplay, "history-replay", 20, "newest messages of a history topic a new subscriber gets")
 	integer(&cfg.PublicMaxMessageBytes, "public-max-message-bytes", 2048, "largest data of a public post")
 	float(&cfg.PublicRate, "public-rate", 0.2, "public posts per second per client IP and topic")
 	integer(&cfg.PublicBurst, "public-burst", 5, "public posts allowed in a burst per client IP and topic")
-	list(&cfg.TrustedProxies, "trusted-proxies", "CIDRs or IPs of proxies whose X-Forwarded-For is believed")
-	list(&cfg.AllowedOrigins, "allowed-origins", "browser origins (host patterns) allowed besides the node's own")
+	list(&cfg.TrustedProxies, "trusted-proxies", "", "CIDRs or IPs of proxies whose X-Forwarded-For is believed")
+	list(&cfg.AllowedOrigins, "allowed-origins", "", "browser origins (host patterns) allowed besides the node's own")
 	integer(&cfg.MaxConns, "max-conns", 100000, "connections per node (-1: no limit)")
 	integer(&cfg.MaxConnsPerKey, "max-conns-per-key", 32, "connections per key per node (-1: no limit)")
 	integer(&cfg.MaxConnsPerIP, "max-conns-per-ip", 1000, "connections per client IP per node (-1: no limit)")

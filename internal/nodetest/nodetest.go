@@ -28,8 +28,21 @@ func (n *Node) URL(path string) string { return "http://" + n.Addr + path }
 // set) and returns once /readyz answers 200. Without a NodeID it is "node".
 func Start(t testing.TB, cfg node.Config) *Node {
 	t.Helper()
+	return StartAt(t, "127.0.0.1:0", cfg)
+}
+
+// StartAt is Start on addr, for a node that comes back on the address it
+// had (waiting up to 5s for the address to be free again).
+func StartAt(t testing.TB, addr string, cfg node.Config) *Node {
+	t.Helper()
 	gin.SetMode(gin.ReleaseMode)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var l net.Listener
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l, err = net.Listen("tcp", addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

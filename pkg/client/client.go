@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -87,8 +88,10 @@ type Client struct {
 	cfg  Config
 	urls []string
 
-	mu         sync.Mutex
-	last       protocol.StoredID // newest stored id handled
+	mu sync.Mutex
+	// last is the newest stored id handled per stream: "" for the key's
+	// messages, the topic's name for a topic that keeps history.
+	last       map[string]protocol.StoredID
 	ws         *websocket.Conn
 	next       int // index of the URL to try next
 	duplicates int
@@ -119,7 +122,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg}
+	c := &Client{cfg: cfg, last: map[string]protocol.StoredID{}}
 	for _, raw := range cfg.URLs {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -142,14 +145,15 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// LastID is the newest stored message id handled: where a reconnect resumes.
+// LastID is the newest stored id of the key's messages handled: where a
+// reconnect resumes.
 func (c *Client) LastID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.last.IsZero() {
+	if c.last[""].IsZero() {
 		return ""
 	}
-	return c.last.String()
+	return c.last[""].String()
 }
 
 // Ack acknowledges every stored message up to id on the current connection.
@@ -234,12 +238,13 @@ func (c *Client) connectOnce(ctx context.Context, handle func(Message)) (bool, e
 		}
 		id, stored := protocol.ParseStoredID(m.ID)
 		if stored {
+			stream := m.Topic // "" for the key's own messages
 			c.mu.Lock()
-			dup := !id.After(c.last)
+			dup := !id.After(c.last[stream])
 			if dup {
 				c.duplicates++
 			} else {
-				c.last = id
+				c.last[stream] = id
 			}
 			c.mu.Unlock()
 			if dup {
@@ -247,7 +252,7 @@ func (c *Client) connectOnce(ctx context.Context, handle func(Message)) (bool, e
 			}
 		}
 		handle(m)
-		if stored && c.cfg.AutoAck {
+		if stored && m.Topic == "" && c.cfg.AutoAck { // acks cover a key's messages
 			if err := c.Ack(ctx, m.ID); err != nil {
 				c.cfg.Logger.Debug("ack failed; the node will send it again on resume", "err", err)
 			}
@@ -266,7 +271,7 @@ func (c *Client) target(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	base := c.urls[c.next%len(c.urls)]
 	c.next++
-	since := c.last
+	since := maps.Clone(c.last)
 	c.mu.Unlock()
 	q := url.Values{}
 	switch {
@@ -285,8 +290,15 @@ func (c *Client) target(ctx context.Context) (string, error) {
 	if len(c.cfg.Topics) > 0 {
 		q.Set("topics", strings.Join(c.cfg.Topics, ","))
 	}
-	if !since.IsZero() {
-		q.Set("since", since.String())
+	for stream, id := range since {
+		if id.IsZero() {
+			continue
+		}
+		if stream == "" {
+			q.Set("since", id.String())
+		} else {
+			q.Set("since."+stream, id.String())
+		}
 	}
 	return base + "?" + q.Encode(), nil
 }

@@ -28,7 +28,8 @@ type Message struct {
 	TS     int64 // unix milliseconds at acceptance
 	Keys   []string
 	// Stored and Prevs, when the message was stored, hold each key's stored
-	// id and the key's id before it (see hub.Conn); otherwise nil.
+	// id and the key's id before it (see hub.Conn); for a topic with
+	// history, the one id of the topic's stream. Otherwise nil.
 	Stored []protocol.StoredID
 	Prevs  []protocol.StoredID
 	Wait   uint8 // what the sender waits for (inbox.Wait)
@@ -49,14 +50,11 @@ func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 	for _, k := range m.Keys {
 		b = appendString(b, k)
 	}
-	if len(m.Stored) != len(m.Keys) || len(m.Prevs) != len(m.Keys) {
-		b = append(b, 0)
-	} else {
-		b = append(b, 1)
-		for i := range m.Keys {
-			b = appendID(b, m.Stored[i])
-			b = appendID(b, m.Prevs[i])
-		}
+	n := min(len(m.Stored), len(m.Prevs))
+	b = binary.AppendUvarint(b, uint64(n))
+	for i := range n {
+		b = appendID(b, m.Stored[i])
+		b = appendID(b, m.Prevs[i])
 	}
 	b = append(b, m.Wait)
 	b = appendString(b, m.Topic)
@@ -115,16 +113,16 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 			return errMalformed
 		}
 	}
-	if len(b) == 0 {
+	stored, n := binary.Uvarint(b)
+	if n <= 0 || stored > uint64(len(b)) {
 		return errMalformed
 	}
-	hasIDs := b[0] == 1
-	b = b[1:]
+	b = b[n:]
 	m.Stored, m.Prevs = nil, nil
-	if hasIDs {
-		m.Stored = make([]protocol.StoredID, count)
-		m.Prevs = make([]protocol.StoredID, count)
-		for i := range m.Keys {
+	if stored > 0 {
+		m.Stored = make([]protocol.StoredID, stored)
+		m.Prevs = make([]protocol.StoredID, stored)
+		for i := range m.Stored {
 			if m.Stored[i], b, ok = readID(b); !ok {
 				return errMalformed
 			}

@@ -266,6 +266,9 @@ func (r *Router) ReportDelivered(ctx context.Context, n *hub.Notice) error {
 // keyDelivery is what the connections of m.Keys[i] receive. A stored
 // message's id is its stored id, and its time the time it was stored.
 func keyDelivery(m *Message, i int) hub.Delivery {
+	if m.Kind != KindKeys || i >= len(m.Stored) {
+		return hub.Delivery{ID: m.ID, TS: m.TS, Data: m.Data}
+	}
 	d := hub.Delivery{ID: m.ID, TS: m.TS, Data: m.Data}
 	if m.Stored != nil {
 		d.Stored, d.Prev = m.Stored[i], m.Prevs[i]
@@ -305,6 +308,9 @@ func (r *Router) HandleMessage(m *Message) {
 func (r *Router) deliverLocal(m *Message) int {
 	d := hub.Delivery{ID: m.ID, TS: m.TS, Data: m.Data}
 	if m.Kind == KindTopic {
+		if len(m.Stored) == 1 { // a topic with history: ordered like a key's inbox
+			d.Stored, d.Prev, d.Stream = m.Stored[0], m.Prevs[0], "#"+m.Topic
+		}
 		return r.local.SendTopic(m.Topic, d)
 	}
 	return r.local.SendAll(d)

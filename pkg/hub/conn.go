@@ -24,8 +24,17 @@ type Notice struct {
 type entry struct {
 	frame    []byte
 	id, prev protocol.StoredID // zero id: not stored
+	stream   string            // the stream id belongs to: "" the key's, "#<topic>" a history topic's
 	notice   *Notice
 	fanout   *fanout // topic and broadcast messages: when the last copy is out
+}
+
+// stream is a connection's place in one stored stream: its key's inbox, or
+// a history topic's.
+type stream struct {
+	last     protocol.StoredID // newest id queued
+	catching bool              // reading from the stream: live entries wait in held
+	held     []entry
 }
 
 // fanout times one topic or broadcast message from its arrival at the hub
@@ -56,12 +65,14 @@ const (
 // waiting to be written to it. The queue is bounded in messages and bytes;
 // senders never wait for the socket.
 //
-// Stored messages of the key are queued strictly in inbox order: a live one
-// is queued only when its Prev is the last stored id queued. Otherwise the
-// connection is behind — something in between is still in flight or was
-// never routed here — and it holds live stored messages until the node has
-// read the gap from the inbox (Replay, EndCatchUp). A connection starts out
-// behind, so that what it missed is replayed before anything live.
+// Stored messages of each stream (the key's inbox, and each history topic
+// the connection joined) are queued strictly in stream order: a live one is
+// queued only when its Prev is the last id of that stream queued. Otherwise
+// the connection is behind on that stream — something in between is still in
+// flight or was never routed here — and it holds that stream's live messages
+// until the node has read the gap (Replay, EndCatchUp). A connection starts
+// out behind on every stream, so that what it missed, or where it starts, is
+// settled before anything live.
 type Conn struct {
 	Key    string
 	Topics []string
@@ -70,17 +81,15 @@ type Conn struct {
 
 	maxMsgs, maxBytes int
 
-	mu       sync.Mutex
-	queue    []entry
-	spare    []entry // the previous queue's backing array, reused
-	bytes    int
-	last     protocol.StoredID // newest stored id queued
-	catching bool              // reading from the inbox: live stored entries wait in held
-	held     []entry
-	closed   bool
-	code     websocket.StatusCode
-	reason   string
-	drained  chan struct{} // the writer took the queue
+	mu      sync.Mutex
+	queue   []entry
+	spare   []entry // the previous queue's backing array, reused
+	bytes   int
+	streams map[string]*stream
+	closed  bool
+	code    websocket.StatusCode
+	reason  string
+	drained chan struct{} // the writer took the queue
 
 	hub *Hub
 	// Set by Serve.
@@ -94,13 +103,17 @@ type Conn struct {
 	endErr    error
 }
 
-func newConn(h *Hub, key string, topics []string, raw bool, maxMsgs, maxBytes int) *Conn {
-	return &Conn{
+func newConn(h *Hub, key string, topics, historyStreams []string, raw bool, maxMsgs, maxBytes int) *Conn {
+	c := &Conn{
 		hub: h, Key: key, Topics: topics, Raw: raw,
 		maxMsgs: maxMsgs, maxBytes: maxBytes,
-		catching: true,
-		drained:  make(chan struct{}, 1),
+		streams: map[string]*stream{"": {catching: true}},
+		drained: make(chan struct{}, 1),
 	}
+	for _, s := range historyStreams {
+		c.streams[s] = &stream{catching: true}
+	}
+	return c
 }
 
 // fullLocked reports whether frame would overflow the queue. One frame
@@ -112,8 +125,8 @@ func (c *Conn) fullLocked(frame []byte) bool {
 func (c *Conn) appendLocked(e entry) {
 	c.queue = append(c.queue, e)
 	c.bytes += len(e.frame)
-	if !e.id.IsZero() {
-		c.last = e.id
+	if st := c.streams[e.stream]; st != nil && !e.id.IsZero() {
+		st.last = e.id
 	}
 }
 
@@ -155,26 +168,28 @@ func (c *Conn) needsWriterLocked() bool {
 }
 
 func (c *Conn) offerLocked(e entry) int {
-	switch {
-	case c.closed:
+	if c.closed {
 		return offerClosed
-	case e.id.IsZero():
+	}
+	st := c.streams[e.stream]
+	switch {
+	case e.id.IsZero() || st == nil: // not stored, or a stream this connection does not follow
 		if c.fullLocked(e.frame) {
 			return offerOverflow
 		}
 		c.appendLocked(e)
 		return offerQueued
-	case !e.id.After(c.last):
+	case !e.id.After(st.last):
 		return offerDuplicate
-	case c.catching:
-		if len(c.held) >= c.maxMsgs {
+	case st.catching:
+		if len(st.held) >= c.maxMsgs {
 			return offerOverflow
 		}
-		c.held = append(c.held, e)
+		st.held = append(st.held, e)
 		return offerQueued
-	case e.prev != c.last:
-		c.catching = true
-		c.held = append(c.held, e)
+	case e.prev != st.last:
+		st.catching = true
+		st.held = append(st.held, e)
 		return offerBehind
 	case c.fullLocked(e.frame):
 		return offerOverflow
@@ -190,11 +205,27 @@ func (c *Conn) signal(ch chan struct{}) {
 	}
 }
 
-// Last returns the newest stored id queued: where a catch-up reads from.
-func (c *Conn) Last() protocol.StoredID {
+// Last returns the newest id of stream queued: where a catch-up reads from.
+// "" is the key's stream.
+func (c *Conn) Last(stream string) protocol.StoredID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.last
+	if st := c.streams[stream]; st != nil {
+		return st.last
+	}
+	return protocol.StoredID{}
+}
+
+// Streams returns the streams the connection follows: "" (its key's) and
+// "#<topic>" for each history topic it joined.
+func (c *Conn) Streams() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.streams))
+	for s := range c.streams {
+		out = append(out, s)
+	}
+	return out
 }
 
 // Close asks the connection to close with code and reason once the frame
@@ -231,7 +262,9 @@ func (c *Conn) closeLocked(code websocket.StatusCode, reason string) {
 	}
 	clear(c.queue)
 	c.queue = c.queue[:0]
-	c.held = nil
+	for _, st := range c.streams {
+		st.held = nil
+	}
 	c.bytes = 0
 }
 

@@ -34,7 +34,7 @@ func FuzzClientFrames(f *testing.F) {
 	}
 	h := New(Options{QueueMessages: 16, QueueBytes: 1 << 16})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := h.Add("fuzz", nil, false)
+		c, err := h.Add("fuzz", nil, nil, false)
 		if err != nil {
 			return
 		}

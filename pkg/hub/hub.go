@@ -36,10 +36,10 @@ type Options struct {
 	// Removed is called, outside the hub's locks, after a connection left
 	// the hub, for whatever reason. Optional.
 	Removed func(c *Conn)
-	// Behind is called when a live stored message shows that c missed one:
-	// the caller reads c's key's inbox after c.Last() and replays it. It must
-	// not block. Optional.
-	Behind func(c *Conn)
+	// Behind is called when a live stored message shows that c missed one
+	// of stream: the caller reads that stream after c.Last(stream) and
+	// replays it. It must not block. Optional.
+	Behind func(c *Conn, stream string)
 	// Delivered is called from the writing goroutine when a Notice's message
 	// was first written on this node. It must not block. Optional.
 	Delivered func(n *Notice)
@@ -78,7 +78,7 @@ func New(opts Options) *Hub {
 		opts.Removed = func(*Conn) {}
 	}
 	if opts.Behind == nil {
-		opts.Behind = func(*Conn) {}
+		opts.Behind = func(*Conn, string) {}
 	}
 	if opts.Delivered == nil {
 		opts.Delivered = func(*Notice) {}
@@ -106,8 +106,11 @@ var (
 // Add registers a connection for key and topics and returns it. Frames sent
 // to it from now on wait in its queue until Serve writes them, which is what
 // lets a node register a connection before the WebSocket handshake ends.
-func (h *Hub) Add(key string, topics []string, raw bool) (*Conn, error) {
-	c := newConn(h, key, topics, raw, h.opts.QueueMessages, h.opts.QueueBytes)
+//
+// historyStreams are the streams ("#<topic>") of the joined topics that keep
+// history; their stored messages reach c in order, like its key's.
+func (h *Hub) Add(key string, topics, historyStreams []string, raw bool) (*Conn, error) {
+	c := newConn(h, key, topics, historyStreams, raw, h.opts.QueueMessages, h.opts.QueueBytes)
 	h.mu.Lock()
 	if h.opts.MaxConns > 0 && len(h.all) >= h.opts.MaxConns {
 		h.mu.Unlock()
@@ -168,7 +171,8 @@ func removeFrom(m map[string][]*Conn, name string, c *Conn) {
 type Delivery struct {
 	ID     string            // the id clients see
 	Stored protocol.StoredID // zero when the message was not stored
-	Prev   protocol.StoredID // the key's stored id before this one
+	Prev   protocol.StoredID // the stream's stored id before this one
+	Stream string            // "" for a key's inbox, "#<topic>" for a topic's history
 	TS     int64             // unix milliseconds
 	Data   []byte            // JSON
 	Notice *Notice           // reported on the first write; nil when nobody waits
@@ -222,6 +226,7 @@ func (h *Hub) SendAll(d Delivery) int {
 // released. It stays nil, and costs nothing, in the common case.
 type outcome struct {
 	evicted, behind []*Conn
+	stream          string // of behind
 }
 
 func (h *Hub) offerAll(conns []*Conn, f *frames) (int, outcome) {
@@ -242,7 +247,7 @@ func (h *Hub) settle(out outcome) {
 		h.Remove(c)
 	}
 	for _, c := range out.behind {
-		h.opts.Behind(c)
+		h.opts.Behind(c, out.stream)
 	}
 }
 
@@ -280,7 +285,7 @@ func (f *frames) offer(c *Conn, out *outcome) bool {
 	if f.trace != nil {
 		f.trace.pending.Add(1)
 	}
-	result := c.offer(entry{frame: f.frame(c.Raw), id: f.d.Stored, prev: f.d.Prev, notice: f.d.Notice, fanout: f.trace})
+	result := c.offer(entry{frame: f.frame(c.Raw), id: f.d.Stored, prev: f.d.Prev, stream: f.d.Stream, notice: f.d.Notice, fanout: f.trace})
 	if result != offerQueued {
 		f.trace.written() // not queued: nothing will write it
 	}
@@ -289,6 +294,7 @@ func (f *frames) offer(c *Conn, out *outcome) bool {
 		return true
 	case offerBehind:
 		out.behind = append(out.behind, c)
+		out.stream = f.d.Stream
 		return true
 	case offerOverflow:
 		out.evicted = append(out.evicted, c)
@@ -296,24 +302,34 @@ func (f *frames) offer(c *Conn, out *outcome) bool {
 	return false
 }
 
-// Replay queues stored messages of c's key read from the inbox, oldest
-// first, skipping any the connection has, as far as its queue has room. start
-// is where the client resumes (a since id or its acknowledged position);
-// nothing at or before it is queued. Replay returns how many of ds it used:
-// wait with WaitRoom before replaying the rest.
-func (h *Hub) Replay(c *Conn, start protocol.StoredID, ds []Delivery) int {
+// Replay queues stored messages of one of c's streams, read from the store
+// oldest first, skipping any the connection has, as far as its queue has
+// room. start is where the client resumes (a since id, its acknowledged
+// position, or the stream's newest id); nothing at or before it is queued.
+// Replay returns how many of ds it used: wait with WaitRoom before
+// replaying the rest.
+func (h *Hub) Replay(c *Conn, stream string, start protocol.StoredID, ds []Delivery) int {
+	kind, name := protocol.KindKey, c.Key
+	if stream != "" {
+		kind, name = protocol.KindTopic, stream[1:]
+	}
 	es := make([]entry, len(ds))
 	for i, d := range ds {
-		f := frames{kind: protocol.KindKey, name: c.Key, d: d}
-		es[i] = entry{frame: f.frame(c.Raw), id: d.Stored, prev: d.Prev, notice: d.Notice}
+		f := frames{kind: kind, name: name, d: d}
+		es[i] = entry{frame: f.frame(c.Raw), id: d.Stored, prev: d.Prev, stream: stream, notice: d.Notice}
 	}
 	c.mu.Lock()
-	if start.After(c.last) {
-		c.last = start
+	st := c.streams[stream]
+	if st == nil {
+		c.mu.Unlock()
+		return len(ds)
+	}
+	if start.After(st.last) {
+		st.last = start
 	}
 	used := 0
 	for _, e := range es {
-		if e.id.After(c.last) {
+		if e.id.After(st.last) {
 			if c.closed || c.fullLocked(e.frame) {
 				break
 			}
@@ -329,46 +345,56 @@ func (h *Hub) Replay(c *Conn, start protocol.StoredID, ds []Delivery) int {
 
 // Catch-up states EndCatchUp reports.
 const (
-	CaughtUp = iota // the connection is live again
+	CaughtUp = iota // the stream is live again
 	NeedRoom        // the queue is full: WaitRoom, then EndCatchUp again
-	NeedRead        // held messages show another gap: read the inbox after Last again
+	NeedRead        // held messages show another gap: read the stream after Last again
 )
 
-// EndCatchUp queues the live stored messages held while the connection was
-// catching up, in order, and says what is left to do.
-func (h *Hub) EndCatchUp(c *Conn) int {
+// EndCatchUp queues the live messages of stream held while the connection
+// was catching up, in order, and says what is left to do.
+func (h *Hub) EndCatchUp(c *Conn, stream string) int {
 	c.mu.Lock()
 	defer c.kick()
 	defer c.mu.Unlock()
-	for len(c.held) > 0 {
-		e := c.held[0]
+	st := c.streams[stream]
+	if st == nil {
+		return CaughtUp
+	}
+	for len(st.held) > 0 {
+		e := st.held[0]
 		switch {
-		case !e.id.After(c.last):
-		case e.prev != c.last:
+		case !e.id.After(st.last):
+		case e.prev != st.last:
 			return NeedRead
 		case c.fullLocked(e.frame):
 			return NeedRoom
 		default:
 			c.appendLocked(e)
 		}
-		c.held = c.held[1:]
+		st.held = st.held[1:]
 	}
-	c.held = nil
-	c.catching = false
+	st.held = nil
+	st.catching = false
 	return CaughtUp
 }
 
-// MarkBehind makes c hold live stored messages until it has caught up from
-// its inbox. It reports false when c was already catching up (or closed),
-// in which case nothing more is needed.
-func (h *Hub) MarkBehind(c *Conn) bool {
+// MarkBehind makes c hold the live stored messages of each of its streams
+// until it has caught up, and returns the streams that were live (those
+// already catching up, or a closed connection, need nothing more).
+func (h *Hub) MarkBehind(c *Conn) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.catching || c.closed {
-		return false
+	if c.closed {
+		return nil
 	}
-	c.catching = true
-	return true
+	var marked []string
+	for name, st := range c.streams {
+		if !st.catching {
+			st.catching = true
+			marked = append(marked, name)
+		}
+	}
+	return marked
 }
 
 // WaitRoom blocks until c's queue has room for more replayed messages; it

@@ -13,7 +13,7 @@ import (
 
 func mustAdd(t testing.TB, h *Hub, key string, topics []string, raw bool) *Conn {
 	t.Helper()
-	c, err := h.Add(key, topics, raw)
+	c, err := h.Add(key, topics, nil, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,11 +24,11 @@ func TestAddRefusesConnectionsOverTheLimits(t *testing.T) {
 	h := New(Options{QueueMessages: 1, QueueBytes: 1, MaxConns: 3, MaxConnsPerKey: 2})
 	mustAdd(t, h, "u1", nil, false)
 	mustAdd(t, h, "u1", nil, false)
-	if _, err := h.Add("u1", nil, false); !errors.Is(err, ErrKeyFull) {
+	if _, err := h.Add("u1", nil, nil, false); !errors.Is(err, ErrKeyFull) {
 		t.Fatalf("third connection of u1: %v, want ErrKeyFull", err)
 	}
 	mustAdd(t, h, "u2", nil, false)
-	if _, err := h.Add("u3", nil, false); !errors.Is(err, ErrFull) {
+	if _, err := h.Add("u3", nil, nil, false); !errors.Is(err, ErrFull) {
 		t.Fatalf("fourth connection: %v, want ErrFull", err)
 	}
 	if h.Len() != 3 {
@@ -163,7 +163,7 @@ func queuedIDs(c *Conn) []uint64 {
 
 func TestStoredMessagesReachAConnectionInInboxOrderWithoutGapsOrDuplicates(t *testing.T) {
 	var behind []*Conn
-	h := New(Options{QueueMessages: 100, QueueBytes: 1 << 20, Behind: func(c *Conn) { behind = append(behind, c) }})
+	h := New(Options{QueueMessages: 100, QueueBytes: 1 << 20, Behind: func(c *Conn, _ string) { behind = append(behind, c) }})
 	c := mustAdd(t, h, "u1", nil, false)
 
 	// While the connection resumes, a live message (8, after 7) arrives and
@@ -172,8 +172,8 @@ func TestStoredMessagesReachAConnectionInInboxOrderWithoutGapsOrDuplicates(t *te
 	if got := queuedIDs(c); len(got) != 0 {
 		t.Fatalf("queued %v before the replay", got)
 	}
-	h.Replay(c, sid(5), []Delivery{stored(4, 3), stored(5, 4), stored(6, 5), stored(7, 6)})
-	if state := h.EndCatchUp(c); state != CaughtUp {
+	h.Replay(c, "", sid(5), []Delivery{stored(4, 3), stored(5, 4), stored(6, 5), stored(7, 6)})
+	if state := h.EndCatchUp(c, ""); state != CaughtUp {
 		t.Fatalf("EndCatchUp = %d, want CaughtUp", state)
 	}
 	if got := queuedIDs(c); !slices.Equal(got, []uint64{6, 7, 8}) {
@@ -186,8 +186,8 @@ func TestStoredMessagesReachAConnectionInInboxOrderWithoutGapsOrDuplicates(t *te
 		t.Fatal("a gap did not put the connection behind")
 	}
 	h.SendKey("u1", stored(9, 8)) // the late one, held too
-	h.Replay(c, protocol.StoredID{}, []Delivery{stored(9, 8), stored(10, 9)})
-	if state := h.EndCatchUp(c); state != CaughtUp {
+	h.Replay(c, "", protocol.StoredID{}, []Delivery{stored(9, 8), stored(10, 9)})
+	if state := h.EndCatchUp(c, ""); state != CaughtUp {
 		t.Fatalf("EndCatchUp = %d", state)
 	}
 	if got := queuedIDs(c); !slices.Equal(got, []uint64{9, 10}) {
@@ -204,12 +204,12 @@ func TestHeldMessagesPastTheReplayAskForAnotherRead(t *testing.T) {
 	h := New(Options{QueueMessages: 100, QueueBytes: 1 << 20})
 	c := mustAdd(t, h, "u1", nil, false)
 	h.SendKey("u1", stored(9, 8)) // stored after the replay was read
-	h.Replay(c, protocol.StoredID{}, []Delivery{stored(7, 0)})
-	if state := h.EndCatchUp(c); state != NeedRead || c.Last() != sid(7) {
-		t.Fatalf("EndCatchUp = %d at %v, want NeedRead at 7", state, c.Last())
+	h.Replay(c, "", protocol.StoredID{}, []Delivery{stored(7, 0)})
+	if state := h.EndCatchUp(c, ""); state != NeedRead || c.Last("") != sid(7) {
+		t.Fatalf("EndCatchUp = %d at %v, want NeedRead at 7", state, c.Last(""))
 	}
-	h.Replay(c, protocol.StoredID{}, []Delivery{stored(8, 7), stored(9, 8)})
-	if state := h.EndCatchUp(c); state != CaughtUp {
+	h.Replay(c, "", protocol.StoredID{}, []Delivery{stored(8, 7), stored(9, 8)})
+	if state := h.EndCatchUp(c, ""); state != CaughtUp {
 		t.Fatalf("second EndCatchUp = %d", state)
 	}
 	if got := queuedIDs(c); !slices.Equal(got, []uint64{7, 8, 9}) {
@@ -224,7 +224,7 @@ func TestAReplayStopsAtAFullQueueAndContinuesOnceDrained(t *testing.T) {
 	for i := uint64(1); i <= 10; i++ {
 		ds = append(ds, stored(i, i-1))
 	}
-	used := h.Replay(c, protocol.StoredID{}, ds)
+	used := h.Replay(c, "", protocol.StoredID{}, ds)
 	if used != 4 {
 		t.Fatalf("replayed %d into a queue of 4", used)
 	}
@@ -232,9 +232,9 @@ func TestAReplayStopsAtAFullQueueAndContinuesOnceDrained(t *testing.T) {
 	if !h.WaitRoom(context.Background(), c) {
 		t.Fatal("no room after draining")
 	}
-	used += h.Replay(c, protocol.StoredID{}, ds[used:])
+	used += h.Replay(c, "", protocol.StoredID{}, ds[used:])
 	got = append(got, queuedIDs(c)...)
-	h.Replay(c, protocol.StoredID{}, ds[used:])
+	h.Replay(c, "", protocol.StoredID{}, ds[used:])
 	got = append(got, queuedIDs(c)...)
 	if !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
 		t.Fatalf("replayed %v", got)

@@ -56,4 +56,6 @@ type Store interface {
 	Ack(ctx context.Context, key string, id protocol.StoredID) error
 	// Acked returns the key's acknowledged position.
 	Acked(ctx context.Context, key string) (protocol.StoredID, error)
+	// Tail returns the key's newest n entries, oldest first.
+	Tail(ctx context.Context, key string, n int) ([]Entry, error)
 }

@@ -120,3 +120,13 @@ func (m *Memory) Acked(_ context.Context, key string) (protocol.StoredID, error)
 	}
 	return protocol.StoredID{}, nil
 }
+
+func (m *Memory) Tail(_ context.Context, key string, n int) ([]Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in := m.keys[key]
+	if in == nil {
+		return nil, nil
+	}
+	return append([]Entry(nil), in.entries[max(0, len(in.entries)-n):]...), nil
+}

@@ -200,3 +200,19 @@ func (r *Redis) Acked(ctx context.Context, key string) (protocol.StoredID, error
 	}
 	return id, nil
 }
+
+func (r *Redis) Tail(ctx context.Context, key string, n int) ([]Entry, error) {
+	msgs, err := r.rdb.XRevRangeN(ctx, streamKey(key), "+", "-", int64(n)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the newest of %s: %w", key, err)
+	}
+	out := make([]Entry, len(msgs))
+	for i, m := range msgs {
+		e, err := entryOf(m.ID, func(f string) string { s, _ := m.Values[f].(string); return s })
+		if err != nil {
+			return nil, err
+		}
+		out[len(msgs)-1-i] = e
+	}
+	return out, nil
+}

@@ -615,6 +615,18 @@ func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message, maxData i
 	m.Origin, m.ID, m.TS, m.Data = n.cfg.NodeID, n.ids.next(), time.Now().UnixMilli(), p.Data
 	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
 	defer cancel()
+	if m.Kind == fanout.KindTopic && slices.Contains(n.cfg.HistoryTopics, m.Topic) {
+		// Kept in the topic's stream first: its id is what subscribers see
+		// and resume after.
+		ids, prevs, err := n.inbox.Append(ctx, []string{"#" + m.Topic}, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID})
+		if err != nil {
+			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
+			n.fail(c, http.StatusServiceUnavailable, "unavailable", "could not keep the message in the topic's history; nothing was sent")
+			return
+		}
+		m.Stored, m.Prevs = ids, prevs
+		m.ID, m.TS = ids[0].String(), int64(ids[0].MS)
+	}
 	nodes, err := n.router.Publish(ctx, m)
 	if err != nil {
 		n.metrics.redisErrors.WithLabelValues("publish").Inc()

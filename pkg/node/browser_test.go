@@ -9,7 +9,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/pkg/node"
 )
 
 // browser starts headless Chromium (Debian's package) for the test.
@@ -111,5 +113,39 @@ func TestTheConsoleListsEveryNodeAndTailsATopic(t *testing.T) {
 		chromedp.Text("#tail div", &tail),
 	}); err != nil || !strings.Contains(tail, "seen in the console") {
 		t.Fatalf("the console's tail shows %q (%v)", tail, err)
+	}
+}
+
+func TestABoardWhoseNodeRestartsReconnectsAndShowsWhatWasPostedMeanwhile(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, "a", r.URL(), withHistory)
+	b := startNode(t, "b", r.URL(), withHistory)
+	board := tab(t, browser(t))
+	if err := chromedp.Run(board,
+		chromedp.Navigate(a.URL("/")),
+		chromedp.Poll(`document.querySelector("#state").textContent === "live"`, nil),
+	); err != nil {
+		t.Fatalf("board never went live: %v", err)
+	}
+
+	a.stop() // a rolling restart: the board loses its node
+	if err := chromedp.Run(board,
+		chromedp.Poll(`document.querySelector("#state").textContent !== "live"`, nil),
+	); err != nil {
+		t.Fatalf("the board did not notice its node stopping: %v", err)
+	}
+	post(t, b.URL("/v1/topics/board"), "application/json", `{"data":{"text":"posted while the board was away","name":"Ada"}}`)
+	restarted := nodetest.StartAt(t, a.Addr, node.Config{NodeID: "a", RedisURL: r.URL(), HistoryTopics: []string{"board"}})
+	_ = restarted
+
+	var shown string
+	if err := chromedp.Run(board,
+		chromedp.Poll(`document.querySelector("#state").textContent === "live" && document.querySelector("#board li") !== null`, nil),
+		chromedp.Text("#board li", &shown),
+	); err != nil {
+		t.Fatalf("the board never showed the post made while it was away: %v", err)
+	}
+	if !strings.Contains(shown, "posted while the board was away") {
+		t.Fatalf("board shows %q", shown)
 	}
 }

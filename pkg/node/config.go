@@ -96,6 +96,11 @@ type Config struct {
 	HTTPIdleTimeout       time.Duration
 	MaxHeaderBytes        int
 
+	// HistoryTopics keep their messages (bounded like inboxes): a
+	// subscriber that reconnects with since.<topic>=<id> gets what it
+	// missed, and one without gets the newest HistoryReplay (default 20).
+	HistoryTopics []string
+	HistoryReplay int
 	// StoreByDefault stores every send in its keys' inboxes, as if each
 	// said "store":true.
 	StoreByDefault bool
@@ -164,6 +169,7 @@ func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
 		c.ConnRatePerIP = 20
 	}
 	setInt(&c.InboxMaxLen, 1000)
+	setInt(&c.HistoryReplay, 20)
 	set(&c.InboxMaxAge, 24*time.Hour)
 	set(&c.IdempotencyTTL, 24*time.Hour)
 	set(&c.MaxWait, 25*time.Second)

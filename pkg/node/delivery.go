@@ -15,14 +15,19 @@ import (
 // replayPage is how many stored messages one inbox read returns.
 const replayPage = 256
 
-// catchUp replays what c missed from its key's inbox, then lets live
-// messages through again (see hub.Conn). since is where a connecting client
-// resumes; nil resumes after its acknowledged position at connect, or after
-// c.Last() for a connection that fell behind. A connection whose inbox
-// cannot be read for a while is closed with 1013 so that the client resumes
-// elsewhere, which loses nothing.
-func (n *Node) catchUp(ctx context.Context, c *hub.Conn, since *protocol.StoredID) {
-	first := true
+// catchUp replays what c missed on one of its streams ("" its key's inbox,
+// "#<topic>" a history topic), then lets that stream's live messages through
+// again (see hub.Conn). since is where a connecting client resumes; nil
+// resumes a key after its acknowledged position and gives a topic's newest
+// HistoryReplay messages when connecting, or reads after c.Last(stream) for a
+// connection that fell behind. A connection whose stream cannot be read for a while is closed with
+// 1013 so that the client resumes elsewhere, which loses nothing.
+func (n *Node) catchUp(ctx context.Context, c *hub.Conn, stream string, since *protocol.StoredID, connecting bool) {
+	key := c.Key
+	if stream != "" {
+		key = stream
+	}
+	first := connecting
 	failures := 0
 	for !c.Closed() {
 		var (
@@ -32,19 +37,21 @@ func (n *Node) catchUp(ctx context.Context, c *hub.Conn, since *protocol.StoredI
 		)
 		rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 		switch {
-		case first && since == nil:
-			start, entries, err = n.inbox.Pending(rctx, c.Key, replayPage)
-		case first:
+		case first && since != nil:
 			start = *since
-			entries, err = n.inbox.After(rctx, c.Key, start, replayPage)
+			entries, err = n.inbox.After(rctx, key, start, replayPage)
+		case first && stream == "":
+			start, entries, err = n.inbox.Pending(rctx, key, replayPage)
+		case first:
+			entries, err = n.inbox.Tail(rctx, key, n.cfg.HistoryReplay) // a new subscriber sees the latest
 		default:
-			entries, err = n.inbox.After(rctx, c.Key, c.Last(), replayPage)
+			entries, err = n.inbox.After(rctx, key, c.Last(stream), replayPage)
 		}
 		cancel()
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_read").Inc()
 			if failures++; failures > 10 {
-				n.log.Warn("cannot read the inbox of a connection; closing it so it resumes elsewhere", "err", err)
+				n.log.Warn("cannot read the stored messages of a connection; closing it so it resumes elsewhere", "err", err)
 				c.Close(protocol.CloseTryAgainLater, "try again later: stored messages unreadable")
 				return
 			}
@@ -55,21 +62,22 @@ func (n *Node) catchUp(ctx context.Context, c *hub.Conn, since *protocol.StoredI
 		first = false
 		ds := make([]hub.Delivery, len(entries))
 		for i, e := range entries {
-			ds[i] = storedDelivery(c.Key, e)
+			ds[i] = storedDelivery(c.Key, stream, e)
 		}
+		n.hub.Replay(c, stream, start, nil) // the start point, even when nothing follows it
 		for len(ds) > 0 {
-			used := n.hub.Replay(c, start, ds)
+			used := n.hub.Replay(c, stream, start, ds)
 			n.metrics.replayed.Add(uint64(used))
 			ds = ds[used:]
 			if len(ds) > 0 && !n.hub.WaitRoom(ctx, c) {
 				return
 			}
 		}
-		if len(entries) == replayPage {
+		if len(entries) == replayPage && (stream == "" || since != nil || !connecting) {
 			continue // there may be more
 		}
 		for {
-			switch n.hub.EndCatchUp(c) {
+			switch n.hub.EndCatchUp(c, stream) {
 			case hub.CaughtUp:
 				return
 			case hub.NeedRoom:
@@ -83,10 +91,11 @@ func (n *Node) catchUp(ctx context.Context, c *hub.Conn, since *protocol.StoredI
 	}
 }
 
-// storedDelivery is what a connection of key receives for a stored entry.
-func storedDelivery(key string, e inbox.Entry) hub.Delivery {
-	d := hub.Delivery{ID: e.ID.String(), Stored: e.ID, Prev: e.Prev, TS: int64(e.ID.MS), Data: e.Data}
-	if e.Wait != inbox.WaitNone {
+// storedDelivery is what a connection receives for a stored entry of its
+// key's inbox (stream "") or of a history topic.
+func storedDelivery(key, stream string, e inbox.Entry) hub.Delivery {
+	d := hub.Delivery{ID: e.ID.String(), Stored: e.ID, Prev: e.Prev, Stream: stream, TS: int64(e.ID.MS), Data: e.Data}
+	if stream == "" && e.Wait != inbox.WaitNone {
 		d.Notice = &hub.Notice{Origin: e.Origin, Key: key, ID: e.ID}
 	}
 	return d
@@ -99,8 +108,8 @@ func (n *Node) resubscribed() {
 	conns := n.hub.Conns()
 	n.log.Info("bus resubscribed; catching every connection up from its inbox", "connections", len(conns))
 	for _, c := range conns {
-		if n.hub.MarkBehind(c) {
-			go n.catchUp(n.connCtx, c, nil)
+		for _, stream := range n.hub.MarkBehind(c) {
+			go n.catchUp(n.connCtx, c, stream, nil, false)
 		}
 	}
 }
@@ -135,7 +144,7 @@ func (n *Node) sendReports(ctx context.Context) {
 // what its connection was sent: an id past that is ignored, so a client
 // cannot skip messages it never saw.
 func (n *Node) acked(c *hub.Conn, id protocol.StoredID) {
-	if id.After(c.Last()) {
+	if id.After(c.Last("")) {
 		return
 	}
 	n.metrics.acks.Add(1)

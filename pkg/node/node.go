@@ -116,7 +116,7 @@ func New(cfg Config) (*Node, error) {
 		MaxConns:       cfg.MaxConns,
 		MaxConnsPerKey: cfg.MaxConnsPerKey,
 		Removed:        n.connRemoved,
-		Behind:         func(c *hub.Conn) { go n.catchUp(n.connCtx, c, nil) },
+		Behind:         func(c *hub.Conn, stream string) { go n.catchUp(n.connCtx, c, stream, nil, false) },
 		Delivered:      n.reportDelivered,
 		Acked:          n.acked,
 		FanoutDone: func(kind protocol.Kind, d time.Duration) {

@@ -25,11 +25,13 @@ const registerTimeout = 5 * time.Second
 
 // subscriber is who a WebSocket request says it is, once checked.
 type subscriber struct {
-	key     string
-	topics  []string
-	raw     bool
-	since   *protocol.StoredID // resume after this stored id; nil: after the ack position
-	expires time.Time          // zero without tokens
+	key    string
+	topics []string
+	raw    bool
+	since  *protocol.StoredID // resume after this stored id; nil: after the ack position
+	// topicSince holds since.<topic> for history topics: where each resumes.
+	topicSince map[string]protocol.StoredID
+	expires    time.Time // zero without tokens
 }
 
 // handleWebSocket serves GET /v1/ws.
@@ -62,7 +64,13 @@ func (n *Node) handleWebSocket(c *gin.Context) {
 		}
 	}()
 
-	conn, err := n.hub.Add(sub.key, sub.topics, sub.raw)
+	var history []string
+	for _, t := range sub.topics {
+		if slices.Contains(n.cfg.HistoryTopics, t) {
+			history = append(history, "#"+t)
+		}
+	}
+	conn, err := n.hub.Add(sub.key, sub.topics, history, sub.raw)
 	if err != nil {
 		if errors.Is(err, hub.ErrKeyFull) {
 			n.fail(c, http.StatusTooManyRequests, "too_many_connections",
@@ -115,7 +123,14 @@ func (n *Node) handleWebSocket(c *gin.Context) {
 		release()
 	})
 	// Replay what the client missed; live messages wait behind it.
-	go n.catchUp(n.connCtx, conn, sub.since)
+	go n.catchUp(n.connCtx, conn, "", sub.since, true)
+	for _, stream := range history {
+		var since *protocol.StoredID
+		if id, ok := sub.topicSince[stream[1:]]; ok {
+			since = &id
+		}
+		go n.catchUp(n.connCtx, conn, stream, since, true)
+	}
 }
 
 // endLabel names why a connection ended, for metrics.
@@ -160,6 +175,20 @@ func (n *Node) identify(c *gin.Context) (subscriber, error) {
 			return sub, badRequest("invalid_since", "since must be the id of a stored message (<ms>-<seq>)")
 		}
 		sub.since = &id
+	}
+	for name, vals := range q {
+		topic, ok := strings.CutPrefix(name, "since.")
+		if !ok {
+			continue
+		}
+		id, okID := protocol.ParseStoredID(vals[0])
+		if !okID || !slices.Contains(topics, topic) || !slices.Contains(n.cfg.HistoryTopics, topic) {
+			return sub, badRequest("invalid_since", "%s must be a stored id of a joined topic that keeps history", name)
+		}
+		if sub.topicSince == nil {
+			sub.topicSince = map[string]protocol.StoredID{}
+		}
+		sub.topicSince[topic] = id
 	}
 	key, hasKey := q.Get("key"), q.Has("key")
 	if hasKey && !protocol.ValidName(key) {

@@ -100,6 +100,18 @@ func Run(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("TailIsTheNewestEntriesOldestFirst", func(t *testing.T) {
+		s := newStore(t, roomy)
+		if got, err := s.Tail(ctx, "u1", 2); err != nil || len(got) != 0 {
+			t.Fatalf("Tail of an empty inbox: %v %v", got, err)
+		}
+		ids := appendN(t, s, "u1", 5)
+		got, err := s.Tail(ctx, "u1", 2)
+		if err != nil || len(got) != 2 || got[0].ID != ids[3] || got[1].ID != ids[4] || got[1].Prev != ids[3] {
+			t.Fatalf("Tail(2) = %+v %v, want the 4th and 5th", got, err)
+		}
+	})
+
 	t.Run("TheInboxKeepsOnlyTheNewestMessages", func(t *testing.T) {
 		s := newStore(t, inbox.Options{MaxLen: 10, MaxAge: time.Hour})
 		ids := appendN(t, s, "u1", 500)
