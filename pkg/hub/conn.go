@@ -171,9 +171,12 @@ func (c *Conn) offerLocked(e entry) int {
 	if c.closed {
 		return offerClosed
 	}
-	st := c.streams[e.stream]
+	var st *stream
+	if !e.id.IsZero() { // only stored messages need their stream's state
+		st = c.streams[e.stream]
+	}
 	switch {
-	case e.id.IsZero() || st == nil: // not stored, or a stream this connection does not follow
+	case st == nil: // not stored, or a stream this connection does not follow
 		if c.fullLocked(e.frame) {
 			return offerOverflow
 		}
