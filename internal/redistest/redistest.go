@@ -3,7 +3,6 @@ package redistest
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -108,6 +107,3 @@ func freePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
-
-// String helps failure messages.
-func (s *Server) String() string { return fmt.Sprintf("redis-server on %s", s.Addr()) }
