@@ -5,8 +5,10 @@ import (
 	"context"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +22,8 @@ type Server struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
+	// sentinel runs redis-server in sentinel mode on dir/sentinel.conf.
+	sentinel bool
 }
 
 // Start runs redis-server on a free port and stops it when the test ends. A
@@ -60,6 +64,10 @@ func (s *Server) start() {
 	s.cmd = exec.Command("redis-server", append([]string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir}, s.args...)...)
+	if s.sentinel {
+		// Sentinels rewrite their config file: each has its own.
+		s.cmd = exec.Command("redis-server", filepath.Join(s.dir, "sentinel.conf"), "--sentinel")
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -81,6 +89,16 @@ func (s *Server) start() {
 	}
 }
 
+// Pause stops the process without ending it (SIGSTOP): clients' commands
+// hang as they would behind a network partition. Resume undoes it.
+func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Running reports whether the process is up (not killed).
+func (s *Server) Running() bool { return s.cmd != nil }
+
 // Kill stops the server abruptly, as a crash would.
 func (s *Server) Kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
@@ -91,7 +109,8 @@ func (s *Server) Kill() {
 	s.cmd = nil
 }
 
-// Restart starts the server again on the same port, empty.
+// Restart starts the server again on the same port, empty of data but with
+// the files of its directory (a cluster node keeps its identity).
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()

@@ -1,0 +1,342 @@
+// Package redisconn connects a node to Redis in whichever topology its
+// operators run — one server, Sentinel, or Redis Cluster — and confirms that
+// writes which must survive a failover have reached replicas.
+package redisconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Timeout bounds the Redis work of one request or one background step.
+const Timeout = 5 * time.Second
+
+// Topology is how the node reaches Redis.
+type Topology uint8
+
+const (
+	None     Topology = iota // no Redis: the node runs alone
+	Single                   // one server (or a proxy in front of several)
+	Sentinel                 // a master found through Redis Sentinel
+	Cluster                  // Redis Cluster
+)
+
+func (t Topology) String() string {
+	switch t {
+	case Single:
+		return "single"
+	case Sentinel:
+		return "sentinel"
+	case Cluster:
+		return "cluster"
+	}
+	return "none"
+}
+
+// Config says how to reach Redis: at most one of URL, ClusterAddrs and
+// SentinelAddrs. With URL the credentials and TLS come from the URL
+// (redis://user:pass@host:port/db, rediss:// for TLS); Username, Password
+// and TLS are for the other two.
+type Config struct {
+	URL           string
+	ClusterAddrs  []string // host:port of some cluster nodes; the rest are discovered
+	SentinelAddrs []string // host:port of the sentinels
+	MasterName    string   // the master the sentinels watch
+
+	Username string
+	Password string
+	// SentinelPassword authenticates to the sentinels themselves, when they
+	// have requirepass of their own.
+	SentinelPassword string
+	TLS              bool // connect with TLS, checking the server's certificate against the system roots
+
+	// MinReplicas is how many replicas must have a stored message, and the
+	// answer recorded for its Idempotency-Key, before the send is answered
+	// (WAIT). 0 answers once the master has it.
+	MinReplicas int
+	// ReplicaTimeout is how long WAIT waits for them (default 500ms, at
+	// most 1s).
+	ReplicaTimeout time.Duration
+}
+
+// Topology reports which topology c describes.
+func (c Config) Topology() Topology {
+	switch {
+	case len(c.ClusterAddrs) > 0:
+		return Cluster
+	case len(c.SentinelAddrs) > 0:
+		return Sentinel
+	case c.URL != "":
+		return Single
+	}
+	return None
+}
+
+// Validate reports a configuration that names no topology unambiguously.
+func (c Config) Validate() error {
+	set := 0
+	for _, on := range []bool{c.URL != "", len(c.ClusterAddrs) > 0, len(c.SentinelAddrs) > 0} {
+		if on {
+			set++
+		}
+	}
+	var errs []error
+	if set > 1 {
+		errs = append(errs, errors.New("redis: give exactly one of --redis-url, --redis-cluster-addrs and --redis-sentinel-addrs"))
+	}
+	if len(c.SentinelAddrs) > 0 && c.MasterName == "" {
+		errs = append(errs, errors.New("redis: --redis-sentinel-addrs needs --redis-master-name"))
+	}
+	if c.MasterName != "" && len(c.SentinelAddrs) == 0 {
+		errs = append(errs, errors.New("redis: --redis-master-name goes with --redis-sentinel-addrs"))
+	}
+	if c.URL != "" && (c.Username != "" || c.Password != "" || c.TLS || c.SentinelPassword != "") {
+		errs = append(errs, errors.New("redis: with --redis-url put the credentials in the URL and use rediss:// for TLS"))
+	}
+	for _, a := range append(append([]string(nil), c.ClusterAddrs...), c.SentinelAddrs...) {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("redis: address %q is not host:port", a))
+		}
+	}
+	if c.MinReplicas < 0 {
+		errs = append(errs, fmt.Errorf("redis: min replicas must be 0 or more, got %d", c.MinReplicas))
+	}
+	if c.MinReplicas > 0 && c.Topology() == None {
+		errs = append(errs, errors.New("redis: --redis-min-replicas needs Redis"))
+	}
+	if c.ReplicaTimeout < 0 || c.ReplicaTimeout > time.Second {
+		// WAIT holds the connection; past a second a send would rather
+		// answer 503 and let the sender retry.
+		errs = append(errs, fmt.Errorf("redis: replica timeout must be between 0 and 1s, got %v", c.ReplicaTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Replication returns the replica requirement of c's writes.
+func (c Config) Replication() Replication {
+	t := c.ReplicaTimeout
+	if t == 0 {
+		t = 500 * time.Millisecond
+	}
+	return Replication{Min: c.MinReplicas, Timeout: t}
+}
+
+// New returns a client for c's topology. It does not contact Redis.
+func New(c Config) (redis.UniversalClient, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	// Fail fast while Redis is away: callers answer 503 and retry, which
+	// beats holding HTTP requests through go-redis backoff (by default 5
+	// dial retries 100ms apart per attempt).
+	const (
+		dialTimeout = 2 * time.Second
+		ioTimeout   = 2 * time.Second
+	)
+	var tlsConfig *tls.Config
+	if c.TLS {
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	switch c.Topology() {
+	case Single:
+		o, err := redis.ParseURL(c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		o.MaxRetries, o.DialerRetries, o.DialerRetryTimeout = 1, 1, 50*time.Millisecond
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
+		return redis.NewClient(o), nil
+	case Sentinel:
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:         c.MasterName,
+			SentinelAddrs:      c.SentinelAddrs,
+			SentinelPassword:   c.SentinelPassword,
+			Username:           c.Username,
+			Password:           c.Password,
+			TLSConfig:          tlsConfig,
+			MaxRetries:         1,
+			DialerRetries:      1,
+			DialerRetryTimeout: 50 * time.Millisecond,
+			DialTimeout:        dialTimeout,
+			ReadTimeout:        ioTimeout,
+			WriteTimeout:       ioTimeout,
+		}), nil
+	case Cluster:
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:     c.ClusterAddrs,
+			Username:  c.Username,
+			Password:  c.Password,
+			TLSConfig: tlsConfig,
+			// Redirects (MOVED, ASK) during a resharding or a failover
+			// need a few tries; each is quick.
+			MaxRedirects:       8,
+			MaxRetries:         2,
+			DialerRetries:      1,
+			DialerRetryTimeout: 50 * time.Millisecond,
+			DialTimeout:        dialTimeout,
+			ReadTimeout:        ioTimeout,
+			WriteTimeout:       ioTimeout,
+		}), nil
+	}
+	return nil, errors.New("redis: no topology configured")
+}
+
+// ErrNotReplicated: a write reached the master but WAIT did not confirm
+// that enough replicas have it within the timeout. The write stands on the
+// master and may yet replicate, or may be lost in a failover.
+var ErrNotReplicated = errors.New("not confirmed on enough replicas")
+
+// Replication is how many replicas must confirm a durable write, and for how
+// long to wait for them. The zero value confirms nothing.
+type Replication struct {
+	Min     int
+	Timeout time.Duration
+}
+
+// Write runs write's commands in one pipeline on the master that owns key
+// and, when r asks for replicas, WAITs on the same connection: WAIT counts
+// the writes of its own connection, and a keyless command in a cluster
+// pipeline would go to an arbitrary node. The keys write touches must all
+// be in key's slot, and its commands must be safe to run twice: when the
+// slot has moved (a resharding or a failover) Write runs them again on the
+// slot's new master. It returns an error wrapping ErrNotReplicated when the
+// commands succeeded but too few replicas confirmed them.
+func (r Replication) Write(ctx context.Context, rdb redis.UniversalClient, key string, write func(p redis.Pipeliner)) error {
+	if r.Min <= 0 {
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error { write(p); return nil })
+		return err
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		_, err = r.Pipeline(ctx, rdb, key, write)
+		if !Redirected(err) || attempt == 5 || !Backoff(ctx, rdb, attempt) {
+			return err
+		}
+	}
+}
+
+// Pipeline is one attempt of Write: it does not retry, so that a caller
+// whose commands must not run twice can retry only those that failed with
+// a redirect (see Redirected). With r.Min 0 it sends no WAIT.
+func (r Replication) Pipeline(ctx context.Context, rdb redis.UniversalClient, key string, write func(p redis.Pipeliner)) ([]redis.Cmder, error) {
+	target := redis.Cmdable(rdb)
+	if cc, ok := rdb.(*redis.ClusterClient); ok && r.Min > 0 {
+		master, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("find the master of %s: %w", key, err)
+		}
+		target = master
+	}
+	var wait *redis.Cmd
+	cmds, err := target.Pipelined(ctx, func(p redis.Pipeliner) error {
+		write(p)
+		if r.Min > 0 {
+			wait = p.Do(ctx, "wait", r.Min, r.Timeout.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil {
+		return cmds, err
+	}
+	if wait != nil {
+		if got, _ := wait.Int64(); got < int64(r.Min) {
+			return cmds, fmt.Errorf("%w: %d of %d replicas within %v", ErrNotReplicated, got, r.Min, r.Timeout)
+		}
+	}
+	return cmds, nil
+}
+
+// MasterOf returns an identity of the master that serves key: keys with the
+// same identity can share one Pipeline. Outside a cluster every key has the
+// same one.
+func MasterOf(ctx context.Context, rdb redis.UniversalClient, key string) (any, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb, nil
+	}
+	return cc.MasterForKey(ctx, key)
+}
+
+// Redirected reports an error that means the key's slot is served
+// elsewhere now, or is moving: the command did not run.
+func Redirected(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, prefix := range []string{"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// Backoff waits before retry attempt+1 after a redirect, asking a cluster
+// client to learn the new slot layout meanwhile. It reports false when ctx
+// ended first.
+func Backoff(ctx context.Context, rdb redis.UniversalClient, attempt int) bool {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
+	}
+	select {
+	case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Epoch identifies the data set every master currently serves: each
+// master's replication id, which changes when a replica is promoted or a
+// server restarts. Between two equal epochs no master was replaced, so no
+// write a master acknowledged can have been lost to a failover or a
+// restart.
+func Epoch(ctx context.Context, rdb redis.UniversalClient) (string, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		id, err := replicationID(ctx, rdb)
+		if err != nil {
+			return "", fmt.Errorf("read replication id: %w", err)
+		}
+		return id, nil
+	}
+	var mu sync.Mutex
+	var ids []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		id, err := replicationID(ctx, c)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		ids = append(ids, id)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("read replication ids of the cluster's masters: %w", err)
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ","), nil
+}
+
+func replicationID(ctx context.Context, c redis.Cmdable) (string, error) {
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "master_replid:"); ok {
+			return v, nil
+		}
+	}
+	return "", errors.New("no master_replid in INFO replication")
+}
