@@ -40,8 +40,9 @@ func NewMemory(ttl time.Duration) *Memory {
 func (m *Memory) Store(id string) Store { return &memoryStore{m: m, id: id} }
 
 type memoryStore struct {
-	m  *Memory
-	id string
+	m    *Memory
+	id   string
+	left bool // guarded by m.mu
 }
 
 func (s *memoryStore) Join(_ context.Context, n Node) error {
@@ -51,6 +52,7 @@ func (s *memoryStore) Join(_ context.Context, n Node) error {
 	m.removeNodeLocked(s.id)
 	n.ID = s.id
 	m.nodes[s.id] = &memoryNode{info: n, expires: time.Now().Add(m.ttl)}
+	s.left = false
 	return nil
 }
 
@@ -59,6 +61,9 @@ func (s *memoryStore) Heartbeat(_ context.Context, n Node) (bool, error) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if s.left {
+		return false, ErrLeft
+	}
 	for id, mn := range m.nodes {
 		if id != s.id && !mn.expires.After(now) {
 			m.removeNodeLocked(id)
@@ -74,6 +79,9 @@ func (s *memoryStore) Set(_ context.Context, counts []Count) error {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if s.left {
+		return ErrLeft
+	}
 	keys := m.nodeKeys[s.id]
 	if keys == nil {
 		keys = make(map[string]struct{})
@@ -135,6 +143,7 @@ func (s *memoryStore) Leave(_ context.Context) error {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
 	s.m.removeNodeLocked(s.id)
+	s.left = true
 	return nil
 }
 

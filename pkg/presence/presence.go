@@ -11,8 +11,13 @@ package presence
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrLeft is returned by Heartbeat and Set once the node has left: a
+// heartbeat racing with shutdown must not write the node back.
+var ErrLeft = errors.New("presence: the node has left")
 
 // Store is one node's view of cluster presence. A Store speaks for the node
 // whose id it was created with: Join, Heartbeat, Set and Leave write that
@@ -23,6 +28,9 @@ import (
 // with one reconcile loop per node), which keeps a key's writes in order.
 // Entries are eventually removed: a node that died without Leave stops being
 // reported by Lookup and Nodes once its last heartbeat is older than the TTL.
+// Removing a dead node's entries never removes entries the node wrote after
+// it came back: a node that was only stalled, and heartbeats again while a
+// peer reaps it, keeps every key it then writes.
 type Store interface {
 	// Join announces the node and removes whatever a previous process with
 	// the same id left behind (its keys are no longer connected anywhere).
@@ -40,7 +48,8 @@ type Store interface {
 	Lookup(ctx context.Context, keys []string) ([][]Holder, error)
 	// Nodes returns the live nodes, ordered by id.
 	Nodes(ctx context.Context) ([]Node, error)
-	// Leave removes the node and all its entries at once.
+	// Leave removes the node and all its entries at once. Heartbeat and Set
+	// then return ErrLeft and write nothing, until the next Join.
 	Leave(ctx context.Context) error
 }
 

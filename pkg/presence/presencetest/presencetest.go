@@ -3,6 +3,7 @@ package presencetest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -163,6 +164,34 @@ func Run(t *testing.T, newCluster NewCluster) {
 			if h := lookup(t, b, "u1"); len(h) != 1 {
 				t.Fatalf("u1 dropped while a heartbeats: %v", h)
 			}
+		}
+	})
+
+	t.Run("AHeartbeatAfterLeaveDoesNotBringTheNodeBack", func(t *testing.T) {
+		store := newCluster(t, time.Minute)
+		a, b := store("a"), store("b")
+		join(t, a, "a")
+		join(t, b, "b")
+		set(t, a, presence.Count{Key: "u1", Conns: 1})
+		if err := a.Leave(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// A heartbeat already under way when the node left.
+		if _, err := a.Heartbeat(ctx, presence.Node{}); !errors.Is(err, presence.ErrLeft) {
+			t.Fatalf("heartbeat after leave: err = %v, want ErrLeft", err)
+		}
+		if err := a.Set(ctx, []presence.Count{{Key: "u1", Conns: 1}}); !errors.Is(err, presence.ErrLeft) {
+			t.Fatalf("set after leave: err = %v, want ErrLeft", err)
+		}
+		nodes, err := b.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nodes) != 1 || nodes[0].ID != "b" {
+			t.Fatalf("nodes after a left and heartbeat = %+v, want only b", nodes)
+		}
+		if h := lookup(t, b, "u1"); len(h) != 0 {
+			t.Fatalf("u1 held after a left: %v", h)
 		}
 	})
 
