@@ -11,6 +11,7 @@ import (
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // TestJavaScriptClient runs clients/js/test with Node's test runner against
@@ -20,8 +21,8 @@ func TestJavaScriptClient(t *testing.T) {
 		t.Fatalf("node not found (make test installs it): %v", err)
 	}
 	r := redistest.Start(t)
-	a := nodetest.Start(t, node.Config{NodeID: "a", RedisURL: r.URL(), DrainWindow: 10 * time.Millisecond}).URL("")
-	b := nodetest.Start(t, node.Config{NodeID: "b", RedisURL: r.URL()}).URL("")
+	a := nodetest.Start(t, node.Config{NodeID: "a", Redis: redisconn.Config{URL: r.URL()}, DrainWindow: 10 * time.Millisecond}).URL("")
+	b := nodetest.Start(t, node.Config{NodeID: "b", Redis: redisconn.Config{URL: r.URL()}}).URL("")
 	v, err := auth.NewVerifier(auth.TokenConfig{HS256Secret: []byte("js-test-secret-js-test-secret-js-test")})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 func main() {
@@ -52,8 +53,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.RedisURL == "" {
-		cfg.Logger.Warn("no --redis-url: running as a single node with in-process presence and routing")
+	if cfg.Redis.Topology() == redisconn.None {
+		cfg.Logger.Warn("no Redis configured: running as a single node with in-process presence and routing")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -139,10 +140,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	var readLimit int
 	var level, debugAddr string
 	var sec security
+	var redisSecrets redisSecrets
 	str(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve HTTP and WebSocket on")
 	str(&cfg.AdvertiseAddr, "advertise-addr", "", "address shown to the cluster (default: --listen)")
 	str(&cfg.NodeID, "node-id", "", "unique id of this node in the cluster (default: host name)")
-	str(&cfg.RedisURL, "redis-url", "", "redis:// or rediss:// URL to join a cluster; empty runs a single node")
+	str(&cfg.Redis.URL, "redis-url", "", "redis:// or rediss:// URL of one Redis to join a cluster through; empty (and no cluster or sentinel addresses) runs a single node")
+	list(&cfg.Redis.ClusterAddrs, "redis-cluster-addrs", "", "host:port of Redis Cluster nodes to join a cluster through")
+	list(&cfg.Redis.SentinelAddrs, "redis-sentinel-addrs", "", "host:port of the Redis Sentinels that watch --redis-master-name")
+	str(&cfg.Redis.MasterName, "redis-master-name", "", "name of the master the sentinels watch")
+	str(&cfg.Redis.Username, "redis-username", "", "ACL user for --redis-cluster-addrs or --redis-sentinel-addrs (password in HERALD_REDIS_PASSWORD or --redis-password-file)")
+	str(&redisSecrets.passwordFile, "redis-password-file", "", "file holding the Redis password for cluster or sentinel (or the password itself in HERALD_REDIS_PASSWORD)")
+	str(&redisSecrets.sentinelPasswordFile, "redis-sentinel-password-file", "", "file holding the sentinels' own password (or the password itself in HERALD_REDIS_SENTINEL_PASSWORD)")
+	boolean(&cfg.Redis.TLS, "redis-tls", "connect to cluster or sentinel Redis with TLS")
+	integer(&cfg.Redis.MinReplicas, "redis-min-replicas", 0, "replicas that must confirm a stored send before it is answered (WAIT); 0: the master's word")
+	dur(&cfg.Redis.ReplicaTimeout, "redis-replica-timeout", 500*time.Millisecond, "how long a stored send waits for --redis-min-replicas (at most 1s)")
 	dur(&cfg.PresenceTTL, "presence-ttl", 15*time.Second, "how long a node's keys count as online after its last heartbeat")
 	dur(&cfg.PingInterval, "ping-interval", 25*time.Second, "how often each client is pinged")
 	dur(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "limit on one write or pong; slower clients are disconnected")
@@ -205,6 +216,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		return cfg, 0, "", fmt.Errorf("log level: %w", err)
 	}
 	if err := sec.load(&cfg, getenv); err != nil {
+		return cfg, 0, "", err
+	}
+	if err := redisSecrets.load(&cfg, getenv); err != nil {
 		return cfg, 0, "", err
 	}
 	return cfg, lvl, debugAddr, nil
@@ -273,6 +287,32 @@ func (s security) load(cfg *node.Config, getenv func(string) string) error {
 		}
 	}
 	return nil
+}
+
+// redisSecrets is where the Redis passwords for cluster and sentinel come
+// from: files or variables, never flags (the URL carries its own).
+type redisSecrets struct {
+	passwordFile         string
+	sentinelPasswordFile string
+}
+
+func (r redisSecrets) load(cfg *node.Config, getenv func(string) string) error {
+	read := func(file, env string) (string, error) {
+		if file == "" {
+			return getenv(env), nil
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("redis password: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	var err error
+	if cfg.Redis.Password, err = read(r.passwordFile, "HERALD_REDIS_PASSWORD"); err != nil {
+		return err
+	}
+	cfg.Redis.SentinelPassword, err = read(r.sentinelPasswordFile, "HERALD_REDIS_SENTINEL_PASSWORD")
+	return err
 }
 
 func splitList(v string) []string {

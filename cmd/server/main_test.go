@@ -19,6 +19,7 @@ import (
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/protocol"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 var (
@@ -194,7 +195,7 @@ func TestConfigComesFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 		got, want any
 	}{
 		{"flag beats env", cfg.NodeID, "from-flag"},
-		{"env beats default", cfg.RedisURL, "redis://env:6379"},
+		{"env beats default", cfg.Redis.URL, "redis://env:6379"},
 		{"env duration", cfg.PresenceTTL, 30 * time.Second},
 		{"env integer", cfg.QueueBytes, 2048},
 		{"flag integer", cfg.ReadLimit, int64(100)},
@@ -205,6 +206,40 @@ func TestConfigComesFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
 		}
+	}
+}
+
+func TestRedisClusterAndSentinelSettingsComeFromFlagsAndVariables(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "redis-password")
+	os.WriteFile(pwFile, []byte("from-file\n"), 0o600)
+	env := map[string]string{
+		"HERALD_REDIS_CLUSTER_ADDRS":     "10.0.0.1:6379, 10.0.0.2:6379",
+		"HERALD_REDIS_MIN_REPLICAS":      "1",
+		"HERALD_REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+		"HERALD_REDIS_USERNAME":          "herald",
+	}
+	cfg, _, _, err := parseConfig([]string{"--redis-password-file", pwFile, "--redis-tls"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Redis
+	if r.Topology() != redisconn.Cluster || len(r.ClusterAddrs) != 2 || r.ClusterAddrs[1] != "10.0.0.2:6379" {
+		t.Errorf("cluster addrs = %q (%v)", r.ClusterAddrs, r.Topology())
+	}
+	if r.Username != "herald" || r.Password != "from-file" || r.SentinelPassword != "sentinel-secret" || !r.TLS || r.MinReplicas != 1 {
+		t.Errorf("redis config = %+v", r)
+	}
+	if r.ReplicaTimeout != 500*time.Millisecond {
+		t.Errorf("default replica timeout = %v", r.ReplicaTimeout)
+	}
+	cfg, _, _, err = parseConfig([]string{"--redis-sentinel-addrs", "s1:26379,s2:26379,s3:26379", "--redis-master-name", "herald"},
+		func(k string) string { return map[string]string{"HERALD_REDIS_PASSWORD": "from-env"}[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Redis.Topology() != redisconn.Sentinel || len(cfg.Redis.SentinelAddrs) != 3 || cfg.Redis.Password != "from-env" {
+		t.Errorf("sentinel config = %+v", cfg.Redis)
 	}
 }
 
@@ -248,6 +283,16 @@ func TestBadConfigIsRefusedWithAClearMessage(t *testing.T) {
 		{nil, map[string]string{"HERALD_TOKEN_SECRET": "short"}, "token secret"},
 		{[]string{"--api-keys-file", "/nonexistent"}, nil, "api keys"},
 		{[]string{"--token-public-key-file", "/nonexistent"}, nil, "token keys"},
+		{[]string{"--redis-url", "redis://a:1", "--redis-cluster-addrs", "b:1"}, nil, "exactly one of --redis-url, --redis-cluster-addrs and --redis-sentinel-addrs"},
+		{[]string{"--redis-cluster-addrs", "b:1", "--redis-sentinel-addrs", "c:1", "--redis-master-name", "m"}, nil, "exactly one of"},
+		{[]string{"--redis-sentinel-addrs", "c:1"}, nil, "needs --redis-master-name"},
+		{[]string{"--redis-master-name", "m"}, nil, "goes with --redis-sentinel-addrs"},
+		{[]string{"--redis-cluster-addrs", "nohostport"}, nil, `"nohostport" is not host:port`},
+		{[]string{"--redis-url", "redis://a:1", "--redis-tls"}, nil, "put the credentials in the URL"},
+		{[]string{"--redis-min-replicas", "1"}, nil, "--redis-min-replicas needs Redis"},
+		{[]string{"--redis-min-replicas", "-1", "--redis-url", "redis://a:1"}, nil, "min replicas must be 0 or more"},
+		{[]string{"--redis-replica-timeout", "5s", "--redis-url", "redis://a:1"}, nil, "replica timeout must be between 0 and 1s"},
+		{[]string{"--redis-cluster-addrs", "a:1", "--redis-password-file", "/nonexistent"}, nil, "redis password"},
 	}
 	for _, tc := range tests {
 		err := run(tc.args, func(k string) string { return tc.env[k] }, io.Discard)

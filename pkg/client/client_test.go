@@ -80,8 +80,8 @@ func next(t *testing.T, got <-chan client.Message, want string) client.Message {
 
 func TestAClientMovesToAnotherNodeAndResumesAfterItsLastStoredMessage(t *testing.T) {
 	r := redistest.Start(t)
-	stopA, a := startNodeCtx(t, func(c *node.Config) { c.NodeID, c.RedisURL, c.DrainWindow = "a", r.URL(), 10*time.Millisecond })
-	_, b := startNodeCtx(t, func(c *node.Config) { c.NodeID, c.RedisURL = "b", r.URL() })
+	stopA, a := startNodeCtx(t, func(c *node.Config) { c.NodeID, c.Redis.URL, c.DrainWindow = "a", r.URL(), 10*time.Millisecond })
+	_, b := startNodeCtx(t, func(c *node.Config) { c.NodeID, c.Redis.URL = "b", r.URL() })
 
 	got := make(chan client.Message, 16)
 	c, _ := client.New(client.Config{URLs: []string{"ws://" + a, "ws://" + b}, Key: "u1", AutoAck: true, MinBackoff: 20 * time.Millisecond})

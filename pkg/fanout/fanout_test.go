@@ -81,3 +81,11 @@ func FuzzMessageDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestRedisShardedBus(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	cc := cluster.Client()
+	fanouttest.Run(t, func(t *testing.T) func(string) fanout.Bus {
+		return func(id string) fanout.Bus { return fanout.NewRedisSharded(cc, id, fanout.RedisOptions{}) }
+	})
+}

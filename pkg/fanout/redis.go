@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/internal/batch"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // Channel names. A node's channel carries the sends routed to it, so a send
@@ -40,11 +41,21 @@ type RedisOptions struct {
 // subscribes again to every channel by itself after Redis comes back;
 // messages published meanwhile are lost (at most once), and Ready is false
 // from the first failed probe until the node's own channel answers again.
+//
+// Behind Sentinel, go-redis moves pooled connections to a new master after
+// a failover but not the subscribing one, which stays on the old master: a
+// demoted master still relays what is published (replication carries
+// PUBLISH), yet PUBLISH on the new master counts no subscriber, so every
+// send to this node would read as unroutable. The probe catches it: two
+// probes in a row that Redis accepts but nobody receives make the bus open
+// a new subscribing connection, which dials the current master.
 type Redis struct {
 	rdb  redis.UniversalClient
 	id   string
 	opts RedisOptions
-	ps   *redis.PubSub
+	ps   *redis.PubSub // guarded by mu once Run started
+	// renew asks Run for a new subscribing connection.
+	renew chan struct{}
 
 	ready atomic.Bool
 
@@ -53,28 +64,20 @@ type Redis struct {
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
+	topics  map[string]bool            // topic channels subscribed, for a renewed connection
 }
 
 // NewRedis returns the Bus of node id on rdb.
 func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
-	if opts.ProbeInterval <= 0 {
-		opts.ProbeInterval = time.Second
-	}
-	if opts.ReceiveBuffer <= 0 {
-		opts.ReceiveBuffer = 10000
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Resubscribed == nil {
-		opts.Resubscribed = func() {}
-	}
+	opts = opts.withDefaults()
 	r := &Redis{
 		rdb:     rdb,
 		id:      id,
 		opts:    opts,
 		ps:      rdb.Subscribe(context.Background()),
+		renew:   make(chan struct{}, 1),
 		waiters: make(map[string][]chan struct{}),
+		topics:  make(map[string]bool),
 	}
 	r.publishes = batch.New(256, r.publishBatch)
 	return r
@@ -130,7 +133,7 @@ func (r *Redis) publish(ctx context.Context, channel string, m *Message) (int, e
 
 // publishBatch sends concurrent publishes in one pipeline.
 func (r *Redis) publishBatch(ctx context.Context, reqs []publishReq) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
 	defer cancel()
 	cmds := make([]*redis.IntCmd, len(reqs))
 	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -159,13 +162,15 @@ func (r *Redis) Subscribe(ctx context.Context, topics ...string) error {
 		channels[i] = topicChannel(t)
 		waits[i] = make(chan struct{})
 		r.waiters[channels[i]] = append(r.waiters[channels[i]], waits[i])
+		r.topics[channels[i]] = true
 	}
+	ps := r.ps
 	r.mu.Unlock()
 	defer r.dropWaiters(channels, waits)
 
 	// go-redis remembers the channels even when this write fails and
 	// subscribes to them again on reconnect.
-	if err := r.ps.Subscribe(ctx, channels...); err != nil {
+	if err := ps.Subscribe(ctx, channels...); err != nil {
 		return fmt.Errorf("subscribe to %d topics: %w", len(topics), err)
 	}
 	for i, w := range waits {
@@ -211,10 +216,14 @@ func (r *Redis) Unsubscribe(ctx context.Context, topics ...string) error {
 		return nil
 	}
 	channels := make([]string, len(topics))
+	r.mu.Lock()
 	for i, t := range topics {
 		channels[i] = topicChannel(t)
+		delete(r.topics, channels[i])
 	}
-	if err := r.ps.Unsubscribe(ctx, channels...); err != nil {
+	ps := r.ps
+	r.mu.Unlock()
+	if err := ps.Unsubscribe(ctx, channels...); err != nil {
 		return fmt.Errorf("unsubscribe from %d topics: %w", len(topics), err)
 	}
 	return nil
@@ -223,7 +232,6 @@ func (r *Redis) Unsubscribe(ctx context.Context, topics ...string) error {
 func (r *Redis) Ready() bool { return r.ready.Load() }
 
 func (r *Redis) Run(ctx context.Context, h Handler) error {
-	defer r.ps.Close()
 	batchDone := make(chan struct{})
 	go func() {
 		defer close(batchDone)
@@ -232,22 +240,53 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 		r.publishes.Run(ctx)
 	}()
 	defer func() { <-batchDone }()
-	if err := r.ps.Subscribe(ctx, nodeChannel(r.id), broadcastChannel); err != nil {
-		r.opts.Logger.Warn("subscribing to node channel failed; retrying on reconnect", "err", err)
-	}
-	received := r.ps.ChannelWithSubscriptions(
-		redis.WithChannelSize(r.opts.ReceiveBuffer),
-		redis.WithChannelHealthCheckInterval(r.opts.ProbeInterval),
-	)
 	go r.probe(ctx)
 	subscribedBefore := false
 	for {
+		r.mu.Lock()
+		ps := r.ps
+		r.mu.Unlock()
+		if err := ps.Subscribe(ctx, nodeChannel(r.id), broadcastChannel); err != nil {
+			r.opts.Logger.Warn("subscribing to node channel failed; retrying on reconnect", "err", err)
+		}
+		received := ps.ChannelWithSubscriptions(
+			redis.WithChannelSize(r.opts.ReceiveBuffer),
+			redis.WithChannelHealthCheckInterval(r.opts.ProbeInterval),
+		)
+		if !r.receive(ctx, received, h, &subscribedBefore) {
+			ps.Close()
+			return nil
+		}
+		// Renew: a new connection, dialed to wherever the master is now,
+		// subscribed to everything the old one was.
+		r.mu.Lock()
+		r.ps = r.rdb.Subscribe(context.Background())
+		topics := make([]string, 0, len(r.topics))
+		for ch := range r.topics {
+			topics = append(topics, ch)
+		}
+		next := r.ps
+		r.mu.Unlock()
+		ps.Close()
+		if len(topics) > 0 {
+			_ = next.Subscribe(ctx, topics...)
+		}
+		r.opts.Logger.Warn("bus subscription renewed: Redis accepted probes nobody received (a failover moved the master?)")
+	}
+}
+
+// receive hands messages over until ctx ends (false) or a renewal of the
+// subscribing connection is asked for (true).
+func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, subscribedBefore *bool) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
+		case <-r.renew:
+			return true
 		case v, ok := <-received:
 			if !ok {
-				return nil
+				return false
 			}
 			switch v := v.(type) {
 			case *redis.Subscription:
@@ -258,10 +297,10 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 				if v.Channel == nodeChannel(r.id) {
 					// (Re)subscribed: no need to wait for the next probe.
 					r.ready.Store(true)
-					if subscribedBefore {
+					if *subscribedBefore {
 						r.opts.Resubscribed()
 					}
-					subscribedBefore = true
+					*subscribedBefore = true
 				}
 			case *redis.Message:
 				var m Message
@@ -285,6 +324,7 @@ func (r *Redis) probe(ctx context.Context) {
 	probe := &Message{Kind: kindProbe, Origin: r.id}
 	t := time.NewTicker(r.opts.ProbeInterval)
 	defer t.Stop()
+	zeros := 0
 	for {
 		pctx, cancel := context.WithTimeout(ctx, r.opts.ProbeInterval)
 		n, err := r.publish(pctx, nodeChannel(r.id), probe)
@@ -292,6 +332,17 @@ func (r *Redis) probe(ctx context.Context) {
 		ready := err == nil && n > 0
 		if was := r.ready.Swap(ready); was != ready {
 			r.opts.Logger.Info("bus readiness changed", "ready", ready, "err", err)
+		}
+		if err == nil && n == 0 {
+			if zeros++; zeros >= 2 {
+				zeros = 0
+				select {
+				case r.renew <- struct{}{}:
+				default:
+				}
+			}
+		} else {
+			zeros = 0
 		}
 		select {
 		case <-ctx.Done():

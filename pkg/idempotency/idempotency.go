@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // ErrInProgress: a request with the same key is being carried out now.
@@ -31,12 +33,17 @@ type Store interface {
 // Redis keeps claims under herald:{idem:<key>}: empty while in progress, the
 // answer once finished.
 type Redis struct {
-	rdb redis.UniversalClient
-	ttl time.Duration
+	rdb  redis.UniversalClient
+	ttl  time.Duration
+	repl redisconn.Replication
 }
 
-// NewRedis returns a Store on rdb whose answers are kept for ttl.
-func NewRedis(rdb redis.UniversalClient, ttl time.Duration) *Redis { return &Redis{rdb: rdb, ttl: ttl} }
+// NewRedis returns a Store on rdb whose answers are kept for ttl. Finish
+// returns only once repl's replicas have the answer, or an error wrapping
+// redisconn.ErrNotReplicated (the answer is then kept on the master).
+func NewRedis(rdb redis.UniversalClient, ttl time.Duration, repl redisconn.Replication) *Redis {
+	return &Redis{rdb: rdb, ttl: ttl, repl: repl}
+}
 
 func redisKey(key string) string { return "herald:{idem:" + key + "}" }
 
@@ -62,7 +69,10 @@ func (r *Redis) Begin(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 func (r *Redis) Finish(ctx context.Context, key string, answer []byte) error {
-	if err := r.rdb.Set(ctx, redisKey(key), answer, r.ttl).Err(); err != nil {
+	err := r.repl.Write(ctx, r.rdb, redisKey(key), func(p redis.Pipeliner) {
+		p.Set(ctx, redisKey(key), answer, r.ttl)
+	})
+	if err != nil {
 		return fmt.Errorf("record idempotent answer: %w", err)
 	}
 	return nil

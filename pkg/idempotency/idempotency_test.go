@@ -8,13 +8,14 @@ import (
 
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/idempotency"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 func TestStores(t *testing.T) {
 	srv := redistest.Start(t)
 	stores := map[string]idempotency.Store{
 		"memory": idempotency.NewMemory(time.Hour),
-		"redis":  idempotency.NewRedis(srv.Client(), time.Hour),
+		"redis":  idempotency.NewRedis(srv.Client(), time.Hour, redisconn.Replication{}),
 	}
 	ctx := context.Background()
 	for name, s := range stores {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-push/herald/pkg/protocol"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // Wait is what the sender of a stored message waits for.
@@ -34,6 +35,9 @@ type Entry struct {
 type Options struct {
 	MaxLen int64         // messages kept per key (approximately: trimming is lazy)
 	MaxAge time.Duration // how long a message is kept; also an idle inbox's lifetime
+	// Replication is how many replicas must confirm an Append before it
+	// counts as done (Redis only).
+	Replication redisconn.Replication
 }
 
 // Store keeps each key's inbox and acknowledged position.
@@ -43,7 +47,9 @@ type Options struct {
 // a key's position backwards. All methods may be called concurrently.
 type Store interface {
 	// Append stores e for every key and returns, in order, each key's new
-	// id and the id that preceded it.
+	// id and the id that preceded it. When every key's entry was stored but
+	// too few replicas confirmed it, Append returns the ids with an error
+	// wrapping redisconn.ErrNotReplicated.
 	Append(ctx context.Context, keys []string, e Entry) (ids, prevs []protocol.StoredID, err error)
 	// After returns up to limit entries of key that come after id, oldest
 	// first.
@@ -58,4 +64,9 @@ type Store interface {
 	Acked(ctx context.Context, key string) (protocol.StoredID, error)
 	// Tail returns the key's newest n entries, oldest first.
 	Tail(ctx context.Context, key string, n int) ([]Entry, error)
+	// Confirm reports whether each keys[i] still holds entry ids[i] (a
+	// failover can lose an entry whose replication was not confirmed) and,
+	// like Append, confirms on the required replicas that they have it: an
+	// error wrapping redisconn.ErrNotReplicated says they did not.
+	Confirm(ctx context.Context, keys []string, ids []protocol.StoredID) (bool, error)
 }

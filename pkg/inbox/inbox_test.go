@@ -1,11 +1,15 @@
 package inbox_test
 
 import (
+	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/inbox"
 	"github.com/herald-push/herald/pkg/inbox/inboxtest"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 func TestMemoryInbox(t *testing.T) {
@@ -21,4 +25,39 @@ func TestRedisInbox(t *testing.T) {
 		}
 		return inbox.NewRedis(rdb, opts)
 	})
+}
+
+func TestRedisClusterInbox(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	cc := cluster.Client()
+	for _, min := range []int{0, 1} {
+		t.Run(fmt.Sprintf("MinReplicas%d", min), func(t *testing.T) {
+			inboxtest.Run(t, func(t *testing.T, opts inbox.Options) inbox.Store {
+				if err := cluster.FlushAll(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				opts.Replication = redisconn.Replication{Min: min, Timeout: time.Second}
+				return inbox.NewRedis(cc, opts)
+			})
+		})
+	}
+}
+
+func TestAnAppendThatNoReplicaConfirmsReturnsItsIDsAndSaysSo(t *testing.T) {
+	rdb := redistest.Start(t).Client() // a master without replicas
+	in := inbox.NewRedis(rdb, inbox.Options{MaxLen: 100, MaxAge: time.Hour,
+		Replication: redisconn.Replication{Min: 1, Timeout: 50 * time.Millisecond}})
+	keys := []string{"u1", "u2"}
+	ids, _, err := in.Append(t.Context(), keys, inbox.Entry{Data: []byte(`1`)})
+	if !errors.Is(err, redisconn.ErrNotReplicated) {
+		t.Fatalf("append with no replica: err = %v, want ErrNotReplicated", err)
+	}
+	if len(ids) != 2 || ids[0].IsZero() || ids[1].IsZero() {
+		t.Fatalf("ids = %v, want the ids it stored", ids)
+	}
+	// The master holds them; a later confirmation still finds no replica.
+	held, err := in.Confirm(t.Context(), keys, ids)
+	if !held || !errors.Is(err, redisconn.ErrNotReplicated) {
+		t.Fatalf("confirm = %v, %v; want held, not replicated", held, err)
+	}
 }

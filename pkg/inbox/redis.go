@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/pkg/protocol"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // Redis layout, under each key's hash tag so every script touches one slot:
@@ -65,34 +67,76 @@ func NewRedis(rdb redis.UniversalClient, opts Options) *Redis {
 }
 
 func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, []protocol.StoredID, error) {
-	ids, prevs, err := r.appendOnce(ctx, keys, e)
-	if isNoScript(err) {
-		// First use on this Redis, or Redis restarted: load and retry once.
-		if err := appendScript.Load(ctx, r.rdb).Err(); err != nil {
-			return nil, nil, fmt.Errorf("load append script: %w", err)
-		}
-		ids, prevs, err = r.appendOnce(ctx, keys, e)
-	}
-	return ids, prevs, err
-}
-
-func (r *Redis) appendOnce(ctx context.Context, keys []string, e Entry) ([]protocol.StoredID, []protocol.StoredID, error) {
 	minID := strconv.FormatInt(time.Now().Add(-r.opts.MaxAge).UnixMilli(), 10)
 	ttl := strconv.FormatInt(r.opts.MaxAge.Milliseconds(), 10)
 	maxLen := strconv.FormatInt(r.opts.MaxLen, 10)
 	wait := strconv.Itoa(int(e.Wait))
+	repl := r.opts.Replication
 	cmds := make([]*redis.Cmd, len(keys))
-	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = appendScript.EvalSha(ctx, p, []string{streamKey(k)}, maxLen, minID, ttl, e.Data, e.Origin, wait)
-		}
-		return nil
-	})
-	if isNoScript(err) {
-		return nil, nil, err
+	pending := make([]int, len(keys)) // indexes of keys not stored yet
+	for i := range pending {
+		pending[i] = i
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("store message for %d keys: %w", len(keys), err)
+	var notReplicated error
+	for attempt := 0; len(pending) > 0; attempt++ {
+		groups, err := r.groupByMaster(ctx, keys, pending)
+		if err != nil {
+			return nil, nil, err
+		}
+		var mu sync.Mutex
+		var failed error
+		var wg sync.WaitGroup
+		for _, g := range groups {
+			wg.Go(func() {
+				_, err := repl.Pipeline(ctx, r.rdb, streamKey(keys[g[0]]), func(p redis.Pipeliner) {
+					for _, i := range g {
+						cmds[i] = appendScript.EvalSha(ctx, p, []string{streamKey(keys[i])}, maxLen, minID, ttl, e.Data, e.Origin, wait)
+					}
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case errors.Is(err, redisconn.ErrNotReplicated):
+					notReplicated = err
+				case err != nil && failed == nil && !redisconn.Redirected(err) && !isNoScript(err):
+					failed = err
+				}
+			})
+		}
+		wg.Wait()
+		if failed != nil {
+			return nil, nil, fmt.Errorf("store message for %d keys: %w", len(keys), failed)
+		}
+		// Retry only what did not run: a script that ran must not run twice.
+		var again []int
+		noScript := false
+		for _, i := range pending {
+			switch err := cmds[i].Err(); {
+			case isNoScript(err):
+				noScript = true
+				again = append(again, i)
+			case redisconn.Redirected(err):
+				again = append(again, i)
+			case err != nil:
+				return nil, nil, fmt.Errorf("store message for %s: %w", keys[i], err)
+			}
+		}
+		pending = again
+		if len(pending) == 0 {
+			break
+		}
+		if attempt == 5 {
+			return nil, nil, fmt.Errorf("store message for %d keys: %w", len(keys), cmds[pending[0]].Err())
+		}
+		if noScript {
+			// First use on this Redis, a restart or a promoted replica:
+			// load the script everywhere and retry.
+			if err := appendScript.Load(ctx, r.rdb).Err(); err != nil {
+				return nil, nil, fmt.Errorf("load append script: %w", err)
+			}
+		} else if !redisconn.Backoff(ctx, r.rdb, attempt) {
+			return nil, nil, fmt.Errorf("store message: %w", ctx.Err())
+		}
 	}
 	ids := make([]protocol.StoredID, len(keys))
 	prevs := make([]protocol.StoredID, len(keys))
@@ -110,7 +154,77 @@ func (r *Redis) appendOnce(ctx context.Context, keys []string, e Entry) ([]proto
 		ids[i] = id
 		prevs[i], _ = protocol.ParseStoredID(p) // "" for a key's first message
 	}
-	return ids, prevs, nil
+	// Stored on every master; not confirmed on enough replicas.
+	return ids, prevs, notReplicated
+}
+
+// confirmScript reports whether an entry is still in the stream and, when it
+// is, refreshes the stream's expiry: a write, so that a WAIT after it
+// confirms the replicas have everything up to this point, the entry
+// included.
+var confirmScript = redis.NewScript(`
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`)
+
+func (r *Redis) Confirm(ctx context.Context, keys []string, ids []protocol.StoredID) (bool, error) {
+	ttl := strconv.FormatInt(r.opts.MaxAge.Milliseconds(), 10)
+	idx := make([]int, len(keys))
+	for i := range idx {
+		idx[i] = i
+	}
+	groups, err := r.groupByMaster(ctx, keys, idx)
+	if err != nil {
+		return false, err
+	}
+	present := true
+	var notReplicated error
+	for _, g := range groups {
+		cmds := make([]*redis.Cmd, len(g))
+		err := r.opts.Replication.Write(ctx, r.rdb, streamKey(keys[g[0]]), func(p redis.Pipeliner) {
+			for j, i := range g {
+				cmds[j] = confirmScript.Eval(ctx, p, []string{streamKey(keys[i])}, ids[i].String(), ttl)
+			}
+		})
+		switch {
+		case errors.Is(err, redisconn.ErrNotReplicated):
+			notReplicated = err
+		case err != nil:
+			return false, fmt.Errorf("confirm stored messages: %w", err)
+		}
+		for _, c := range cmds {
+			if n, _ := c.Int(); n == 0 {
+				present = false
+			}
+		}
+	}
+	return present, notReplicated
+}
+
+// groupByMaster splits the keys at idx into groups served by one master
+// each, so that each group's WAIT counts its own writes. Without a replica
+// requirement one pipeline carries them all (a cluster client splits it).
+func (r *Redis) groupByMaster(ctx context.Context, keys []string, idx []int) ([][]int, error) {
+	if r.opts.Replication.Min <= 0 {
+		return [][]int{idx}, nil
+	}
+	byMaster := map[any][]int{}
+	var order []any
+	for _, i := range idx {
+		m, err := redisconn.MasterOf(ctx, r.rdb, streamKey(keys[i]))
+		if err != nil {
+			return nil, fmt.Errorf("store message: %w", err)
+		}
+		if _, ok := byMaster[m]; !ok {
+			order = append(order, m)
+		}
+		byMaster[m] = append(byMaster[m], i)
+	}
+	groups := make([][]int, len(order))
+	for j, m := range order {
+		groups[j] = byMaster[m]
+	}
+	return groups, nil
 }
 
 func isNoScript(err error) bool {

@@ -26,6 +26,7 @@ import (
 	"github.com/herald-push/herald/pkg/idempotency"
 	"github.com/herald-push/herald/pkg/inbox"
 	"github.com/herald-push/herald/pkg/protocol"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 //go:embed web
@@ -391,10 +392,17 @@ func (n *Node) send(ctx context.Context, keys []string, p payload) (int, any) {
 		TS: time.Now().UnixMilli(), Keys: keys, Data: p.Data}
 	wait := map[string]inbox.Wait{"": inbox.WaitNone, "delivered": inbox.WaitDelivered, "acked": inbox.WaitAcked}[p.Wait]
 	store := p.Store || wait != inbox.WaitNone || n.cfg.StoreByDefault
+	notReplicated := false
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	if store {
 		ids, prevs, err := n.inbox.Append(rctx, keys, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID, Wait: wait})
+		if errors.Is(err, redisconn.ErrNotReplicated) {
+			// Stored on the masters: route it like any stored message, and
+			// answer that its durability is not confirmed.
+			n.metrics.notReplicated.Inc()
+			notReplicated, err = true, nil
+		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
 			return http.StatusServiceUnavailable, errorBody("unavailable", "could not store the message; nothing was sent")
@@ -440,6 +448,9 @@ func (n *Node) send(ctx context.Context, keys []string, p payload) (int, any) {
 		if wait != inbox.WaitNone {
 			n.await(ctx, p, wait, m, delivered, out.Results)
 		}
+	}
+	if notReplicated {
+		return http.StatusServiceUnavailable, unconfirmed{answer: out}
 	}
 	return http.StatusOK, out
 }
@@ -505,11 +516,17 @@ func errorBody(code, msg string) apiError {
 
 // idempotent runs a request once per Idempotency-Key: a retry within the
 // TTL is answered with the first answer and carries out nothing. Only
-// successful answers are kept; a failed request may be retried.
+// successful answers are kept; a failed request may be retried. An answer
+// whose writes replicas did not confirm is kept marked unconfirmed: a retry
+// confirms it (see confirmRecorded) instead of sending again.
 func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 	key := c.GetHeader("Idempotency-Key")
 	if key == "" {
 		status, body := do()
+		if _, ok := body.(unconfirmed); ok {
+			n.answerNotReplicated(c)
+			return
+		}
 		n.answer(c, status, body)
 		return
 	}
@@ -520,23 +537,40 @@ func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 	scoped := c.GetString(callerNameKey) + ":" + key
 	rctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
 	defer cancel()
-	answer, claimed, err := n.idem.Begin(rctx, scoped)
-	switch {
-	case errors.Is(err, idempotency.ErrInProgress):
-		c.Header("Retry-After", "1")
-		n.fail(c, http.StatusConflict, "idempotency_in_progress", "a request with this Idempotency-Key is still being carried out")
-		return
-	case err != nil:
-		n.metrics.redisErrors.WithLabelValues("idempotency").Inc()
-		n.fail(c, http.StatusServiceUnavailable, "unavailable", "could not check the Idempotency-Key; nothing was sent")
-		return
-	case !claimed:
-		n.metrics.idemReplays.Add(1)
-		c.Header("Idempotent-Replayed", "true")
-		c.Data(http.StatusOK, "application/json; charset=utf-8", answer)
-		return
+	for range 2 { // a second time when a recorded answer's messages were lost
+		answer, claimed, err := n.idem.Begin(rctx, scoped)
+		switch {
+		case errors.Is(err, idempotency.ErrInProgress):
+			c.Header("Retry-After", "1")
+			n.fail(c, http.StatusConflict, "idempotency_in_progress", "a request with this Idempotency-Key is still being carried out")
+			return
+		case err != nil:
+			n.metrics.redisErrors.WithLabelValues("idempotency").Inc()
+			n.fail(c, http.StatusServiceUnavailable, "unavailable", "could not check the Idempotency-Key; nothing was sent")
+			return
+		case !claimed:
+			if isUnconfirmed(answer) {
+				var redo bool
+				if answer, redo = n.confirmRecorded(c, rctx, scoped, answer); redo {
+					continue
+				}
+				if answer == nil {
+					return // answered
+				}
+			}
+			n.metrics.idemReplays.Add(1)
+			c.Header("Idempotent-Replayed", "true")
+			c.Data(http.StatusOK, "application/json; charset=utf-8", answer)
+			return
+		}
+		break
 	}
 	status, body := do()
+	if u, ok := body.(unconfirmed); ok {
+		n.recordUnconfirmed(rctx, scoped, u.answer)
+		n.answerNotReplicated(c)
+		return
+	}
 	if status != http.StatusOK {
 		_ = n.idem.Abort(context.WithoutCancel(rctx), scoped)
 		n.answer(c, status, body)
@@ -544,6 +578,11 @@ func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 	}
 	b, _ := json.Marshal(body)
 	if err := n.idem.Finish(context.WithoutCancel(rctx), scoped, b); err != nil {
+		if errors.Is(err, redisconn.ErrNotReplicated) {
+			n.recordUnconfirmed(rctx, scoped, body)
+			n.answerNotReplicated(c)
+			return
+		}
 		n.log.Warn("could not record an idempotent answer; a retry would send again", "err", err)
 	}
 	c.Data(status, "application/json; charset=utf-8", b)
@@ -619,6 +658,9 @@ func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message, maxData i
 		// Kept in the topic's stream first: its id is what subscribers see
 		// and resume after.
 		ids, prevs, err := n.inbox.Append(ctx, []string{"#" + m.Topic}, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID})
+		if errors.Is(err, redisconn.ErrNotReplicated) {
+			err = nil // --redis-min-replicas is for sends to keys; history is kept as it is
+		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
 			n.fail(c, http.StatusServiceUnavailable, "unavailable", "could not keep the message in the topic's history; nothing was sent")

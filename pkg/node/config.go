@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-push/herald/pkg/auth"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // Config is everything a Node is built from. cmd/server fills it from flags
@@ -22,9 +23,10 @@ type Config struct {
 	// nodes (default: the host name). A node restarted with the same id
 	// takes over, and clears, what its previous process left in Redis.
 	NodeID string
-	// RedisURL joins the cluster through Redis (redis:// or rediss://).
-	// Empty runs the node alone with in-process presence and routing.
-	RedisURL string
+	// Redis joins the cluster through Redis: one server, Sentinel or Redis
+	// Cluster. The zero value runs the node alone with in-process presence
+	// and routing.
+	Redis redisconn.Config
 	// PresenceTTL is how long a node counts as holding its keys after its
 	// last heartbeat (default 15s); heartbeats come every third of it.
 	PresenceTTL time.Duration
@@ -224,6 +226,9 @@ func (c Config) validate() error {
 	}
 	if c.PublicRate < 0 || c.PublicMaxMessageBytes < 0 || c.PublicBurst < 0 {
 		errs = append(errs, errors.New("public topic limits must be positive"))
+	}
+	if err := c.Redis.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.QueueBytes > 0 && c.MaxMessageBytes > c.QueueBytes {
 		errs = append(errs, fmt.Errorf("queue bytes (%d) must hold at least one message of max message bytes (%d)", c.QueueBytes, c.MaxMessageBytes))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 func TestMain(m *testing.M) {
@@ -39,7 +40,7 @@ func startNode(t *testing.T, id, redisURL string, tune ...func(*node.Config)) *t
 	t.Helper()
 	cfg := node.Config{
 		NodeID:      id,
-		RedisURL:    redisURL,
+		Redis:       redisconn.Config{URL: redisURL},
 		PresenceTTL: 3 * time.Second,
 		DrainWindow: 200 * time.Millisecond,
 	}

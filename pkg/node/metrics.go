@@ -18,6 +18,9 @@ type metrics struct {
 	badRequests  *prometheus.CounterVec   // code
 	connEnds     *prometheus.CounterVec   // reason
 	fanout       *prometheus.HistogramVec // kind
+	// notReplicated counts sends whose stored messages too few replicas
+	// confirmed in time (answered 503 not_replicated).
+	notReplicated prometheus.Counter
 
 	sent           atomic.Uint64 // messages accepted, all kinds
 	dropOffline    atomic.Uint64
@@ -56,6 +59,10 @@ func newMetrics(n *Node) *metrics {
 		Help:    "Time from a topic or broadcast message reaching this node's hub to its write on the last local connection, by kind.",
 		Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"kind"})
+	m.notReplicated = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "herald_not_replicated_total",
+		Help: "Stored sends answered 503 not_replicated: fewer Redis replicas than --redis-min-replicas confirmed them in time.",
+	})
 	m.fanout.WithLabelValues("topic")
 	m.fanout.WithLabelValues("broadcast")
 	drop := func(reason, help string, f func() float64) prometheus.Collector {
@@ -86,7 +93,7 @@ func newMetrics(n *Node) *metrics {
 		m.badRequests.WithLabelValues(code)
 	}
 	m.reg.MustRegister(
-		m.accepted, m.sendDuration, m.redisErrors, m.badRequests, m.connEnds, m.fanout,
+		m.accepted, m.sendDuration, m.redisErrors, m.badRequests, m.connEnds, m.fanout, m.notReplicated,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_connections",
 			Help: "Open WebSocket connections on this node.",

@@ -28,6 +28,7 @@ import (
 	"github.com/herald-push/herald/pkg/protocol"
 	"github.com/herald-push/herald/pkg/ratelimit"
 	"github.com/herald-push/herald/pkg/reconcile"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // Node is one herald process. Build it with New, run it with Run or Serve.
@@ -61,10 +62,11 @@ type Node struct {
 	connRate   *ratelimit.Keyed // new connections per client IP
 	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
 
-	mu       sync.Mutex
-	draining bool
-	perIP    map[string]int // open connections per client IP
-	active   sync.WaitGroup // WebSocket handlers between admission and return
+	mu             sync.Mutex
+	draining       bool
+	stopHeartbeats func()         // ends keepPresence and waits for it; nil until Serve
+	perIP          map[string]int // open connections per client IP
+	active         sync.WaitGroup // WebSocket handlers between admission and return
 }
 
 // New builds a node from cfg. It does not contact Redis: a node starts while
@@ -91,21 +93,28 @@ func New(cfg Config) (*Node, error) {
 	n.connCtx, n.connCancel = context.WithCancel(context.Background())
 	var bus fanout.Bus
 	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge}
-	if cfg.RedisURL == "" {
+	if cfg.Redis.Topology() == redisconn.None {
 		n.store = presence.NewMemory(cfg.PresenceTTL).Store(cfg.NodeID)
 		bus = fanout.NewMemory().Bus(cfg.NodeID)
 		n.inbox = inbox.NewMemory(inboxOpts)
 		n.idem = idempotency.NewMemory(cfg.IdempotencyTTL)
 	} else {
-		rdb, err := newRedisClient(cfg.RedisURL)
+		rdb, err := redisconn.New(cfg.Redis)
 		if err != nil {
 			return nil, err
 		}
 		n.rdb = rdb
+		repl := cfg.Redis.Replication()
+		inboxOpts.Replication = repl
 		n.store = presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL)
-		bus = fanout.NewRedis(rdb, cfg.NodeID, fanout.RedisOptions{Logger: n.log, Resubscribed: n.resubscribed})
+		busOpts := fanout.RedisOptions{Logger: n.log, Resubscribed: n.resubscribed}
+		if cc, ok := rdb.(*redis.ClusterClient); ok {
+			bus = fanout.NewRedisSharded(cc, cfg.NodeID, busOpts)
+		} else {
+			bus = fanout.NewRedis(rdb, cfg.NodeID, busOpts)
+		}
 		n.inbox = inbox.NewRedis(rdb, inboxOpts)
-		n.idem = idempotency.NewRedis(rdb, cfg.IdempotencyTTL)
+		n.idem = idempotency.NewRedis(rdb, cfg.IdempotencyTTL, repl)
 	}
 	n.waits = newWaiters()
 	n.reports = make(chan *hub.Notice, 4096)
@@ -144,29 +153,6 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func newRedisClient(url string) (redis.UniversalClient, error) {
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:     []string{o.Addr},
-		Username:  o.Username,
-		Password:  o.Password,
-		DB:        o.DB,
-		TLSConfig: o.TLSConfig,
-		// Fail fast while Redis is away: callers answer 503 and retry,
-		// which beats holding HTTP requests through go-redis backoff (by
-		// default 5 dial retries 100ms apart per attempt).
-		MaxRetries:         1,
-		DialerRetries:      1,
-		DialerRetryTimeout: 50 * time.Millisecond,
-		DialTimeout:        2 * time.Second,
-		ReadTimeout:        2 * time.Second,
-		WriteTimeout:       2 * time.Second,
-	}), nil
-}
-
 // Handler is the node's HTTP handler: API, WebSocket endpoint, metrics,
 // health and the demo.
 func (n *Node) Handler() http.Handler { return n.engine }
@@ -198,7 +184,14 @@ func (n *Node) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops.Go(func() { n.acks.loop.Run(bg) })
 	loops.Go(func() { n.sendReports(bg) })
-	loops.Go(func() { n.keepPresence(bg) })
+	// Heartbeats stop before Shutdown leaves presence: one racing with
+	// Leave would write the node back for a TTL.
+	heartbeats, stopHeartbeats := context.WithCancel(bg)
+	heartbeatsDone := make(chan struct{})
+	go func() { defer close(heartbeatsDone); n.keepPresence(heartbeats) }()
+	n.mu.Lock()
+	n.stopHeartbeats = func() { stopHeartbeats(); <-heartbeatsDone }
+	n.mu.Unlock()
 
 	srv := &http.Server{
 		Handler:           n.engine,
@@ -218,7 +211,7 @@ func (n *Node) Serve(ctx context.Context, l net.Listener) error {
 			serveErr <- srv.Serve(l)
 		}
 	}()
-	n.log.Info("node serving", "addr", l.Addr().String(), "tls", tls, "redis", n.rdb != nil)
+	n.log.Info("node serving", "addr", l.Addr().String(), "tls", tls, "redis", n.cfg.Redis.Topology().String())
 	if n.cfg.Open() {
 		n.log.Warn("OPEN DEVELOPMENT MODE: without API keys anyone who reaches this node may send, " +
 			"and without a token key any client may claim any key; do not expose it")
@@ -291,6 +284,12 @@ wait:
 			n.log.Warn("connections still closing at the end of the drain", "err", ctx.Err())
 			break wait
 		}
+	}
+	n.mu.Lock()
+	stop := n.stopHeartbeats
+	n.mu.Unlock()
+	if stop != nil {
+		stop()
 	}
 	if err := n.store.Leave(ctx); err != nil {
 		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)

@@ -29,6 +29,7 @@ import (
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/protocol"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 var tokenSecret = []byte("test-secret-test-secret-test-secret!")
@@ -419,7 +420,7 @@ func TestRedisWithAPasswordAndAnACLUser(t *testing.T) {
 		})
 	}
 	// A wrong password leaves the node unready rather than half-working.
-	n, err := node.New(node.Config{NodeID: "c", RedisURL: "redis://:wrong@" + r.Addr(), Listen: "127.0.0.1:0"})
+	n, err := node.New(node.Config{NodeID: "c", Redis: redisconn.Config{URL: "redis://:wrong@" + r.Addr()}, Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

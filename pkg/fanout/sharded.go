@@ -1,0 +1,497 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/internal/batch"
+	"github.com/herald-push/herald/pkg/redisconn"
+)
+
+// RedisSharded is a Bus over Redis Cluster's sharded pub/sub: SPUBLISH and
+// SSUBSCRIBE, so that a message travels only to the shard that owns its
+// channel and adding shards adds capacity (classic PUBLISH in a cluster is
+// copied to every cluster node).
+//
+// It owns its subscriptions rather than leaving them to go-redis, whose
+// cluster SSubscribe opens one connection on the shard of the first channel
+// only and resubscribes every channel in one command, which Redis refuses
+// across slots. Here each wanted channel is placed on the master that owns
+// its slot, one subscribing connection per master, one channel per
+// SSUBSCRIBE. Placement is redone when a subscription connection fails (the
+// master died), when Redis unsubscribes a channel itself (its slot
+// migrated), and every second against the client's view of the slots (a
+// resharding or a failover). Messages published to a channel while it was
+// being moved are lost, as with any pub/sub gap: Resubscribed is called
+// once every channel is back so that stored messages are read again.
+type RedisSharded struct {
+	cc   *redis.ClusterClient
+	id   string
+	opts RedisOptions
+
+	ready     atomic.Bool
+	publishes *batch.Batcher[publishReq]
+	batched   atomic.Bool
+
+	handle sync.Mutex // hands messages to the Handler one at a time
+	kick   chan struct{}
+
+	mu        sync.Mutex
+	want      map[string]bool            // channels this node listens to
+	shards    map[string]*shard          // master address -> its subscription
+	placed    map[string]*shard          // channel -> where it is subscribed
+	confirmed map[string]bool            // channel -> Redis confirmed the subscription
+	waiters   map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
+	gap       bool                       // a channel was lost since everything was last confirmed
+	started   bool                       // the node channel was confirmed once
+}
+
+// shard is one subscribing connection, to one master.
+type shard struct {
+	addr   string
+	ps     *redis.PubSub
+	stop   context.CancelFunc
+	broken bool // guarded by RedisSharded.mu
+}
+
+// NewRedisSharded returns the Bus of node id on the cluster cc.
+func NewRedisSharded(cc *redis.ClusterClient, id string, opts RedisOptions) *RedisSharded {
+	opts = opts.withDefaults()
+	r := &RedisSharded{
+		cc:        cc,
+		id:        id,
+		opts:      opts,
+		kick:      make(chan struct{}, 1),
+		want:      map[string]bool{nodeChannel(id): true, broadcastChannel: true},
+		shards:    make(map[string]*shard),
+		placed:    make(map[string]*shard),
+		confirmed: make(map[string]bool),
+		waiters:   make(map[string][]chan struct{}),
+	}
+	r.publishes = batch.New(256, r.publishBatch)
+	return r
+}
+
+func (r *RedisSharded) Send(ctx context.Context, node string, m *Message) (bool, error) {
+	n, err := r.publish(ctx, nodeChannel(node), m)
+	return n > 0, err
+}
+
+func (r *RedisSharded) Publish(ctx context.Context, m *Message) (int, error) {
+	ch := broadcastChannel
+	if m.Kind == KindTopic {
+		ch = topicChannel(m.Topic)
+	}
+	return r.publish(ctx, ch, m)
+}
+
+func (r *RedisSharded) publish(ctx context.Context, channel string, m *Message) (int, error) {
+	b, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
+	if err != nil {
+		return 0, err
+	}
+	if !r.batched.Load() {
+		n, err := r.cc.SPublish(ctx, channel, b).Result()
+		if err != nil {
+			return 0, fmt.Errorf("spublish to %s: %w", channel, err)
+		}
+		return int(n), nil
+	}
+	req := publishReq{channel: channel, payload: b, done: make(chan publishRes, 1)}
+	if err := r.publishes.Do(ctx, req); err != nil {
+		return 0, err
+	}
+	select {
+	case res := <-req.done:
+		return res.n, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// publishBatch sends concurrent publishes in one cluster pipeline, which
+// go-redis splits into one pipeline per master.
+func (r *RedisSharded) publishBatch(ctx context.Context, reqs []publishReq) {
+	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
+	defer cancel()
+	cmds := make([]*redis.IntCmd, len(reqs))
+	_, _ = r.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, q := range reqs {
+			cmds[i] = p.SPublish(ctx, q.channel, q.payload)
+		}
+		return nil
+	})
+	for i, q := range reqs {
+		n, err := cmds[i].Result()
+		if err != nil {
+			err = fmt.Errorf("spublish to %s: %w", q.channel, err)
+		}
+		q.done <- publishRes{n: int(n), err: err}
+	}
+}
+
+func (r *RedisSharded) Subscribe(ctx context.Context, topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	waits := make([]chan struct{}, len(topics))
+	r.mu.Lock()
+	for i, t := range topics {
+		ch := topicChannel(t)
+		r.want[ch] = true
+		waits[i] = make(chan struct{})
+		if r.confirmed[ch] {
+			close(waits[i])
+		} else {
+			r.waiters[ch] = append(r.waiters[ch], waits[i])
+		}
+	}
+	r.mu.Unlock()
+	r.poke()
+	for i, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return fmt.Errorf("subscribe to topic %s: %w", topics[i], ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (r *RedisSharded) Unsubscribe(ctx context.Context, topics ...string) error {
+	r.mu.Lock()
+	for _, t := range topics {
+		delete(r.want, topicChannel(t))
+	}
+	r.mu.Unlock()
+	r.poke()
+	return nil
+}
+
+func (r *RedisSharded) Ready() bool { return r.ready.Load() }
+
+func (r *RedisSharded) poke() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run places subscriptions, receives, and probes until ctx ends.
+func (r *RedisSharded) Run(ctx context.Context, h Handler) error {
+	var loops sync.WaitGroup
+	defer loops.Wait()
+	loops.Go(func() {
+		r.batched.Store(true)
+		defer r.batched.Store(false)
+		r.publishes.Run(ctx)
+	})
+	loops.Go(func() { r.probe(ctx) })
+	defer r.closeAll()
+
+	t := time.NewTicker(r.opts.ProbeInterval)
+	defer t.Stop()
+	reload := 0
+	for {
+		if err := r.place(ctx, h, &loops); err != nil && ctx.Err() == nil {
+			r.opts.Logger.Warn("placing sharded subscriptions failed; retrying", "err", err)
+			r.cc.ReloadState(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.kick:
+		case <-t.C:
+			// The client learns of a failover or a resharding from
+			// redirects; ask it to look now and then as well.
+			if reload++; reload%5 == 0 {
+				r.cc.ReloadState(ctx)
+			}
+		}
+	}
+}
+
+// place subscribes every wanted channel on the master that owns its slot
+// and unsubscribes what is no longer wanted or no longer there.
+func (r *RedisSharded) place(ctx context.Context, h Handler, loops *sync.WaitGroup) error {
+	r.mu.Lock()
+	want := make([]string, 0, len(r.want))
+	for ch := range r.want {
+		want = append(want, ch)
+	}
+	r.mu.Unlock()
+
+	var errs []error
+	for _, ch := range want {
+		master, err := r.cc.MasterForKey(ctx, ch)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("find the master of %s: %w", ch, err))
+			continue
+		}
+		addr := master.Options().Addr
+		r.mu.Lock()
+		cur := r.placed[ch]
+		if cur != nil && cur.addr == addr && !cur.broken {
+			r.mu.Unlock()
+			continue
+		}
+		if cur != nil && !cur.broken {
+			// The slot moved: leave the old master, lose nothing that
+			// Resubscribed will not read back.
+			delete(r.placed, ch)
+			r.confirmed[ch] = false
+			r.gap = true
+			_ = cur.ps.SUnsubscribe(ctx, ch)
+		}
+		sh := r.shards[addr]
+		if sh == nil || sh.broken {
+			sh = r.openShard(ctx, master, addr, h, loops)
+		}
+		r.placed[ch] = sh
+		r.mu.Unlock()
+		// One channel per command: SSUBSCRIBE refuses channels of several
+		// slots in one call.
+		if err := sh.ps.SSubscribe(ctx, ch); err != nil {
+			r.breakShard(sh, err)
+			errs = append(errs, fmt.Errorf("ssubscribe to %s: %w", ch, err))
+		}
+	}
+
+	r.mu.Lock()
+	var drop []*shard
+	for ch, sh := range r.placed {
+		if !r.want[ch] {
+			delete(r.placed, ch)
+			delete(r.confirmed, ch)
+			_ = sh.ps.SUnsubscribe(ctx, ch)
+		}
+	}
+	for addr, sh := range r.shards {
+		used := false
+		for _, p := range r.placed {
+			if p == sh {
+				used = true
+				break
+			}
+		}
+		if !used {
+			delete(r.shards, addr)
+			drop = append(drop, sh)
+		}
+	}
+	r.mu.Unlock()
+	for _, sh := range drop {
+		sh.stop()
+		_ = sh.ps.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// openShard starts a subscribing connection to master. r.mu is held.
+func (r *RedisSharded) openShard(ctx context.Context, master *redis.Client, addr string, h Handler, loops *sync.WaitGroup) *shard {
+	sctx, stop := context.WithCancel(ctx)
+	sh := &shard{addr: addr, ps: master.SSubscribe(sctx), stop: stop}
+	r.shards[addr] = sh
+	loops.Go(func() { r.receive(sctx, sh, h) })
+	return sh
+}
+
+// receive reads one shard's connection until it fails or ctx ends.
+func (r *RedisSharded) receive(ctx context.Context, sh *shard, h Handler) {
+	quiet := 0
+	for {
+		v, err := sh.ps.ReceiveTimeout(ctx, r.opts.ProbeInterval*5)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() && quiet == 0 {
+				// Silence: make the connection prove it is alive.
+				quiet++
+				_ = sh.ps.Ping(ctx)
+				continue
+			}
+			r.breakShard(sh, err)
+			return
+		}
+		quiet = 0
+		switch v := v.(type) {
+		case *redis.Subscription:
+			r.subscriptionChanged(sh, v)
+		case *redis.Message:
+			var m Message
+			if err := m.UnmarshalBinary([]byte(v.Payload)); err != nil {
+				r.opts.Logger.Error("dropping undecodable bus message", "channel", v.Channel, "err", err)
+				continue
+			}
+			if m.Kind == kindProbe {
+				continue
+			}
+			r.handle.Lock()
+			h.HandleMessage(&m)
+			r.handle.Unlock()
+		}
+	}
+}
+
+func (r *RedisSharded) subscriptionChanged(sh *shard, s *redis.Subscription) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch s.Kind {
+	case "ssubscribe":
+		if r.placed[s.Channel] != sh {
+			return
+		}
+		r.confirmed[s.Channel] = true
+		for _, w := range r.waiters[s.Channel] {
+			close(w)
+		}
+		delete(r.waiters, s.Channel)
+		if s.Channel == nodeChannel(r.id) {
+			r.ready.Store(true)
+			r.started = true
+		}
+		r.endGapLocked()
+	case "sunsubscribe":
+		// Either ours, or Redis telling us the slot moved elsewhere.
+		if r.placed[s.Channel] == sh && r.want[s.Channel] {
+			delete(r.placed, s.Channel)
+			r.confirmed[s.Channel] = false
+			r.gap = true
+			r.cc.ReloadState(context.Background())
+			r.poke()
+		}
+	}
+}
+
+// endGapLocked calls Resubscribed once every wanted channel is confirmed
+// again after some were lost. r.mu is held.
+func (r *RedisSharded) endGapLocked() {
+	if !r.gap || !r.started {
+		return
+	}
+	for ch := range r.want {
+		if !r.confirmed[ch] {
+			return
+		}
+	}
+	r.gap = false
+	go r.opts.Resubscribed()
+}
+
+// breakShard forgets a failed connection: its channels are placed anew.
+func (r *RedisSharded) breakShard(sh *shard, err error) {
+	r.mu.Lock()
+	if sh.broken {
+		r.mu.Unlock()
+		return
+	}
+	sh.broken = true
+	if r.shards[sh.addr] == sh {
+		delete(r.shards, sh.addr)
+	}
+	lost := 0
+	for ch, p := range r.placed {
+		if p == sh {
+			delete(r.placed, ch)
+			r.confirmed[ch] = false
+			lost++
+		}
+	}
+	if lost > 0 {
+		r.gap = true
+	}
+	r.mu.Unlock()
+	r.opts.Logger.Warn("sharded subscription lost; placing its channels again", "master", sh.addr, "channels", lost, "err", err)
+	sh.stop()
+	_ = sh.ps.Close()
+	r.cc.ReloadState(context.Background())
+	r.poke()
+}
+
+func (r *RedisSharded) closeAll() {
+	r.mu.Lock()
+	shards := r.shards
+	r.shards = map[string]*shard{}
+	r.mu.Unlock()
+	for _, sh := range shards {
+		sh.stop()
+		_ = sh.ps.Close()
+	}
+}
+
+// probe publishes to the node's own channel: a count of at least one proves
+// the node's subscription is in place on the master that owns the channel.
+// Two zero counts in a row while publishing works mean the subscription
+// sits on a node that no longer owns the channel: it is placed again.
+func (r *RedisSharded) probe(ctx context.Context) {
+	probe := &Message{Kind: kindProbe, Origin: r.id}
+	t := time.NewTicker(r.opts.ProbeInterval)
+	defer t.Stop()
+	zeros := 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, r.opts.ProbeInterval)
+		n, err := r.publish(pctx, nodeChannel(r.id), probe)
+		cancel()
+		ready := err == nil && n > 0
+		if was := r.ready.Swap(ready); was != ready {
+			r.opts.Logger.Info("bus readiness changed", "ready", ready, "err", err)
+		}
+		if err == nil && n == 0 {
+			if zeros++; zeros >= 2 {
+				r.replace(nodeChannel(r.id))
+				zeros = 0
+			}
+		} else {
+			zeros = 0
+		}
+		select {
+		case <-ctx.Done():
+			r.ready.Store(false)
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// replace drops channel's placement so that the next pass subscribes it on
+// its owner again.
+func (r *RedisSharded) replace(channel string) {
+	r.mu.Lock()
+	if sh := r.placed[channel]; sh != nil {
+		delete(r.placed, channel)
+		r.confirmed[channel] = false
+		r.gap = true
+		_ = sh.ps.SUnsubscribe(context.Background(), channel)
+	}
+	r.mu.Unlock()
+	r.cc.ReloadState(context.Background())
+	r.poke()
+}
+
+var _ Bus = (*RedisSharded)(nil)
+
+// withDefaults fills the zero options.
+func (o RedisOptions) withDefaults() RedisOptions {
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = time.Second
+	}
+	if o.ReceiveBuffer <= 0 {
+		o.ReceiveBuffer = 10000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Resubscribed == nil {
+		o.Resubscribed = func() {}
+	}
+	return o
+}
