@@ -71,6 +71,7 @@ type subscriber struct {
 	client *client.Client
 	mu     sync.Mutex
 	got    []string
+	data   []string // each message's data, in the order handled
 }
 
 func subscribe(t *testing.T, key string, urls ...string) *subscriber {
@@ -87,6 +88,7 @@ func subscribe(t *testing.T, key string, urls ...string) *subscriber {
 		if err := c.Run(ctx, func(m client.Message) {
 			s.mu.Lock()
 			s.got = append(s.got, m.ID)
+			s.data = append(s.data, string(m.Data))
 			s.mu.Unlock()
 		}); err != nil {
 			t.Errorf("client %s: %v", key, err)
@@ -206,9 +208,22 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestStoredSendsSurviveANodeKilledMidStream(t *testing.T) {
-	r := redistest.Start(t)
+	for _, topology := range []struct {
+		name  string
+		redis func(t *testing.T) []string // the node flags that reach it
+	}{
+		{"single", func(t *testing.T) []string { return []string{"--redis-url", redistest.Start(t).URL()} }},
+		{"cluster", func(t *testing.T) []string {
+			return []string{"--redis-cluster-addrs", strings.Join(redistest.StartCluster(t).Addrs(), ",")}
+		}},
+	} {
+		t.Run(topology.name, func(t *testing.T) { storedSendsSurviveANodeKilledMidStream(t, topology.redis(t)) })
+	}
+}
+
+func storedSendsSurviveANodeKilledMidStream(t *testing.T, redisFlags []string) {
 	args := func(id string) []string {
-		return []string{"--node-id", id, "--redis-url", r.URL(), "--presence-ttl", "2s"}
+		return append([]string{"--node-id", id, "--presence-ttl", "2s"}, redisFlags...)
 	}
 	a := startProcess(t, args("a")...)
 	b := startProcess(t, args("b")...)

@@ -47,8 +47,8 @@ type RedisOptions struct {
 // demoted master still relays what is published (replication carries
 // PUBLISH), yet PUBLISH on the new master counts no subscriber, so every
 // send to this node would read as unroutable. The probe catches it: two
-// probes in a row that Redis accepts but nobody receives make the bus open
-// a new subscribing connection, which dials the current master.
+// probes in a row that Redis accepts but that do not come back make the bus
+// open a new subscribing connection, which dials the current master.
 type Redis struct {
 	rdb  redis.UniversalClient
 	id   string
@@ -240,7 +240,15 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 		r.publishes.Run(ctx)
 	}()
 	defer func() { <-batchDone }()
-	go r.probe(ctx)
+	probes := newProber(r.id, r.opts.ProbeInterval, r.opts.Logger, &r.ready,
+		func(ctx context.Context, m *Message) (int, error) { return r.publish(ctx, nodeChannel(r.id), m) },
+		func() {
+			select {
+			case r.renew <- struct{}{}:
+			default:
+			}
+		})
+	go probes.run(ctx)
 	subscribedBefore := false
 	for {
 		r.mu.Lock()
@@ -253,7 +261,7 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 			redis.WithChannelSize(r.opts.ReceiveBuffer),
 			redis.WithChannelHealthCheckInterval(r.opts.ProbeInterval),
 		)
-		if !r.receive(ctx, received, h, &subscribedBefore) {
+		if !r.receive(ctx, received, h, probes, &subscribedBefore) {
 			ps.Close()
 			return nil
 		}
@@ -277,7 +285,7 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 
 // receive hands messages over until ctx ends (false) or a renewal of the
 // subscribing connection is asked for (true).
-func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, subscribedBefore *bool) bool {
+func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, probes *prober, subscribedBefore *bool) bool {
 	for {
 		select {
 		case <-ctx.Done():
@@ -309,46 +317,11 @@ func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, sub
 					continue
 				}
 				if m.Kind == kindProbe {
+					probes.received(&m)
 					continue
 				}
 				h.HandleMessage(&m)
 			}
-		}
-	}
-}
-
-// probe publishes to the node's own channel: a count of at least one proves
-// that Redis is reachable and the subscription is in place, which is exactly
-// what readiness means for routing.
-func (r *Redis) probe(ctx context.Context) {
-	probe := &Message{Kind: kindProbe, Origin: r.id}
-	t := time.NewTicker(r.opts.ProbeInterval)
-	defer t.Stop()
-	zeros := 0
-	for {
-		pctx, cancel := context.WithTimeout(ctx, r.opts.ProbeInterval)
-		n, err := r.publish(pctx, nodeChannel(r.id), probe)
-		cancel()
-		ready := err == nil && n > 0
-		if was := r.ready.Swap(ready); was != ready {
-			r.opts.Logger.Info("bus readiness changed", "ready", ready, "err", err)
-		}
-		if err == nil && n == 0 {
-			if zeros++; zeros >= 2 {
-				zeros = 0
-				select {
-				case r.renew <- struct{}{}:
-				default:
-				}
-			}
-		} else {
-			zeros = 0
-		}
-		select {
-		case <-ctx.Done():
-			r.ready.Store(false)
-			return
-		case <-t.C:
 		}
 	}
 }

@@ -37,11 +37,14 @@ type RedisSharded struct {
 	opts RedisOptions
 
 	ready     atomic.Bool
+	probes    *prober // set by Run before any receiving starts
 	publishes *batch.Batcher[publishReq]
 	batched   atomic.Bool
 
-	handle sync.Mutex // hands messages to the Handler one at a time
-	kick   chan struct{}
+	handle  sync.Mutex // hands messages to the Handler one at a time
+	kick    chan struct{}
+	moved   atomic.Bool // the slot layout changed: let the client reload it before placing
+	failing atomic.Bool // subscriptions are failing; logged once until they are back
 
 	mu        sync.Mutex
 	want      map[string]bool            // channels this node listens to
@@ -193,7 +196,10 @@ func (r *RedisSharded) Run(ctx context.Context, h Handler) error {
 		defer r.batched.Store(false)
 		r.publishes.Run(ctx)
 	})
-	loops.Go(func() { r.probe(ctx) })
+	r.probes = newProber(r.id, r.opts.ProbeInterval, r.opts.Logger, &r.ready,
+		func(ctx context.Context, m *Message) (int, error) { return r.publish(ctx, nodeChannel(r.id), m) },
+		func() { r.replace(nodeChannel(r.id)) })
+	loops.Go(func() { r.probes.run(ctx) })
 	defer r.closeAll()
 
 	t := time.NewTicker(r.opts.ProbeInterval)
@@ -201,8 +207,19 @@ func (r *RedisSharded) Run(ctx context.Context, h Handler) error {
 	reload := 0
 	for {
 		if err := r.place(ctx, h, &loops); err != nil && ctx.Err() == nil {
-			r.opts.Logger.Warn("placing sharded subscriptions failed; retrying", "err", err)
+			r.logFailure("placing sharded subscriptions failed; retrying", "err", err)
 			r.cc.ReloadState(ctx)
+			r.moved.Store(true)
+		}
+		if r.moved.Swap(false) {
+			// The client reloads the slot layout in the background, at
+			// most every 200ms: placing again sooner would ask the old
+			// owner again.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(placeInterval):
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -312,6 +329,17 @@ func (r *RedisSharded) receive(ctx context.Context, sh *shard, h Handler) {
 			return
 		}
 		if err != nil {
+			var refused redis.Error
+			if errors.As(err, &refused) {
+				// A command refused (MOVED: the slot is served elsewhere
+				// now); the connection itself is fine. Placing again after
+				// the client learned the new layout moves the channel.
+				r.opts.Logger.Debug("sharded subscription refused; placing again", "master", sh.addr, "err", err)
+				r.cc.ReloadState(ctx)
+				r.moved.Store(true)
+				r.poke()
+				continue
+			}
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() && quiet == 0 {
 				// Silence: make the connection prove it is alive.
@@ -333,6 +361,7 @@ func (r *RedisSharded) receive(ctx context.Context, sh *shard, h Handler) {
 				continue
 			}
 			if m.Kind == kindProbe {
+				r.probes.received(&m)
 				continue
 			}
 			r.handle.Lock()
@@ -367,6 +396,7 @@ func (r *RedisSharded) subscriptionChanged(sh *shard, s *redis.Subscription) {
 			r.confirmed[s.Channel] = false
 			r.gap = true
 			r.cc.ReloadState(context.Background())
+			r.moved.Store(true)
 			r.poke()
 		}
 	}
@@ -384,7 +414,20 @@ func (r *RedisSharded) endGapLocked() {
 		}
 	}
 	r.gap = false
+	if r.failing.Swap(false) {
+		r.opts.Logger.Info("sharded subscriptions in place again; reading stored messages back")
+	}
 	go r.opts.Resubscribed()
+}
+
+// logFailure logs the first failure of an outage as a warning and the
+// retries that follow at debug level.
+func (r *RedisSharded) logFailure(msg string, args ...any) {
+	if r.failing.Swap(true) {
+		r.opts.Logger.Debug(msg, args...)
+	} else {
+		r.opts.Logger.Warn(msg, args...)
+	}
 }
 
 // breakShard forgets a failed connection: its channels are placed anew.
@@ -410,10 +453,11 @@ func (r *RedisSharded) breakShard(sh *shard, err error) {
 		r.gap = true
 	}
 	r.mu.Unlock()
-	r.opts.Logger.Warn("sharded subscription lost; placing its channels again", "master", sh.addr, "channels", lost, "err", err)
+	r.logFailure("sharded subscription lost; placing its channels again", "master", sh.addr, "channels", lost, "err", err)
 	sh.stop()
 	_ = sh.ps.Close()
 	r.cc.ReloadState(context.Background())
+	r.moved.Store(true)
 	r.poke()
 }
 
@@ -425,40 +469,6 @@ func (r *RedisSharded) closeAll() {
 	for _, sh := range shards {
 		sh.stop()
 		_ = sh.ps.Close()
-	}
-}
-
-// probe publishes to the node's own channel: a count of at least one proves
-// the node's subscription is in place on the master that owns the channel.
-// Two zero counts in a row while publishing works mean the subscription
-// sits on a node that no longer owns the channel: it is placed again.
-func (r *RedisSharded) probe(ctx context.Context) {
-	probe := &Message{Kind: kindProbe, Origin: r.id}
-	t := time.NewTicker(r.opts.ProbeInterval)
-	defer t.Stop()
-	zeros := 0
-	for {
-		pctx, cancel := context.WithTimeout(ctx, r.opts.ProbeInterval)
-		n, err := r.publish(pctx, nodeChannel(r.id), probe)
-		cancel()
-		ready := err == nil && n > 0
-		if was := r.ready.Swap(ready); was != ready {
-			r.opts.Logger.Info("bus readiness changed", "ready", ready, "err", err)
-		}
-		if err == nil && n == 0 {
-			if zeros++; zeros >= 2 {
-				r.replace(nodeChannel(r.id))
-				zeros = 0
-			}
-		} else {
-			zeros = 0
-		}
-		select {
-		case <-ctx.Done():
-			r.ready.Store(false)
-			return
-		case <-t.C:
-		}
 	}
 }
 
@@ -474,10 +484,14 @@ func (r *RedisSharded) replace(channel string) {
 	}
 	r.mu.Unlock()
 	r.cc.ReloadState(context.Background())
+	r.moved.Store(true)
 	r.poke()
 }
 
 var _ Bus = (*RedisSharded)(nil)
+
+// placeInterval spaces placement passes.
+const placeInterval = 250 * time.Millisecond
 
 // withDefaults fills the zero options.
 func (o RedisOptions) withDefaults() RedisOptions {

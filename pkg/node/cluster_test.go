@@ -22,8 +22,38 @@ func threeNodes(t *testing.T, tune ...func(*node.Config)) (*redistest.Server, *t
 	return r, startNode(t, "a", r.URL(), tune...), startNode(t, "b", r.URL(), tune...), startNode(t, "c", r.URL(), tune...)
 }
 
-func TestSendOnOneNodeReachesEveryConnectionOfTheKeyOnOtherNodesAndNoOtherKey(t *testing.T) {
-	_, a, b, c := threeNodes(t)
+// clusterStories run on every Redis topology herald supports.
+var clusterStories = []struct {
+	name string
+	run  func(t *testing.T, topo redisTopology)
+}{
+	{"SendOnOneNodeReachesEveryConnectionOfTheKeyOnOtherNodesAndNoOtherKey", storySendOnOneNodeReachesEveryConnectionOfTheKeyOnOtherNodesAndNoOtherKey},
+	{"MultiKeySendSaysWhichKeysWereOnline", storyMultiKeySendSaysWhichKeysWereOnline},
+	{"SendToAnOfflineKeyIsReportedNotSilentlyDropped", storySendToAnOfflineKeyIsReportedNotSilentlyDropped},
+	{"TopicPublishOnAnyNodeReachesSubscribersOnAllNodes", storyTopicPublishOnAnyNodeReachesSubscribersOnAllNodes},
+	{"PublishOnTheSubscribersOwnNodeIsDeliveredOnce", storyPublishOnTheSubscribersOwnNodeIsDeliveredOnce},
+	{"BroadcastReachesEveryConnectionInTheCluster", storyBroadcastReachesEveryConnectionInTheCluster},
+	{"PresenceIsTheSameFromEveryNodeAndFollowsConnections", storyPresenceIsTheSameFromEveryNodeAndFollowsConnections},
+	{"ClusterListsEveryLiveNode", storyClusterListsEveryLiveNode},
+	{"DisconnectClosesTheKeysConnectionsOnEveryNode", storyDisconnectClosesTheKeysConnectionsOnEveryNode},
+}
+
+func TestClusterStories(t *testing.T) {
+	for _, start := range []func(t *testing.T) redisTopology{singleRedis, redisCluster} {
+		topo := start(t)
+		t.Run(topo.name, func(t *testing.T) {
+			for _, story := range clusterStories {
+				t.Run(story.name, func(t *testing.T) {
+					topo.flush(t)
+					story.run(t, topo)
+				})
+			}
+		})
+	}
+}
+
+func storySendOnOneNodeReachesEveryConnectionOfTheKeyOnOtherNodesAndNoOtherKey(t *testing.T, topo redisTopology) {
+	a, b, c := threeNodesOn(t, topo)
 	phone := dial(t, b, "key=u1")
 	tablet := dial(t, b, "key=u1")
 	laptop := dial(t, c, "key=u1")
@@ -46,8 +76,8 @@ func TestSendOnOneNodeReachesEveryConnectionOfTheKeyOnOtherNodesAndNoOtherKey(t 
 	other.nothing(200 * time.Millisecond)
 }
 
-func TestMultiKeySendSaysWhichKeysWereOnline(t *testing.T) {
-	_, a, b, c := threeNodes(t)
+func storyMultiKeySendSaysWhichKeysWereOnline(t *testing.T, topo redisTopology) {
+	a, b, c := threeNodesOn(t, topo)
 	onA := dial(t, a, "key=local")
 	onB := dial(t, b, "key=u1")
 	onC := dial(t, c, "key=u2")
@@ -68,28 +98,21 @@ func TestMultiKeySendSaysWhichKeysWereOnline(t *testing.T) {
 	}
 }
 
-func TestSendToAnOfflineKeyIsReportedNotSilentlyDropped(t *testing.T) {
-	_, a, _, _ := threeNodes(t)
+func storySendToAnOfflineKeyIsReportedNotSilentlyDropped(t *testing.T, topo redisTopology) {
+	a, _, _ := threeNodesOn(t, topo)
 	out := sendJSON(t, a, `{"key":"ghost","data":1}`)
 	if got := strs(out["offline"]); !slices.Equal(got, []string{"ghost"}) || len(strs(out["online"])) != 0 || out["connections"] != float64(0) {
 		t.Fatalf("send to an offline key answered %v, want it listed offline", out)
 	}
 }
 
-func TestTopicPublishOnAnyNodeReachesSubscribersOnAllNodes(t *testing.T) {
-	r, a, b, c := threeNodes(t)
-	rdb := r.Client()
+func storyTopicPublishOnAnyNodeReachesSubscribersOnAllNodes(t *testing.T, topo redisTopology) {
+	a, b, c := threeNodesOn(t, topo)
 	boardB := dial(t, b, "key=screen1&topics=board")
 	boardC := dial(t, c, "key=screen2&topics=news,board")
 	notSubscribed := dial(t, c, "key=u9")
 
-	subscribers := func() int64 {
-		n, err := rdb.PubSubNumSub(t.Context(), "herald:topic:board").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n["herald:topic:board"]
-	}
+	subscribers := func() int64 { return topo.subscribers(t, "herald:topic:board") }
 	if got := subscribers(); got != 2 {
 		t.Fatalf("nodes subscribed to board in Redis = %d, want 2 (b and c, not a)", got)
 	}
@@ -110,8 +133,8 @@ func TestTopicPublishOnAnyNodeReachesSubscribersOnAllNodes(t *testing.T) {
 	wait.Until(t, 5*time.Second, "b unsubscribed from board", func() bool { return subscribers() == 1 })
 }
 
-func TestPublishOnTheSubscribersOwnNodeIsDeliveredOnce(t *testing.T) {
-	_, a, _, _ := threeNodes(t)
+func storyPublishOnTheSubscribersOwnNodeIsDeliveredOnce(t *testing.T, topo redisTopology) {
+	a, _, _ := threeNodesOn(t, topo)
 	board := dial(t, a, "key=screen&topics=board")
 	post(t, a.URL("/v1/topics/board"), "text/plain", "hello")
 	if f := board.next(); string(f.Data) != `"hello"` {
@@ -120,8 +143,8 @@ func TestPublishOnTheSubscribersOwnNodeIsDeliveredOnce(t *testing.T) {
 	board.nothing(200 * time.Millisecond)
 }
 
-func TestBroadcastReachesEveryConnectionInTheCluster(t *testing.T) {
-	_, a, b, c := threeNodes(t)
+func storyBroadcastReachesEveryConnectionInTheCluster(t *testing.T, topo redisTopology) {
+	a, b, c := threeNodesOn(t, topo)
 	clients := []*client{dial(t, a, "key=u1"), dial(t, b, "key=u2"), dial(t, c, "key=u3&topics=board"), dial(t, c, "key=u3")}
 	status, out := post(t, b.URL("/v1/broadcast"), "application/json", `{"data":"maintenance at noon"}`)
 	if status != http.StatusOK || out["nodes"] != float64(3) {
@@ -135,8 +158,8 @@ func TestBroadcastReachesEveryConnectionInTheCluster(t *testing.T) {
 	}
 }
 
-func TestPresenceIsTheSameFromEveryNodeAndFollowsConnections(t *testing.T) {
-	_, a, b, c := threeNodes(t)
+func storyPresenceIsTheSameFromEveryNodeAndFollowsConnections(t *testing.T, topo redisTopology) {
+	a, b, c := threeNodesOn(t, topo)
 	first := dial(t, b, "key=u1")
 	dial(t, c, "key=u1")
 	dial(t, c, "key=u1")
@@ -156,8 +179,8 @@ func TestPresenceIsTheSameFromEveryNodeAndFollowsConnections(t *testing.T) {
 	}
 }
 
-func TestClusterListsEveryLiveNode(t *testing.T) {
-	_, a, b, c := threeNodes(t)
+func storyClusterListsEveryLiveNode(t *testing.T, topo redisTopology) {
+	a, b, c := threeNodesOn(t, topo)
 	dial(t, b, "key=u1")
 	status, out := get(t, a.URL("/v1/cluster"))
 	if status != http.StatusOK {
@@ -178,8 +201,8 @@ func TestClusterListsEveryLiveNode(t *testing.T) {
 	_ = c
 }
 
-func TestDisconnectClosesTheKeysConnectionsOnEveryNode(t *testing.T) {
-	_, a, b, c := threeNodes(t)
+func storyDisconnectClosesTheKeysConnectionsOnEveryNode(t *testing.T, topo redisTopology) {
+	a, b, c := threeNodesOn(t, topo)
 	onB, onC := dial(t, b, "key=u1"), dial(t, c, "key=u1")
 	bystander := dial(t, c, "key=u2")
 	status, out := do(t, http.MethodDelete, a.URL("/v1/connections/u1"), "", "")
@@ -267,6 +290,42 @@ func TestRedisRestartUnderRunningNodesHealsWithoutRestartingThem(t *testing.T) {
 	post(t, a.URL("/v1/topics/board"), "text/plain", "still here")
 	if f := board.next(); string(f.Data) != `"still here"` {
 		t.Fatalf("board received %+v", f)
+	}
+}
+
+func TestKeysReadOnlineWithinAHeartbeatAfterRedisWasUnreachableLongerThanTheTTL(t *testing.T) {
+	const ttl = time.Second
+	r := redistest.Start(t)
+	fast := func(c *node.Config) { c.PresenceTTL = ttl }
+	a, b := startNode(t, "a", r.URL(), fast), startNode(t, "b", r.URL(), fast)
+	dial(t, a, "key=u1")
+	dial(t, b, "key=u2")
+	online := func(key string) bool {
+		for _, n := range []*testNode{a, b} {
+			status, out := get(t, n.URL("/v1/presence/"+key))
+			if status != http.StatusOK || out["online"] != true {
+				return false
+			}
+		}
+		return true
+	}
+	wait.Until(t, 5*time.Second, "u1 and u2 online", func() bool { return online("u1") && online("u2") })
+
+	// Redis hangs (a partition, a stalled VM) for well over the TTL: every
+	// node's liveness runs out meanwhile, and the first node back reaps the
+	// others.
+	r.Pause()
+	time.Sleep(3 * ttl)
+	r.Resume()
+	back := time.Now()
+	wait.Until(t, 10*time.Second, "u1 and u2 online again", func() bool { return online("u1") && online("u2") })
+	t.Logf("both keys read online %v after Redis came back (heartbeat every %v)", time.Since(back).Round(time.Millisecond), ttl/3)
+	// And they stay online: nothing reaped them after they were rewritten.
+	for range 5 {
+		time.Sleep(ttl / 2)
+		if !online("u1") || !online("u2") {
+			t.Fatal("a key went offline again after Redis came back")
+		}
 	}
 }
 

@@ -356,7 +356,7 @@ func (n *Node) keepPresence(ctx context.Context) {
 		if err == nil && resync {
 			keys := n.hub.Keys()
 			if len(keys) > 0 {
-				n.log.Warn("presence had forgotten this node (redis restarted empty?); writing its keys again", "keys", len(keys))
+				n.log.Warn("presence may have lost this node's entries (Redis restarted or failed over, or the node was reaped); writing its keys again", "keys", len(keys))
 			}
 			err = n.presence.Mark(keys...).Wait(hctx)
 		}

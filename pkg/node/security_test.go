@@ -406,7 +406,7 @@ func TestListeningBeyondLoopbackNeedsAuthOrInsecure(t *testing.T) {
 
 func TestRedisWithAPasswordAndAnACLUser(t *testing.T) {
 	r := redistest.StartWith(t, "--requirepass", "s3cret",
-		"--user", "herald", "on", ">herald-pass", "~herald:*", "&herald:*", "+@all", "-@dangerous")
+		"--user", "herald", "on", ">herald-pass", "~herald:*", "&herald:*", "+@all", "-@dangerous", "+info")
 	for name, url := range map[string]string{
 		"password": "redis://:s3cret@" + r.Addr(),
 		"ACL user": "redis://herald:herald-pass@" + r.Addr(),
