@@ -1,0 +1,113 @@
+package node_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/internal/wait"
+	"github.com/herald-push/herald/pkg/node"
+)
+
+// sendOnce posts a stored send with an Idempotency-Key and returns the
+// status, the error code or stored id, and whether it was a replay.
+func sendOnce(t *testing.T, n *testNode, key, idem string) (status int, codeOrID string, replayed bool) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, n.URL("/v1/send"), strings.NewReader(`{"key":"`+key+`","data":{"item":"sword"},"store":true}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", idem)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out struct {
+		Error   struct{ Code string }
+		Results map[string]struct{ ID string }
+	}
+	json.Unmarshal(raw, &out)
+	if resp.StatusCode == http.StatusOK {
+		return resp.StatusCode, out.Results[key].ID, resp.Header.Get("Idempotent-Replayed") == "true"
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+		t.Errorf("503 %s without Retry-After", out.Error.Code)
+	}
+	return resp.StatusCode, out.Error.Code, false
+}
+
+func TestAStoredSendNoReplicaConfirmedIsRefusedThenConfirmedOnRetryWithoutASecondCopy(t *testing.T) {
+	r := redistest.Start(t) // a master whose replica is not there yet
+	oneReplica := func(c *node.Config) {
+		c.Redis.MinReplicas = 1
+		c.Redis.ReplicaTimeout = 100 * time.Millisecond
+	}
+	a := startNode(t, "a", r.URL(), oneReplica)
+	player := dial(t, a, "key=buyer")
+
+	status, code, _ := sendOnce(t, a, "buyer", "purchase-1")
+	if status != http.StatusServiceUnavailable || code != "not_replicated" {
+		t.Fatalf("send with no replica: %d %s, want 503 not_replicated", status, code)
+	}
+	// Stored on the master and routed: the player has it already.
+	first := player.next()
+	if string(first.Data) != `{"item":"sword"}` {
+		t.Fatalf("player received %+v", first)
+	}
+	// Retrying while still no replica: refused again, nothing sent again.
+	if status, code, _ := sendOnce(t, a, "buyer", "purchase-1"); code != "not_replicated" {
+		t.Fatalf("retry with no replica: %d %s", status, code)
+	}
+
+	// The replica comes (a restarted pod rejoining): the retry confirms the
+	// message it stored the first time and answers with that message.
+	redistest.StartWith(t, "--replicaof", "127.0.0.1", strconv.Itoa(r.Port))
+	var id string
+	var replayed bool
+	wait.Until(t, 10*time.Second, "the retry is confirmed", func() bool {
+		status, id, replayed = sendOnce(t, a, "buyer", "purchase-1")
+		return status == http.StatusOK
+	})
+	if id != first.ID || !replayed {
+		t.Fatalf("confirmed retry answered id %s (replayed %v), want the first message's id %s, replayed", id, replayed, first.ID)
+	}
+	player.nothing(300 * time.Millisecond)
+
+	// A new purchase is confirmed at once now.
+	if status, _, replayed := sendOnce(t, a, "buyer", "purchase-2"); status != http.StatusOK || replayed {
+		t.Fatalf("send with a replica: %d (replayed %v), want 200", status, replayed)
+	}
+	player.next()
+}
+
+func TestARetryWhoseUnconfirmedMessageWasLostIsCarriedOutAgain(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, "a", r.URL(), func(c *node.Config) {
+		c.Redis.MinReplicas = 1
+		c.Redis.ReplicaTimeout = 100 * time.Millisecond
+	})
+	if status, code, _ := sendOnce(t, a, "buyer", "purchase-1"); code != "not_replicated" {
+		t.Fatalf("send with no replica: %d %s", status, code)
+	}
+	// The master fails over to a replica that never got the message.
+	if err := r.Client().Del(t.Context(), "herald:{buyer}:inbox").Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.StartWith(t, "--replicaof", "127.0.0.1", strconv.Itoa(r.Port))
+	var status int
+	var id string
+	wait.Until(t, 10*time.Second, "the retry is carried out", func() bool {
+		status, id, _ = sendOnce(t, a, "buyer", "purchase-1")
+		return status == http.StatusOK
+	})
+	player := dial(t, a, "key=buyer")
+	if f := player.next(); f.ID != id {
+		t.Fatalf("the player resumed with %+v, want the message stored again as %s", f, id)
+	}
+	player.nothing(300 * time.Millisecond)
+}
