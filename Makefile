@@ -50,8 +50,11 @@ fuzz:
 	done
 
 # A load-balanced cluster on this machine: Redis, three nodes, haproxy.
+# REDIS=cluster runs Redis Cluster (3 masters, 3 replicas), REDIS=sentinel a
+# master, a replica and 3 sentinels.
+REDIS ?= single
 cluster: deps build
-	scripts/cluster.sh up
+	CLUSTER_REDIS=$(REDIS) scripts/cluster.sh up
 
 cluster-down:
 	scripts/cluster.sh down

@@ -47,15 +47,17 @@ type localCluster struct {
 	env      []string
 }
 
-func startLocalCluster(t *testing.T) *localCluster {
+// startLocalCluster runs the script with Redis as topology (single,
+// cluster or sentinel).
+func startLocalCluster(t *testing.T, topology string) *localCluster {
 	t.Helper()
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		t.Fatalf("haproxy not found (make test installs it): %v", err)
 	}
-	base := freeRange(t, 5) // balancer, three nodes, Redis
+	base := freeRange(t, 16) // balancer, three nodes, up to 12 Redis ports
 	lc := &localCluster{dir: t.TempDir(), balancer: "127.0.0.1:" + strconv.Itoa(base)}
 	lc.env = append(os.Environ(), "CLUSTER_DIR="+lc.dir, "CLUSTER_PORT="+strconv.Itoa(base),
-		"CLUSTER_REDIS_PORT="+strconv.Itoa(base+4), "HERALD_BIN="+herald(t))
+		"CLUSTER_REDIS="+topology, "CLUSTER_REDIS_PORT="+strconv.Itoa(base+4), "HERALD_BIN="+herald(t))
 	t.Cleanup(func() {
 		if out, err := lc.script("down"); err != nil {
 			t.Errorf("cluster down: %v\n%s", err, out)
@@ -114,7 +116,13 @@ func (b *board) has(text string) bool {
 }
 
 func TestABalancedClusterSpreadsBoardsReachesThemAllAndSurvivesAKilledNode(t *testing.T) {
-	lc := startLocalCluster(t)
+	for _, topology := range []string{"single", "cluster", "sentinel"} {
+		t.Run(topology, func(t *testing.T) { balancedClusterStory(t, topology) })
+	}
+}
+
+func balancedClusterStory(t *testing.T, topology string) {
+	lc := startLocalCluster(t, topology)
 	const boards = 12
 	var bs []*board
 	ctx, cancel := context.WithCancel(context.Background())
