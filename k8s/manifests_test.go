@@ -64,6 +64,15 @@ type objects struct {
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 }
 
+func newObjects() *objects {
+	return &objects{
+		deployments: map[string]*appsv1.Deployment{}, statefulsets: map[string]*appsv1.StatefulSet{},
+		configmaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		services: map[string]*corev1.Service{}, netpols: map[string]*networkingv1.NetworkPolicy{},
+		monitors: map[string]*monitoringv1.ServiceMonitor{}, rules: map[string]*monitoringv1.PrometheusRule{},
+	}
+}
+
 func newObject(kind string, o *objects) (any, func(name string, v any)) {
 	switch kind {
 	case "Namespace":
@@ -99,22 +108,17 @@ func newObject(kind string, o *objects) (any, func(name string, v any)) {
 func load(t *testing.T) (kustomization, *objects) {
 	t.Helper()
 	var k kustomization
-	raw, err := os.ReadFile("kustomization.yaml")
+	raw, err := os.ReadFile("base/kustomization.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := yaml.UnmarshalStrict(raw, &k); err != nil {
 		t.Fatalf("kustomization.yaml: %v", err)
 	}
-	o := &objects{
-		deployments: map[string]*appsv1.Deployment{}, statefulsets: map[string]*appsv1.StatefulSet{},
-		configmaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
-		services: map[string]*corev1.Service{}, netpols: map[string]*networkingv1.NetworkPolicy{},
-		monitors: map[string]*monitoringv1.ServiceMonitor{}, rules: map[string]*monitoringv1.PrometheusRule{},
-	}
+	o := newObjects()
 	files := append(append([]string{}, k.Resources...), "hpa-connections.example.yaml")
 	for _, f := range files {
-		raw, err := os.ReadFile(f)
+		raw, err := os.ReadFile(filepath.Join("base", f))
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
@@ -165,7 +169,7 @@ func TestEveryManifestDecodesStrictly(t *testing.T) {
 	}
 	for _, g := range k.ConfigMapGenerator {
 		for _, f := range g.Files {
-			raw, err := os.ReadFile(f)
+			raw, err := os.ReadFile(filepath.Join("base", f))
 			if err != nil || !json.Valid(raw) {
 				t.Fatalf("generated config map file %s: unreadable or not JSON (%v)", f, err)
 			}
@@ -247,7 +251,8 @@ func flags(t *testing.T, bin string) map[string]bool {
 
 // envOnly are the variables herald reads that have no flag: secrets, which
 // must never be passed on a command line.
-var envOnly = map[string]bool{"HERALD_API_KEYS": true, "HERALD_TOKEN_SECRET": true}
+var envOnly = map[string]bool{"HERALD_API_KEYS": true, "HERALD_TOKEN_SECRET": true,
+	"HERALD_REDIS_PASSWORD": true, "HERALD_REDIS_SENTINEL_PASSWORD": true}
 
 func TestManifestsAgreeWithWhatTheBinaryAccepts(t *testing.T) {
 	_, o := load(t)
@@ -321,7 +326,7 @@ func TestManifestsAgreeWithWhatTheBinaryAccepts(t *testing.T) {
 			exprs = append(exprs, r.Expr.String())
 		}
 	}
-	dash, _ := os.ReadFile("grafana/herald-dashboard.json")
+	dash, _ := os.ReadFile("base/grafana/herald-dashboard.json")
 	exprs = append(exprs, string(dash))
 	for _, e := range exprs {
 		for _, m := range regexp.MustCompile(`herald_[a-z_]+`).FindAllString(e, -1) {
