@@ -64,6 +64,21 @@ func Run(t *testing.T, newCluster NewCluster) {
 		}
 	})
 
+	t.Run("KeysOfANodeThatJustJoinedAreSeenAtOnce", func(t *testing.T) {
+		store := newCluster(t, time.Minute)
+		a := store("a")
+		join(t, a, "a")
+		if h := lookup(t, a, "u1"); len(h) != 0 { // a has read the live nodes
+			t.Fatalf("u1 held before anyone joined: %v", h)
+		}
+		b := store("b")
+		join(t, b, "b")
+		set(t, b, presence.Count{Key: "u1", Conns: 1})
+		if h := lookup(t, a, "u1"); len(h) != 1 || h[0].Node != "b" {
+			t.Fatalf("u1 seen from a right after b joined = %v, want held by b", h)
+		}
+	})
+
 	t.Run("ACountOfZeroRemovesTheEntry", func(t *testing.T) {
 		store := newCluster(t, time.Minute)
 		a := store("a")
