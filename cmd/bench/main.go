@@ -292,7 +292,12 @@ func latency(ctx context.Context, args []string) (any, error) {
 	rate := fs.Int("rate", 5000, "sends per second, open loop")
 	dur := fs.Duration("duration", 60*time.Second, "how long to send")
 	grace := fs.Duration("grace", 3*time.Second, "wait for late frames after the last send")
+	store := fs.Bool("store", false, `store each send ("store":true), as a purchase would be`)
 	fs.Parse(args)
+	storeField := ""
+	if *store {
+		storeField = `,"store":true`
+	}
 
 	conns, _, err := c.dialAll(ctx, *keys, "")
 	defer closeAll(conns)
@@ -325,7 +330,7 @@ func latency(ctx context.Context, args []string) (any, error) {
 		key := conns[i%int64(len(conns))].key
 		wg.Go(func() {
 			sent.Add(1)
-			body := fmt.Sprintf(`{"key":%q,"data":{"t":%d,"s":%d}}`, key, due.UnixNano(), i)
+			body := fmt.Sprintf(`{"key":%q,"data":{"t":%d,"s":%d}%s}`, key, due.UnixNano(), i, storeField)
 			resp, err := client.Post(c.send+"/v1/send", "application/json", strings.NewReader(body))
 			if err != nil {
 				httpErrs.Add(1)

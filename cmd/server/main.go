@@ -96,9 +96,14 @@ func envName(flag string) string {
 // parseConfig fills a node.Config from flags, each falling back to its
 // HERALD_* variable, then to the default.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (node.Config, slog.Level, string, error) {
-	var cfg node.Config
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	return parseConfigInto(fs, args, getenv)
+}
+
+// parseConfigInto defines every flag on fs and parses args.
+func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string) (node.Config, slog.Level, string, error) {
+	var cfg node.Config
 	var errs []error
 	// fromEnv returns the flag's HERALD_* variable parsed, or def when unset.
 	fromEnv := func(name string, def any, parse func(string) (any, error)) any {
