@@ -248,8 +248,10 @@ func TestAfterAManualSentinelFailoverSendsStillReachClients(t *testing.T) {
 	ws := connect(t, b, "key=u1")
 	waitOnline(t, a, []string{"u1"})
 
-	// The old master stays up and becomes a replica: connections to it are
-	// not broken, which is what leaves a subscriber behind.
+	// The old master stays up and becomes a replica. Sentinel cuts the
+	// clients of an instance it reconfigures, so subscriptions dial again;
+	// the case where it cannot (a partition) is
+	// TestARedisBusWhoseSubscriptionWasLeftOnTheOldMasterFollowsTheNewOne.
 	old := sn.CurrentMaster()
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sn.Sentinels[0].Addr()})
 	defer sc.Close()

@@ -1,10 +1,19 @@
 package fanout_test
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/fanout"
 	"github.com/herald-push/herald/pkg/fanout/fanouttest"
 	"github.com/herald-push/herald/pkg/protocol"
@@ -88,4 +97,64 @@ func TestRedisShardedBus(t *testing.T) {
 	fanouttest.Run(t, func(t *testing.T) func(string) fanout.Bus {
 		return func(id string) fanout.Bus { return fanout.NewRedisSharded(cc, id, fanout.RedisOptions{}) }
 	})
+}
+
+// handled records what a bus hands over.
+type handled struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (h *handled) HandleMessage(m *fanout.Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ids = append(h.ids, m.ID)
+}
+
+func (h *handled) has(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Contains(h.ids, id)
+}
+
+// After a Sentinel failover go-redis moves its pooled connections to the new
+// master but not the subscribing one. This test builds that state by hand:
+// a client whose dialer follows a "current master" address, pooled
+// connections cut on the old master, the subscription left there. The bus
+// must notice that its probes no longer come back and subscribe anew.
+func TestARedisBusWhoseSubscriptionWasLeftOnTheOldMasterFollowsTheNewOne(t *testing.T) {
+	oldMaster, newMaster := redistest.Start(t), redistest.Start(t)
+	var current atomic.Value
+	current.Store(oldMaster.Addr())
+	rdb := redis.NewClient(&redis.Options{
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, current.Load().(string))
+		},
+		MaxRetries: 1,
+	})
+	t.Cleanup(func() { rdb.Close() })
+	bus := fanout.NewRedis(rdb, "n1", fanout.RedisOptions{ProbeInterval: 100 * time.Millisecond})
+	got := &handled{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); bus.Run(ctx, got) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wait.Until(t, 5*time.Second, "bus ready on the old master", bus.Ready)
+
+	// The failover: new connections go to the new master; the old master
+	// drops its ordinary clients but keeps the subscriber.
+	current.Store(newMaster.Addr())
+	if err := oldMaster.Client().ClientKillByFilter(ctx, "TYPE", "normal").Err(); err != nil {
+		t.Fatal(err)
+	}
+	sender := fanout.NewRedis(newMaster.Client(), "n2", fanout.RedisOptions{})
+	i := 0
+	wait.Until(t, 10*time.Second, "a send on the new master reaches n1", func() bool {
+		i++
+		id := fmt.Sprint("m", i)
+		ok, err := sender.Send(ctx, "n1", &fanout.Message{Kind: fanout.KindKeys, ID: id})
+		return err == nil && ok && got.has(id)
+	})
+	wait.Until(t, 5*time.Second, "bus ready again", bus.Ready)
 }

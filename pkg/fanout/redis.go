@@ -43,12 +43,13 @@ type RedisOptions struct {
 // from the first failed probe until the node's own channel answers again.
 //
 // Behind Sentinel, go-redis moves pooled connections to a new master after
-// a failover but not the subscribing one, which stays on the old master: a
-// demoted master still relays what is published (replication carries
-// PUBLISH), yet PUBLISH on the new master counts no subscriber, so every
-// send to this node would read as unroutable. The probe catches it: two
-// probes in a row that Redis accepts but that do not come back make the bus
-// open a new subscribing connection, which dials the current master.
+// a failover but not the subscribing one. Sentinel cuts the clients of the
+// old master when it demotes it, which makes the subscription dial again;
+// but when it cannot reach the old master (a partition), the subscription
+// stays there, hears nothing published on the new master, and every send to
+// this node reads as unroutable. The probe catches it: two probes in a row
+// that Redis accepts but that do not come back make the bus open a new
+// subscribing connection, which dials the current master.
 type Redis struct {
 	rdb  redis.UniversalClient
 	id   string
