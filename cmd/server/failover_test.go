@@ -211,7 +211,7 @@ func TestARedisClusterMasterKilledUnderStoredSendsLosesNothing(t *testing.T) {
 	key := keyServedBy(t, cl, victim)
 	args := func(id string) []string {
 		return []string{"--node-id", id, "--redis-cluster-addrs", strings.Join(cl.Addrs(), ","),
-			"--redis-min-replicas", "1", "--presence-ttl", "2s"}
+			"--redis-min-replicas", "1", "--presence-ttl", "2s", "--max-wait", "2s"}
 	}
 	a, b := startProcess(t, args("a")...), startProcess(t, args("b")...)
 	failoverStory(t, a, b, key,
@@ -227,7 +227,8 @@ func TestASentinelMasterKilledUnderStoredSendsLosesNothing(t *testing.T) {
 	victim := sn.Master
 	args := func(id string) []string {
 		return []string{"--node-id", id, "--redis-sentinel-addrs", strings.Join(sn.Addrs(), ","),
-			"--redis-master-name", redistest.MasterName, "--redis-min-replicas", "1", "--presence-ttl", "2s"}
+			"--redis-master-name", redistest.MasterName, "--redis-min-replicas", "1", "--presence-ttl", "2s",
+			"--max-wait", "2s"} // a send's Idempotency-Key lease: 3 × 5 s + max wait
 	}
 	a, b := startProcess(t, args("a")...), startProcess(t, args("b")...)
 	failoverStory(t, a, b, "player",

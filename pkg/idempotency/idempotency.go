@@ -23,9 +23,12 @@ var ErrInProgress = errors.New("a request with this idempotency key is in progre
 // Begin either claims the key (the caller carries the request out, then calls
 // Finish with the answer, or Abort if it failed so a retry may run) or returns
 // the answer recorded earlier, or ErrInProgress while the first request runs.
-// All methods may be called concurrently.
+// A claim lasts lease: if neither Finish nor Abort reaches the store (the
+// process died, or Redis failed over meanwhile), a retry may claim the key
+// again once the lease ran out, instead of finding it in progress for the
+// whole TTL. All methods may be called concurrently.
 type Store interface {
-	Begin(ctx context.Context, key string) (answer []byte, claimed bool, err error)
+	Begin(ctx context.Context, key string, lease time.Duration) (answer []byte, claimed bool, err error)
 	Finish(ctx context.Context, key string, answer []byte) error
 	Abort(ctx context.Context, key string) error
 }
@@ -47,8 +50,8 @@ func NewRedis(rdb redis.UniversalClient, ttl time.Duration, repl redisconn.Repli
 
 func redisKey(key string) string { return "herald:{idem:" + key + "}" }
 
-func (r *Redis) Begin(ctx context.Context, key string) ([]byte, bool, error) {
-	ok, err := r.rdb.SetNX(ctx, redisKey(key), "", r.ttl).Result()
+func (r *Redis) Begin(ctx context.Context, key string, lease time.Duration) ([]byte, bool, error) {
+	ok, err := r.rdb.SetNX(ctx, redisKey(key), "", lease).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("claim idempotency key: %w", err)
 	}
@@ -57,7 +60,7 @@ func (r *Redis) Begin(ctx context.Context, key string) ([]byte, bool, error) {
 	}
 	answer, err := r.rdb.Get(ctx, redisKey(key)).Bytes()
 	if errors.Is(err, redis.Nil) { // expired or aborted in between: try again
-		return r.Begin(ctx, key)
+		return r.Begin(ctx, key, lease)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("read idempotent answer: %w", err)
@@ -103,7 +106,7 @@ func NewMemory(ttl time.Duration) *Memory {
 	return &Memory{ttl: ttl, answers: make(map[string]memoryAnswer)}
 }
 
-func (m *Memory) Begin(_ context.Context, key string) ([]byte, bool, error) {
+func (m *Memory) Begin(_ context.Context, key string, lease time.Duration) ([]byte, bool, error) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -115,7 +118,7 @@ func (m *Memory) Begin(_ context.Context, key string) ([]byte, bool, error) {
 	a, ok := m.answers[key]
 	switch {
 	case !ok:
-		m.answers[key] = memoryAnswer{expires: now.Add(m.ttl)}
+		m.answers[key] = memoryAnswer{expires: now.Add(lease)}
 		return nil, true, nil
 	case a.answer == nil:
 		return nil, false, ErrInProgress

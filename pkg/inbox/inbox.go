@@ -29,6 +29,11 @@ type Entry struct {
 	Data   []byte // the message's JSON
 	Origin string // the node that accepted the send: where delivery is reported
 	Wait   Wait
+	// Dedupe, when set, makes Append idempotent per key: appending an entry
+	// with the same Dedupe to a key whose inbox still holds the first one
+	// returns the first one's ids and stores nothing. herald sets it to the
+	// send's Idempotency-Key.
+	Dedupe string
 }
 
 // Options bound each key's inbox; the oldest messages go first.
@@ -38,6 +43,9 @@ type Options struct {
 	// Replication is how many replicas must confirm an Append before it
 	// counts as done (Redis only).
 	Replication redisconn.Replication
+	// DedupeTTL is how long an entry's Dedupe is remembered (at least
+	// MaxAge: longer than the entry itself would be of no use).
+	DedupeTTL time.Duration
 }
 
 // Store keeps each key's inbox and acknowledged position.

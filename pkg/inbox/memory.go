@@ -19,6 +19,7 @@ type Memory struct {
 
 type memoryInbox struct {
 	entries []Entry
+	dedupe  map[string]protocol.StoredID
 	last    protocol.StoredID
 	acked   protocol.StoredID
 	touched time.Time
@@ -46,6 +47,12 @@ func (m *Memory) Append(_ context.Context, keys []string, e Entry) ([]protocol.S
 	prevs := make([]protocol.StoredID, len(keys))
 	for i, k := range keys {
 		in := m.inbox(k, now)
+		if e.Dedupe != "" {
+			if first, ok := in.find(in.dedupe[e.Dedupe]); ok {
+				ids[i], prevs[i] = first.ID, first.Prev
+				continue
+			}
+		}
 		id := protocol.StoredID{MS: uint64(now.UnixMilli())}
 		if !id.After(in.last) {
 			id = protocol.StoredID{MS: in.last.MS, Seq: in.last.Seq + 1}
@@ -64,8 +71,35 @@ func (m *Memory) Append(_ context.Context, keys []string, e Entry) ([]protocol.S
 		}
 		in.entries = append(in.entries[:0:0], in.entries[drop:]...)
 		ids[i] = id
+		if e.Dedupe != "" {
+			if in.dedupe == nil {
+				in.dedupe = make(map[string]protocol.StoredID)
+			}
+			in.dedupe[e.Dedupe] = id
+			if int64(len(in.dedupe)) > 2*m.opts.MaxLen { // forget what was trimmed
+				oldest := in.entries[0].ID
+				for d, id := range in.dedupe {
+					if oldest.After(id) {
+						delete(in.dedupe, d)
+					}
+				}
+			}
+		}
 	}
 	return ids, prevs, nil
+}
+
+// find returns the entry with id, if the inbox still holds it.
+func (in *memoryInbox) find(id protocol.StoredID) (Entry, bool) {
+	if id.IsZero() {
+		return Entry{}, false
+	}
+	for _, e := range in.entries {
+		if e.ID == id {
+			return e, true
+		}
+	}
+	return Entry{}, false
 }
 
 func (m *Memory) After(_ context.Context, key string, after protocol.StoredID, limit int) ([]Entry, error) {

@@ -16,23 +16,60 @@ import (
 
 // Redis layout, under each key's hash tag so every script touches one slot:
 //
-//	herald:{<key>}:inbox   STREAM  fields d (data), o (origin node), w (wait)
+//	herald:{<key>}:inbox   STREAM  fields d (data), o (origin node), w (wait), p (previous id)
 //	herald:{<key>}:acked   STRING  the acknowledged stream id
+//	herald:{<key>}:dedupe  HASH    dedupe key -> stream id, for retried appends
 //
 // Both expire MaxAge after their last write, so idle keys leave nothing.
 func streamKey(key string) string { return "herald:{" + key + "}:inbox" }
 func ackedKey(key string) string  { return "herald:{" + key + "}:acked" }
+func dedupeKey(key string) string { return "herald:{" + key + "}:dedupe" }
 
 // appendScript adds one entry and trims by length and by age in one step.
 // It returns the new id and the newest id before it, which is also stored
 // in the entry (field p) so that replayed entries carry it too.
+//
+// With a dedupe key (ARGV[7]) it first looks the key up in the stream's
+// dedupe hash (KEYS[2]): a retry of an append that is still in the stream
+// gets that entry's ids back instead of a second entry. The hash is written
+// by the same script as the entry, so the two share one fate in a failover:
+// a retry finds the first entry exactly when it survived.
 var appendScript = redis.NewScript(`
+if ARGV[7] ~= '' then
+  local seen = redis.call('HGET', KEYS[2], ARGV[7])
+  if seen then
+    local e = redis.call('XRANGE', KEYS[1], seen, seen)
+    if e[1] then
+      local f = e[1][2]
+      for i = 1, #f, 2 do
+        if f[i] == 'p' then return {seen, f[i + 1]} end
+      end
+      return {seen, ''}
+    end
+  end
+end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = ''
 if last[1] then prev = last[1][1] end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[4], 'o', ARGV[5], 'w', ARGV[6], 'p', prev)
 redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[7], id)
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+  -- Forget the keys of entries trimmed away, now and then.
+  if redis.call('HLEN', KEYS[2]) > 2 * tonumber(ARGV[1]) then
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+    local oldest = first[1] and first[1][1] or id
+    local all = redis.call('HGETALL', KEYS[2])
+    for i = 1, #all, 2 do
+      local a, b = string.match(all[i + 1], '^(%d+)-(%d+)$')
+      local c, d = string.match(oldest, '^(%d+)-(%d+)$')
+      a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+      if a < c or (a == c and b < d) then redis.call('HDEL', KEYS[2], all[i]) end
+    end
+  end
+end
 return {id, prev}`)
 
 // pendingScript reads the acknowledged position and what follows it at one
@@ -71,6 +108,7 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 	ttl := strconv.FormatInt(r.opts.MaxAge.Milliseconds(), 10)
 	maxLen := strconv.FormatInt(r.opts.MaxLen, 10)
 	wait := strconv.Itoa(int(e.Wait))
+	dedupeTTL := strconv.FormatInt(max(r.opts.DedupeTTL, r.opts.MaxAge).Milliseconds(), 10)
 	repl := r.opts.Replication
 	cmds := make([]*redis.Cmd, len(keys))
 	pending := make([]int, len(keys)) // indexes of keys not stored yet
@@ -90,7 +128,8 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 			wg.Go(func() {
 				_, err := repl.Pipeline(ctx, r.rdb, streamKey(keys[g[0]]), func(p redis.Pipeliner) {
 					for _, i := range g {
-						cmds[i] = appendScript.EvalSha(ctx, p, []string{streamKey(keys[i])}, maxLen, minID, ttl, e.Data, e.Origin, wait)
+						cmds[i] = appendScript.EvalSha(ctx, p, []string{streamKey(keys[i]), dedupeKey(keys[i])},
+							maxLen, minID, ttl, e.Data, e.Origin, wait, e.Dedupe, dedupeTTL)
 					}
 				})
 				mu.Lock()

@@ -186,6 +186,11 @@ type payload struct {
 	Store     bool            `json:"store"`
 	Wait      string          `json:"wait"`       // "", "delivered" or "acked"
 	TimeoutMS int             `json:"timeout_ms"` // for wait
+
+	// dedupe is the send's scoped Idempotency-Key, stored with each key's
+	// entry so that a retry whose first attempt's answer was lost (a Redis
+	// failover mid-request) still stores the message once.
+	dedupe string
 }
 
 // readPayload reads a request body. A JSON body (Content-Type
@@ -366,6 +371,9 @@ func (n *Node) handleSend(c *gin.Context) {
 		n.failWith(c, err)
 		return
 	}
+	if key := c.GetHeader("Idempotency-Key"); key != "" {
+		p.dedupe = idempotencyScope(c, key)
+	}
 	n.idempotent(c, func() (int, any) { return n.send(c.Request.Context(), keys, p) })
 	n.metrics.sendDuration.WithLabelValues("send").Observe(time.Since(start).Seconds())
 }
@@ -396,7 +404,7 @@ func (n *Node) send(ctx context.Context, keys []string, p payload) (int, any) {
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	if store {
-		ids, prevs, err := n.inbox.Append(rctx, keys, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID, Wait: wait})
+		ids, prevs, err := n.inbox.Append(rctx, keys, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID, Wait: wait, Dedupe: p.dedupe})
 		if errors.Is(err, redisconn.ErrNotReplicated) {
 			// Stored on the masters: route it like any stored message, and
 			// answer that its durability is not confirmed.
@@ -534,11 +542,11 @@ func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 		n.fail(c, http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable ASCII characters")
 		return
 	}
-	scoped := c.GetString(callerNameKey) + ":" + key
+	scoped := idempotencyScope(c, key)
 	rctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
 	defer cancel()
 	for range 2 { // a second time when a recorded answer's messages were lost
-		answer, claimed, err := n.idem.Begin(rctx, scoped)
+		answer, claimed, err := n.idem.Begin(rctx, scoped, n.requestLease())
 		switch {
 		case errors.Is(err, idempotency.ErrInProgress):
 			c.Header("Retry-After", "1")
@@ -572,12 +580,12 @@ func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 		return
 	}
 	if status != http.StatusOK {
-		_ = n.idem.Abort(context.WithoutCancel(rctx), scoped)
+		n.abortClaim(rctx, scoped)
 		n.answer(c, status, body)
 		return
 	}
 	b, _ := json.Marshal(body)
-	if err := n.idem.Finish(context.WithoutCancel(rctx), scoped, b); err != nil {
+	if err := n.finishClaim(rctx, scoped, b); err != nil {
 		if errors.Is(err, redisconn.ErrNotReplicated) {
 			n.recordUnconfirmed(rctx, scoped, body)
 			n.answerNotReplicated(c)
@@ -586,6 +594,12 @@ func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 		n.log.Warn("could not record an idempotent answer; a retry would send again", "err", err)
 	}
 	c.Data(status, "application/json; charset=utf-8", b)
+}
+
+// idempotencyScope is an Idempotency-Key as stored: each API key has keys of
+// its own.
+func idempotencyScope(c *gin.Context, key string) string {
+	return c.GetString(callerNameKey) + ":" + key
 }
 
 // answer writes a handler's status and body; error bodies are counted.

@@ -92,7 +92,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.connCtx, n.connCancel = context.WithCancel(context.Background())
 	var bus fanout.Bus
-	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge}
+	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge, DedupeTTL: cfg.IdempotencyTTL}
 	if cfg.Redis.Topology() == redisconn.None {
 		n.store = presence.NewMemory(cfg.PresenceTTL).Store(cfg.NodeID)
 		bus = fanout.NewMemory().Bus(cfg.NodeID)

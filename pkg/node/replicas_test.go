@@ -111,3 +111,24 @@ func TestARetryWhoseUnconfirmedMessageWasLostIsCarriedOutAgain(t *testing.T) {
 	}
 	player.nothing(300 * time.Millisecond)
 }
+
+func TestARetryWhoseFirstAnswerWasNeverRecordedStoresTheMessageOnce(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, "a", r.URL())
+	player := dial(t, a, "key=buyer")
+	status, first, _ := sendOnce(t, a, "buyer", "purchase-1")
+	if status != http.StatusOK {
+		t.Fatalf("send: %d %s", status, first)
+	}
+	player.next()
+	// The node stored the message, then lost Redis before it recorded the
+	// answer (or the record went down with a master): the claim is gone.
+	if err := r.Client().Del(t.Context(), "herald:{idem::purchase-1}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	status, again, replayed := sendOnce(t, a, "buyer", "purchase-1")
+	if status != http.StatusOK || again != first || replayed {
+		t.Fatalf("retry: %d id %s (replayed %v), want 200 with the stored message's id %s", status, again, replayed, first)
+	}
+	player.nothing(300 * time.Millisecond)
+}

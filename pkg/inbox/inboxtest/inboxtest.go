@@ -4,6 +4,7 @@ package inboxtest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -74,6 +75,27 @@ func Run(t *testing.T, newStore NewStore) {
 			got, _ := s.After(ctx, k, protocol.StoredID{}, 10)
 			if len(got) != 1 || got[0].ID != ids[i] || string(got[0].Data) != `"hi"` {
 				t.Fatalf("%s holds %+v", k, got)
+			}
+		}
+	})
+
+	t.Run("ARetriedAppendWithTheSameDedupeKeyStoresNothingTwice", func(t *testing.T) {
+		s := newStore(t, roomy)
+		keys := []string{"u1", "u2"}
+		first, firstPrevs, err := s.Append(ctx, keys, inbox.Entry{Data: []byte(`"sword"`), Dedupe: "shop:purchase-7"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, prevs, err := s.Append(ctx, keys, inbox.Entry{Data: []byte(`"sword"`), Dedupe: "shop:purchase-7"})
+		if err != nil || !slices.Equal(again, first) || !slices.Equal(prevs, firstPrevs) {
+			t.Fatalf("retry = %v %v %v, want the first append's %v %v", again, prevs, err, first, firstPrevs)
+		}
+		other, _, _ := s.Append(ctx, keys, inbox.Entry{Data: []byte(`"shield"`), Dedupe: "shop:purchase-8"})
+		plain, _, _ := s.Append(ctx, keys, inbox.Entry{Data: []byte(`"gold"`)})
+		for i, k := range keys {
+			got, _ := s.After(ctx, k, protocol.StoredID{}, 10)
+			if len(got) != 3 || got[0].ID != first[i] || got[1].ID != other[i] || got[2].ID != plain[i] || got[1].Prev != first[i] {
+				t.Fatalf("%s holds %+v, want the sword once, then the shield and the gold", k, got)
 			}
 		}
 	})
