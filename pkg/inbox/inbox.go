@@ -72,9 +72,4 @@ type Store interface {
 	Acked(ctx context.Context, key string) (protocol.StoredID, error)
 	// Tail returns the key's newest n entries, oldest first.
 	Tail(ctx context.Context, key string, n int) ([]Entry, error)
-	// Confirm reports whether each keys[i] still holds entry ids[i] (a
-	// failover can lose an entry whose replication was not confirmed) and,
-	// like Append, confirms on the required replicas that they have it: an
-	// error wrapping redisconn.ErrNotReplicated says they did not.
-	Confirm(ctx context.Context, keys []string, ids []protocol.StoredID) (bool, error)
 }

@@ -3,6 +3,7 @@ package inbox_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -55,9 +56,14 @@ func TestAnAppendThatNoReplicaConfirmsReturnsItsIDsAndSaysSo(t *testing.T) {
 	if len(ids) != 2 || ids[0].IsZero() || ids[1].IsZero() {
 		t.Fatalf("ids = %v, want the ids it stored", ids)
 	}
-	// The master holds them; a later confirmation still finds no replica.
-	held, err := in.Confirm(t.Context(), keys, ids)
-	if !held || !errors.Is(err, redisconn.ErrNotReplicated) {
-		t.Fatalf("confirm = %v, %v; want held, not replicated", held, err)
+	// The master holds them: a retry under the same dedupe key finds them,
+	// stores nothing, and still finds no replica to confirm them.
+	again, _, err := in.Append(t.Context(), keys, inbox.Entry{Data: []byte(`1`), Dedupe: "purchase-1"})
+	if !errors.Is(err, redisconn.ErrNotReplicated) || slices.Equal(again, ids) {
+		t.Fatalf("a retry under a new dedupe key: %v %v", again, err)
+	}
+	retry, _, err := in.Append(t.Context(), keys, inbox.Entry{Data: []byte(`1`), Dedupe: "purchase-1"})
+	if !errors.Is(err, redisconn.ErrNotReplicated) || !slices.Equal(retry, again) {
+		t.Fatalf("retry = %v %v, want %v, not replicated", retry, err, again)
 	}
 }

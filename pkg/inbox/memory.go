@@ -164,27 +164,3 @@ func (m *Memory) Tail(_ context.Context, key string, n int) ([]Entry, error) {
 	}
 	return append([]Entry(nil), in.entries[max(0, len(in.entries)-n):]...), nil
 }
-
-// Confirm reports whether the entries are still held; a process has no
-// replicas to wait for.
-func (m *Memory) Confirm(_ context.Context, keys []string, ids []protocol.StoredID) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i, k := range keys {
-		in := m.keys[k]
-		if in == nil {
-			return false, nil
-		}
-		found := false
-		for _, e := range in.entries {
-			if e.ID == ids[i] {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false, nil
-		}
-	}
-	return true, nil
-}

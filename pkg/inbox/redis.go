@@ -33,13 +33,17 @@ func dedupeKey(key string) string { return "herald:{" + key + "}:dedupe" }
 // dedupe hash (KEYS[2]): a retry of an append that is still in the stream
 // gets that entry's ids back instead of a second entry. The hash is written
 // by the same script as the entry, so the two share one fate in a failover:
-// a retry finds the first entry exactly when it survived.
+// a retry finds the first entry exactly when it survived, and a WAIT after
+// the retry confirms the replicas have it.
 var appendScript = redis.NewScript(`
 if ARGV[7] ~= '' then
   local seen = redis.call('HGET', KEYS[2], ARGV[7])
   if seen then
     local e = redis.call('XRANGE', KEYS[1], seen, seen)
     if e[1] then
+      -- A write, so that a WAIT after this script also covers the first
+      -- append, which came earlier in the replication stream.
+      redis.call('PEXPIRE', KEYS[2], ARGV[8])
       local f = e[1][2]
       for i = 1, #f, 2 do
         if f[i] == 'p' then return {seen, f[i + 1]} end
@@ -195,49 +199,6 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 	}
 	// Stored on every master; not confirmed on enough replicas.
 	return ids, prevs, notReplicated
-}
-
-// confirmScript reports whether an entry is still in the stream and, when it
-// is, refreshes the stream's expiry: a write, so that a WAIT after it
-// confirms the replicas have everything up to this point, the entry
-// included.
-var confirmScript = redis.NewScript(`
-if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1`)
-
-func (r *Redis) Confirm(ctx context.Context, keys []string, ids []protocol.StoredID) (bool, error) {
-	ttl := strconv.FormatInt(r.opts.MaxAge.Milliseconds(), 10)
-	idx := make([]int, len(keys))
-	for i := range idx {
-		idx[i] = i
-	}
-	groups, err := r.groupByMaster(ctx, keys, idx)
-	if err != nil {
-		return false, err
-	}
-	present := true
-	var notReplicated error
-	for _, g := range groups {
-		cmds := make([]*redis.Cmd, len(g))
-		err := r.opts.Replication.Write(ctx, r.rdb, streamKey(keys[g[0]]), func(p redis.Pipeliner) {
-			for j, i := range g {
-				cmds[j] = confirmScript.Eval(ctx, p, []string{streamKey(keys[i])}, ids[i].String(), ttl)
-			}
-		})
-		switch {
-		case errors.Is(err, redisconn.ErrNotReplicated):
-			notReplicated = err
-		case err != nil:
-			return false, fmt.Errorf("confirm stored messages: %w", err)
-		}
-		for _, c := range cmds {
-			if n, _ := c.Int(); n == 0 {
-				present = false
-			}
-		}
-	}
-	return present, notReplicated
 }
 
 // groupByMaster splits the keys at idx into groups served by one master

@@ -400,16 +400,15 @@ func (n *Node) send(ctx context.Context, keys []string, p payload) (int, any) {
 		TS: time.Now().UnixMilli(), Keys: keys, Data: p.Data}
 	wait := map[string]inbox.Wait{"": inbox.WaitNone, "delivered": inbox.WaitDelivered, "acked": inbox.WaitAcked}[p.Wait]
 	store := p.Store || wait != inbox.WaitNone || n.cfg.StoreByDefault
-	notReplicated := false
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	if store {
 		ids, prevs, err := n.inbox.Append(rctx, keys, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID, Wait: wait, Dedupe: p.dedupe})
 		if errors.Is(err, redisconn.ErrNotReplicated) {
-			// Stored on the masters: route it like any stored message, and
-			// answer that its durability is not confirmed.
+			// Stored on the masters, not confirmed: not sent (see
+			// unconfirmed); the sender's retry finds it and sends it.
 			n.metrics.notReplicated.Inc()
-			notReplicated, err = true, nil
+			return http.StatusServiceUnavailable, unconfirmed{}
 		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
@@ -456,9 +455,6 @@ func (n *Node) send(ctx context.Context, keys []string, p payload) (int, any) {
 		if wait != inbox.WaitNone {
 			n.await(ctx, p, wait, m, delivered, out.Results)
 		}
-	}
-	if notReplicated {
-		return http.StatusServiceUnavailable, unconfirmed{answer: out}
 	}
 	return http.StatusOK, out
 }
@@ -524,9 +520,8 @@ func errorBody(code, msg string) apiError {
 
 // idempotent runs a request once per Idempotency-Key: a retry within the
 // TTL is answered with the first answer and carries out nothing. Only
-// successful answers are kept; a failed request may be retried. An answer
-// whose writes replicas did not confirm is kept marked unconfirmed: a retry
-// confirms it (see confirmRecorded) instead of sending again.
+// successful answers are kept; a failed request may be retried (a stored
+// send's retry stores nothing twice: see payload.dedupe).
 func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 	key := c.GetHeader("Idempotency-Key")
 	if key == "" {
@@ -545,37 +540,25 @@ func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 	scoped := idempotencyScope(c, key)
 	rctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
 	defer cancel()
-	for range 2 { // a second time when a recorded answer's messages were lost
-		answer, claimed, err := n.idem.Begin(rctx, scoped, n.requestLease())
-		switch {
-		case errors.Is(err, idempotency.ErrInProgress):
-			c.Header("Retry-After", "1")
-			n.fail(c, http.StatusConflict, "idempotency_in_progress", "a request with this Idempotency-Key is still being carried out")
-			return
-		case err != nil:
-			n.metrics.redisErrors.WithLabelValues("idempotency").Inc()
-			n.fail(c, http.StatusServiceUnavailable, "unavailable", "could not check the Idempotency-Key; nothing was sent")
-			return
-		case !claimed:
-			if isUnconfirmed(answer) {
-				var redo bool
-				if answer, redo = n.confirmRecorded(c, rctx, scoped, answer); redo {
-					continue
-				}
-				if answer == nil {
-					return // answered
-				}
-			}
-			n.metrics.idemReplays.Add(1)
-			c.Header("Idempotent-Replayed", "true")
-			c.Data(http.StatusOK, "application/json; charset=utf-8", answer)
-			return
-		}
-		break
+	answer, claimed, err := n.idem.Begin(rctx, scoped, n.requestLease())
+	switch {
+	case errors.Is(err, idempotency.ErrInProgress):
+		c.Header("Retry-After", "1")
+		n.fail(c, http.StatusConflict, "idempotency_in_progress", "a request with this Idempotency-Key is still being carried out")
+		return
+	case err != nil:
+		n.metrics.redisErrors.WithLabelValues("idempotency").Inc()
+		n.fail(c, http.StatusServiceUnavailable, "unavailable", "could not check the Idempotency-Key; nothing was sent")
+		return
+	case !claimed:
+		n.metrics.idemReplays.Add(1)
+		c.Header("Idempotent-Replayed", "true")
+		c.Data(http.StatusOK, "application/json; charset=utf-8", answer)
+		return
 	}
 	status, body := do()
-	if u, ok := body.(unconfirmed); ok {
-		n.recordUnconfirmed(rctx, scoped, u.answer)
+	if _, ok := body.(unconfirmed); ok {
+		n.abortClaim(rctx, scoped)
 		n.answerNotReplicated(c)
 		return
 	}
@@ -587,7 +570,11 @@ func (n *Node) idempotent(c *gin.Context, do func() (int, any)) {
 	b, _ := json.Marshal(body)
 	if err := n.finishClaim(rctx, scoped, b); err != nil {
 		if errors.Is(err, redisconn.ErrNotReplicated) {
-			n.recordUnconfirmed(rctx, scoped, body)
+			// Sent, but the answer itself may not survive a failover: a
+			// retry gets it, or (if it was lost) sends again, which stores
+			// nothing twice and routes the same message once more, which
+			// clients drop by id.
+			n.metrics.notReplicated.Inc()
 			n.answerNotReplicated(c)
 			return
 		}

@@ -100,21 +100,6 @@ func Run(t *testing.T, newStore NewStore) {
 		}
 	})
 
-	t.Run("ConfirmSaysWhetherStoredEntriesAreStillHeld", func(t *testing.T) {
-		s := newStore(t, roomy)
-		ids, _, err := s.Append(ctx, []string{"u1", "u2"}, inbox.Entry{Data: []byte(`1`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok, err := s.Confirm(ctx, []string{"u1", "u2"}, ids); !ok || err != nil {
-			t.Fatalf("confirm what was stored: %v %v, want true", ok, err)
-		}
-		never := protocol.StoredID{MS: ids[1].MS + 1000}
-		if ok, err := s.Confirm(ctx, []string{"u1", "u2"}, []protocol.StoredID{ids[0], never}); ok || err != nil {
-			t.Fatalf("confirm an id never stored: %v %v, want false", ok, err)
-		}
-	})
-
 	t.Run("PendingIsWhatFollowsTheAckAndAcksNeverGoBack", func(t *testing.T) {
 		s := newStore(t, roomy)
 		ids := appendN(t, s, "u1", 5)
