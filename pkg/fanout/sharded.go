@@ -259,13 +259,13 @@ func (r *RedisSharded) place(ctx context.Context, h Handler, loops *sync.WaitGro
 			r.mu.Unlock()
 			continue
 		}
+		var leave *shard
 		if cur != nil && !cur.broken {
 			// The slot moved: leave the old master, lose nothing that
 			// Resubscribed will not read back.
-			delete(r.placed, ch)
+			leave = cur
 			r.confirmed[ch] = false
 			r.gap = true
-			_ = cur.ps.SUnsubscribe(ctx, ch)
 		}
 		sh := r.shards[addr]
 		if sh == nil || sh.broken {
@@ -273,6 +273,9 @@ func (r *RedisSharded) place(ctx context.Context, h Handler, loops *sync.WaitGro
 		}
 		r.placed[ch] = sh
 		r.mu.Unlock()
+		if leave != nil {
+			_ = leave.ps.SUnsubscribe(ctx, ch)
+		}
 		// One channel per command: SSUBSCRIBE refuses channels of several
 		// slots in one call.
 		if err := sh.ps.SSubscribe(ctx, ch); err != nil {
@@ -283,11 +286,12 @@ func (r *RedisSharded) place(ctx context.Context, h Handler, loops *sync.WaitGro
 
 	r.mu.Lock()
 	var drop []*shard
+	leave := map[*shard][]string{}
 	for ch, sh := range r.placed {
 		if !r.want[ch] {
 			delete(r.placed, ch)
 			delete(r.confirmed, ch)
-			_ = sh.ps.SUnsubscribe(ctx, ch)
+			leave[sh] = append(leave[sh], ch)
 		}
 	}
 	for addr, sh := range r.shards {
@@ -304,6 +308,11 @@ func (r *RedisSharded) place(ctx context.Context, h Handler, loops *sync.WaitGro
 		}
 	}
 	r.mu.Unlock()
+	for sh, channels := range leave {
+		for _, ch := range channels {
+			_ = sh.ps.SUnsubscribe(ctx, ch)
+		}
+	}
 	for _, sh := range drop {
 		sh.stop()
 		_ = sh.ps.Close()
@@ -480,7 +489,12 @@ func (r *RedisSharded) replace(channel string) {
 		delete(r.placed, channel)
 		r.confirmed[channel] = false
 		r.gap = true
-		_ = sh.ps.SUnsubscribe(context.Background(), channel)
+		// Under the lock, so that a placement pass cannot subscribe the
+		// channel on this connection before this unsubscribes it. Rare: only
+		// when probes stopped coming back.
+		ctx, cancel := context.WithTimeout(context.Background(), redisconn.Timeout)
+		_ = sh.ps.SUnsubscribe(ctx, channel)
+		cancel()
 	}
 	r.mu.Unlock()
 	r.cc.ReloadState(context.Background())
