@@ -7,7 +7,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 run:
 	go run ./cmd/server
 
-# Install what the tests need (redis-server, haproxy, Node.js, Chromium), then
+# Install what the tests need (redis-server, redis-tools, redis-sentinel,
+# haproxy, Node.js, Chromium), then
 # run every test with the race detector, and the manifest checks.
 test: deps
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi

@@ -122,29 +122,36 @@ func load(t *testing.T) (kustomization, *objects) {
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		for i, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(raw), -1) {
-			if strings.TrimSpace(stripComments(doc)) == "" {
-				continue
-			}
-			var meta metav1.TypeMeta
-			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-				t.Fatalf("%s doc %d: %v", f, i, err)
-			}
-			obj, keep := newObject(meta.Kind, o)
-			if obj == nil {
-				t.Fatalf("%s doc %d: kind %q is not checked by this test", f, i, meta.Kind)
-			}
-			if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
-				t.Fatalf("%s doc %d (%s): %v", f, i, meta.Kind, err)
-			}
-			var om struct {
-				Metadata metav1.ObjectMeta `json:"metadata"`
-			}
-			yaml.Unmarshal([]byte(doc), &om)
-			keep(om.Metadata.Name, obj)
-		}
+		decodeDocs(t, f, raw, o)
 	}
 	return k, o
+}
+
+// decodeDocs decodes every YAML document of raw (from source) strictly into
+// its API type and keeps it in o.
+func decodeDocs(t *testing.T, source string, raw []byte, o *objects) {
+	t.Helper()
+	for i, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(raw), -1) {
+		if strings.TrimSpace(stripComments(doc)) == "" {
+			continue
+		}
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("%s doc %d: %v", source, i, err)
+		}
+		obj, keep := newObject(meta.Kind, o)
+		if obj == nil {
+			t.Fatalf("%s doc %d: kind %q is not checked by this test", source, i, meta.Kind)
+		}
+		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+			t.Fatalf("%s doc %d (%s): %v", source, i, meta.Kind, err)
+		}
+		var om struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		yaml.Unmarshal([]byte(doc), &om)
+		keep(om.Metadata.Name, obj)
+	}
 }
 
 func stripComments(doc string) string {

@@ -2,16 +2,13 @@ package k8s_test
 
 import (
 	"net"
-	"regexp"
 	"strings"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
 )
 
 // build runs kustomize (as a library, offline) on dir and decodes what it
@@ -27,27 +24,7 @@ func build(t *testing.T, dir string) *objects {
 		t.Fatal(err)
 	}
 	o := newObjects()
-	for i, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(out), -1) {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatalf("%s doc %d: %v", dir, i, err)
-		}
-		obj, keep := newObject(meta.Kind, o)
-		if obj == nil {
-			t.Fatalf("%s doc %d: kind %q is not checked by this test", dir, i, meta.Kind)
-		}
-		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
-			t.Fatalf("%s doc %d (%s): %v", dir, i, meta.Kind, err)
-		}
-		var om struct {
-			Metadata metav1.ObjectMeta `json:"metadata"`
-		}
-		yaml.Unmarshal([]byte(doc), &om)
-		keep(om.Metadata.Name, obj)
-	}
+	decodeDocs(t, dir, out, o)
 	return o
 }
 

@@ -9,9 +9,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/herald-push/herald/internal/batch"
-	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // Channel names. A node's channel carries the sends routed to it, so a send
@@ -60,8 +57,7 @@ type Redis struct {
 
 	ready atomic.Bool
 
-	publishes *batch.Batcher[publishReq]
-	batched   atomic.Bool // Run is merging concurrent publishes
+	pub *publisher
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
@@ -80,76 +76,16 @@ func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
 		waiters: make(map[string][]chan struct{}),
 		topics:  make(map[string]bool),
 	}
-	r.publishes = batch.New(256, r.publishBatch)
+	r.pub = newPublisher(rdb, false)
 	return r
 }
 
-type publishReq struct {
-	channel string
-	payload []byte
-	done    chan publishRes
-}
-
-type publishRes struct {
-	n   int
-	err error
-}
-
 func (r *Redis) Send(ctx context.Context, node string, m *Message) (bool, error) {
-	n, err := r.publish(ctx, nodeChannel(node), m)
-	return n > 0, err
+	return r.pub.send(ctx, node, m)
 }
 
 func (r *Redis) Publish(ctx context.Context, m *Message) (int, error) {
-	ch := broadcastChannel
-	if m.Kind == KindTopic {
-		ch = topicChannel(m.Topic)
-	}
-	return r.publish(ctx, ch, m)
-}
-
-func (r *Redis) publish(ctx context.Context, channel string, m *Message) (int, error) {
-	b, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
-	if err != nil {
-		return 0, err
-	}
-	if !r.batched.Load() {
-		n, err := r.rdb.Publish(ctx, channel, b).Result()
-		if err != nil {
-			return 0, fmt.Errorf("publish to %s: %w", channel, err)
-		}
-		return int(n), nil
-	}
-	req := publishReq{channel: channel, payload: b, done: make(chan publishRes, 1)}
-	if err := r.publishes.Do(ctx, req); err != nil {
-		return 0, err
-	}
-	select {
-	case res := <-req.done:
-		return res.n, res.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
-// publishBatch sends concurrent publishes in one pipeline.
-func (r *Redis) publishBatch(ctx context.Context, reqs []publishReq) {
-	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
-	defer cancel()
-	cmds := make([]*redis.IntCmd, len(reqs))
-	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, q := range reqs {
-			cmds[i] = p.Publish(ctx, q.channel, q.payload)
-		}
-		return nil
-	})
-	for i, q := range reqs {
-		n, err := cmds[i].Result()
-		if err != nil {
-			err = fmt.Errorf("publish to %s: %w", q.channel, err)
-		}
-		q.done <- publishRes{n: int(n), err: err}
-	}
+	return r.pub.publishAll(ctx, m)
 }
 
 func (r *Redis) Subscribe(ctx context.Context, topics ...string) error {
@@ -234,15 +170,10 @@ func (r *Redis) Ready() bool { return r.ready.Load() }
 
 func (r *Redis) Run(ctx context.Context, h Handler) error {
 	batchDone := make(chan struct{})
-	go func() {
-		defer close(batchDone)
-		r.batched.Store(true)
-		defer r.batched.Store(false)
-		r.publishes.Run(ctx)
-	}()
+	go func() { defer close(batchDone); r.pub.run(ctx) }()
 	defer func() { <-batchDone }()
 	probes := newProber(r.id, r.opts.ProbeInterval, r.opts.Logger, &r.ready,
-		func(ctx context.Context, m *Message) (int, error) { return r.publish(ctx, nodeChannel(r.id), m) },
+		func(ctx context.Context, m *Message) (int, error) { return r.pub.publish(ctx, nodeChannel(r.id), m) },
 		func() {
 			select {
 			case r.renew <- struct{}{}:

@@ -11,7 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herald-push/herald/internal/batch"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
 
@@ -36,10 +35,9 @@ type RedisSharded struct {
 	id   string
 	opts RedisOptions
 
-	ready     atomic.Bool
-	probes    *prober // set by Run before any receiving starts
-	publishes *batch.Batcher[publishReq]
-	batched   atomic.Bool
+	ready  atomic.Bool
+	probes *prober // set by Run before any receiving starts
+	pub    *publisher
 
 	handle  sync.Mutex // hands messages to the Handler one at a time
 	kick    chan struct{}
@@ -78,66 +76,16 @@ func NewRedisSharded(cc *redis.ClusterClient, id string, opts RedisOptions) *Red
 		confirmed: make(map[string]bool),
 		waiters:   make(map[string][]chan struct{}),
 	}
-	r.publishes = batch.New(256, r.publishBatch)
+	r.pub = newPublisher(cc, true)
 	return r
 }
 
 func (r *RedisSharded) Send(ctx context.Context, node string, m *Message) (bool, error) {
-	n, err := r.publish(ctx, nodeChannel(node), m)
-	return n > 0, err
+	return r.pub.send(ctx, node, m)
 }
 
 func (r *RedisSharded) Publish(ctx context.Context, m *Message) (int, error) {
-	ch := broadcastChannel
-	if m.Kind == KindTopic {
-		ch = topicChannel(m.Topic)
-	}
-	return r.publish(ctx, ch, m)
-}
-
-func (r *RedisSharded) publish(ctx context.Context, channel string, m *Message) (int, error) {
-	b, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
-	if err != nil {
-		return 0, err
-	}
-	if !r.batched.Load() {
-		n, err := r.cc.SPublish(ctx, channel, b).Result()
-		if err != nil {
-			return 0, fmt.Errorf("spublish to %s: %w", channel, err)
-		}
-		return int(n), nil
-	}
-	req := publishReq{channel: channel, payload: b, done: make(chan publishRes, 1)}
-	if err := r.publishes.Do(ctx, req); err != nil {
-		return 0, err
-	}
-	select {
-	case res := <-req.done:
-		return res.n, res.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
-// publishBatch sends concurrent publishes in one cluster pipeline, which
-// go-redis splits into one pipeline per master.
-func (r *RedisSharded) publishBatch(ctx context.Context, reqs []publishReq) {
-	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
-	defer cancel()
-	cmds := make([]*redis.IntCmd, len(reqs))
-	_, _ = r.cc.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, q := range reqs {
-			cmds[i] = p.SPublish(ctx, q.channel, q.payload)
-		}
-		return nil
-	})
-	for i, q := range reqs {
-		n, err := cmds[i].Result()
-		if err != nil {
-			err = fmt.Errorf("spublish to %s: %w", q.channel, err)
-		}
-		q.done <- publishRes{n: int(n), err: err}
-	}
+	return r.pub.publishAll(ctx, m)
 }
 
 func (r *RedisSharded) Subscribe(ctx context.Context, topics ...string) error {
@@ -191,13 +139,9 @@ func (r *RedisSharded) poke() {
 func (r *RedisSharded) Run(ctx context.Context, h Handler) error {
 	var loops sync.WaitGroup
 	defer loops.Wait()
-	loops.Go(func() {
-		r.batched.Store(true)
-		defer r.batched.Store(false)
-		r.publishes.Run(ctx)
-	})
+	loops.Go(func() { r.pub.run(ctx) })
 	r.probes = newProber(r.id, r.opts.ProbeInterval, r.opts.Logger, &r.ready,
-		func(ctx context.Context, m *Message) (int, error) { return r.publish(ctx, nodeChannel(r.id), m) },
+		func(ctx context.Context, m *Message) (int, error) { return r.pub.publish(ctx, nodeChannel(r.id), m) },
 		func() { r.replace(nodeChannel(r.id)) })
 	loops.Go(func() { r.probes.run(ctx) })
 	defer r.closeAll()

@@ -1,0 +1,114 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/internal/batch"
+	"github.com/herald-push/herald/pkg/redisconn"
+)
+
+// publisher publishes Messages to Redis channels, classic (PUBLISH) or
+// sharded (SPUBLISH). While run runs, concurrent publishes share one
+// pipeline (see internal/batch); a cluster client splits it per master.
+type publisher struct {
+	rdb     redis.UniversalClient
+	sharded bool
+	batch   *batch.Batcher[publishReq]
+	batched atomic.Bool
+}
+
+type publishReq struct {
+	channel string
+	payload []byte
+	done    chan publishRes
+}
+
+type publishRes struct {
+	n   int
+	err error
+}
+
+func newPublisher(rdb redis.UniversalClient, sharded bool) *publisher {
+	p := &publisher{rdb: rdb, sharded: sharded}
+	p.batch = batch.New(256, p.publishBatch)
+	return p
+}
+
+// run merges concurrent publishes until ctx ends.
+func (p *publisher) run(ctx context.Context) {
+	p.batched.Store(true)
+	defer p.batched.Store(false)
+	p.batch.Run(ctx)
+}
+
+// send publishes m to node's channel and reports whether it listened.
+func (p *publisher) send(ctx context.Context, node string, m *Message) (bool, error) {
+	n, err := p.publish(ctx, nodeChannel(node), m)
+	return n > 0, err
+}
+
+// publishAll publishes a topic or broadcast message to its channel.
+func (p *publisher) publishAll(ctx context.Context, m *Message) (int, error) {
+	ch := broadcastChannel
+	if m.Kind == KindTopic {
+		ch = topicChannel(m.Topic)
+	}
+	return p.publish(ctx, ch, m)
+}
+
+func (p *publisher) command(ctx context.Context, c redis.Cmdable, channel string, payload []byte) *redis.IntCmd {
+	if p.sharded {
+		return c.SPublish(ctx, channel, payload)
+	}
+	return c.Publish(ctx, channel, payload)
+}
+
+// publish returns how many subscribers Redis counted (in a cluster, on the
+// master that owns the channel).
+func (p *publisher) publish(ctx context.Context, channel string, m *Message) (int, error) {
+	b, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
+	if err != nil {
+		return 0, err
+	}
+	if !p.batched.Load() {
+		n, err := p.command(ctx, p.rdb, channel, b).Result()
+		if err != nil {
+			return 0, fmt.Errorf("publish to %s: %w", channel, err)
+		}
+		return int(n), nil
+	}
+	req := publishReq{channel: channel, payload: b, done: make(chan publishRes, 1)}
+	if err := p.batch.Do(ctx, req); err != nil {
+		return 0, err
+	}
+	select {
+	case res := <-req.done:
+		return res.n, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// publishBatch sends concurrent publishes in one pipeline.
+func (p *publisher) publishBatch(ctx context.Context, reqs []publishReq) {
+	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
+	defer cancel()
+	cmds := make([]*redis.IntCmd, len(reqs))
+	_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, q := range reqs {
+			cmds[i] = p.command(ctx, pipe, q.channel, q.payload)
+		}
+		return nil
+	})
+	for i, q := range reqs {
+		n, err := cmds[i].Result()
+		if err != nil {
+			err = fmt.Errorf("publish to %s: %w", q.channel, err)
+		}
+		q.done <- publishRes{n: int(n), err: err}
+	}
+}
