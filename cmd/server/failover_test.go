@@ -262,14 +262,7 @@ func TestAfterAManualSentinelFailoverSendsStillReachClients(t *testing.T) {
 	wait.Until(t, 30*time.Second, "the sentinels switched masters", func() bool { return sn.CurrentMaster() != old })
 	switched := time.Now()
 	wait.Until(t, 20*time.Second, "a plain send through a reaches u1 on b", func() bool {
-		resp, err := http.Post("http://"+a.addr+"/v1/send", "application/json", strings.NewReader(`{"key":"u1","data":"after failover"}`))
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var out struct{ Online []string }
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode == 200 && len(out.Online) == 1
+		return plainSendReaches(a, "u1", "after failover")
 	})
 	t.Logf("sends reached u1 again %v after the switch", time.Since(switched).Round(time.Millisecond))
 	for _, p := range []*process{a, b} {
@@ -342,14 +335,7 @@ func TestSlotsReshardedUnderLoadLoseNothing(t *testing.T) {
 
 	// b's channel moved: plain sends must reach its clients again.
 	wait.Until(t, 10*time.Second, "a plain send reaches b after the reshard", func() bool {
-		resp, err := http.Post("http://"+a.addr+"/v1/send", "application/json", strings.NewReader(`{"key":"watcher","data":"after reshard"}`))
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var res struct{ Online []string }
-		json.NewDecoder(resp.Body).Decode(&res)
-		return resp.StatusCode == 200 && len(res.Online) == 1
+		return plainSendReaches(a, "watcher", "after reshard")
 	})
 	t.Logf("answers: %v", s.answers)
 	l := newLedger()
@@ -363,6 +349,20 @@ func TestSlotsReshardedUnderLoadLoseNothing(t *testing.T) {
 			t.Errorf("%s handled %d messages twice", sub.key, d)
 		}
 	}
+}
+
+// plainSendReaches sends text to key through p and reports whether the
+// answer says a connection of the key got it.
+func plainSendReaches(p *process, key, text string) bool {
+	body := fmt.Sprintf(`{"key":%q,"data":%q}`, key, text)
+	resp, err := http.Post("http://"+p.addr+"/v1/send", "application/json", strings.NewReader(body))
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var out struct{ Online []string }
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode == http.StatusOK && len(out.Online) == 1
 }
 
 // keyServedBy finds a key (prefix + a number) whose slot master is want.

@@ -12,8 +12,9 @@ import (
 )
 
 // publisher publishes Messages to Redis channels, classic (PUBLISH) or
-// sharded (SPUBLISH). While run runs, concurrent publishes share one
-// pipeline (see internal/batch); a cluster client splits it per master.
+// sharded (SPUBLISH): the sending half of both Redis buses, which embed it.
+// While run runs, concurrent publishes share one pipeline (see
+// internal/batch); a cluster client splits it per master.
 type publisher struct {
 	rdb     redis.UniversalClient
 	sharded bool
@@ -45,14 +46,14 @@ func (p *publisher) run(ctx context.Context) {
 	p.batch.Run(ctx)
 }
 
-// send publishes m to node's channel and reports whether it listened.
-func (p *publisher) send(ctx context.Context, node string, m *Message) (bool, error) {
+// Send publishes m to node's channel and reports whether it listened.
+func (p *publisher) Send(ctx context.Context, node string, m *Message) (bool, error) {
 	n, err := p.publish(ctx, nodeChannel(node), m)
 	return n > 0, err
 }
 
-// publishAll publishes a topic or broadcast message to its channel.
-func (p *publisher) publishAll(ctx context.Context, m *Message) (int, error) {
+// Publish publishes a topic or broadcast message to its channel.
+func (p *publisher) Publish(ctx context.Context, m *Message) (int, error) {
 	ch := broadcastChannel
 	if m.Kind == KindTopic {
 		ch = topicChannel(m.Topic)

@@ -57,7 +57,7 @@ type Redis struct {
 
 	ready atomic.Bool
 
-	pub *publisher
+	*publisher // Send and Publish
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
@@ -76,16 +76,8 @@ func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
 		waiters: make(map[string][]chan struct{}),
 		topics:  make(map[string]bool),
 	}
-	r.pub = newPublisher(rdb, false)
+	r.publisher = newPublisher(rdb, false)
 	return r
-}
-
-func (r *Redis) Send(ctx context.Context, node string, m *Message) (bool, error) {
-	return r.pub.send(ctx, node, m)
-}
-
-func (r *Redis) Publish(ctx context.Context, m *Message) (int, error) {
-	return r.pub.publishAll(ctx, m)
 }
 
 func (r *Redis) Subscribe(ctx context.Context, topics ...string) error {
@@ -170,10 +162,10 @@ func (r *Redis) Ready() bool { return r.ready.Load() }
 
 func (r *Redis) Run(ctx context.Context, h Handler) error {
 	batchDone := make(chan struct{})
-	go func() { defer close(batchDone); r.pub.run(ctx) }()
+	go func() { defer close(batchDone); r.run(ctx) }()
 	defer func() { <-batchDone }()
 	probes := newProber(r.id, r.opts.ProbeInterval, r.opts.Logger, &r.ready,
-		func(ctx context.Context, m *Message) (int, error) { return r.pub.publish(ctx, nodeChannel(r.id), m) },
+		func(ctx context.Context, m *Message) (int, error) { return r.publish(ctx, nodeChannel(r.id), m) },
 		func() {
 			select {
 			case r.renew <- struct{}{}:

@@ -35,9 +35,10 @@ type RedisSharded struct {
 	id   string
 	opts RedisOptions
 
+	*publisher // Send and Publish
+
 	ready  atomic.Bool
 	probes *prober // set by Run before any receiving starts
-	pub    *publisher
 
 	handle  sync.Mutex // hands messages to the Handler one at a time
 	kick    chan struct{}
@@ -76,16 +77,8 @@ func NewRedisSharded(cc *redis.ClusterClient, id string, opts RedisOptions) *Red
 		confirmed: make(map[string]bool),
 		waiters:   make(map[string][]chan struct{}),
 	}
-	r.pub = newPublisher(cc, true)
+	r.publisher = newPublisher(cc, true)
 	return r
-}
-
-func (r *RedisSharded) Send(ctx context.Context, node string, m *Message) (bool, error) {
-	return r.pub.send(ctx, node, m)
-}
-
-func (r *RedisSharded) Publish(ctx context.Context, m *Message) (int, error) {
-	return r.pub.publishAll(ctx, m)
 }
 
 func (r *RedisSharded) Subscribe(ctx context.Context, topics ...string) error {
@@ -139,9 +132,9 @@ func (r *RedisSharded) poke() {
 func (r *RedisSharded) Run(ctx context.Context, h Handler) error {
 	var loops sync.WaitGroup
 	defer loops.Wait()
-	loops.Go(func() { r.pub.run(ctx) })
+	loops.Go(func() { r.run(ctx) })
 	r.probes = newProber(r.id, r.opts.ProbeInterval, r.opts.Logger, &r.ready,
-		func(ctx context.Context, m *Message) (int, error) { return r.pub.publish(ctx, nodeChannel(r.id), m) },
+		func(ctx context.Context, m *Message) (int, error) { return r.publish(ctx, nodeChannel(r.id), m) },
 		func() { r.replace(nodeChannel(r.id)) })
 	loops.Go(func() { r.probes.run(ctx) })
 	defer r.closeAll()
