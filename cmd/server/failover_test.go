@@ -182,7 +182,7 @@ func failoverStory(t *testing.T, a, b *process, key string, kill, restart func()
 				restart()
 			})
 		}
-		s.send(t, a.addr, key, i, 30*time.Second)
+		s.send(t, a.addr, key, i, time.Minute)
 		time.Sleep(20 * time.Millisecond)
 	}
 	failover.Wait()
@@ -312,7 +312,7 @@ func TestSlotsReshardedUnderLoadLoseNothing(t *testing.T) {
 			default:
 			}
 			k := i % len(keys)
-			s.send(t, a.addr, keys[k], counts[k], 30*time.Second)
+			s.send(t, a.addr, keys[k], counts[k], time.Minute)
 			counts[k]++
 			time.Sleep(5 * time.Millisecond)
 		}
