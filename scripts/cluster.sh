@@ -161,15 +161,20 @@ MSG
 }
 
 down() {
-	for f in "$dir"/node*.pid "$dir/haproxy.pid"; do
+	local pids=()
+	for f in "$dir"/node*.pid "$dir/haproxy.pid" "$dir"/redis*.pid; do
 		[ -e "$f" ] || continue
-		kill "$(cat "$f")" 2>/dev/null || true
+		pid=$(cat "$f")
+		kill "$pid" 2>/dev/null && pids+=("$pid")
 		rm -f "$f"
 	done
-	for f in "$dir"/redis*.pid; do
-		[ -e "$f" ] || continue
-		kill "$(cat "$f")" 2>/dev/null || true
-		rm -f "$f"
+	# Wait for them to exit: Redis writes its files on the way out.
+	for pid in "${pids[@]}"; do
+		for _ in $(seq 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
 	done
 	# A cluster node keeps its identity in nodes.conf: start afresh next time.
 	rm -rf "$dir"/redis[0-9]*
