@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +74,21 @@ func TestAnOperatorListensSendsAndLooksUpPresence(t *testing.T) {
 	out.Reset()
 	if err := run(context.Background(), []string{"cluster"}, env, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), `"ctl"`) {
 		t.Fatalf("cluster: %v %s", err, out.String())
+	}
+}
+
+func TestAskingForHelpPrintsTheUsageAndSucceeds(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"send", "-h"}, {"listen", "--help"}} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, func(string) string { return "" }, &out, &errOut)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%v: err = %v, want the help asked for (exit 0)", args, err)
+		}
+		if !strings.Contains(out.String()+errOut.String(), "-url") {
+			t.Errorf("%v printed no usage: %q %q", args, out.String(), errOut.String())
+		}
+	}
+	if err := run(context.Background(), []string{"nonsense"}, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || errors.Is(err, flag.ErrHelp) {
+		t.Errorf("an unknown command: err = %v, want a failure", err)
 	}
 }
