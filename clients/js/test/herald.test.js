@@ -8,6 +8,11 @@ import { Herald, HeraldError, compareStoredIds } from "../herald.js";
 const A = process.env.HERALD_A;
 const B = process.env.HERALD_B;
 const SECURED = process.env.HERALD_SECURED;
+if (!A || !B || !SECURED) {
+  console.error("herald tests need running nodes: run `npm test` (go test starts Redis and the nodes), " +
+    "or set HERALD_A, HERALD_B and HERALD_SECURED and run `npm run test:against`");
+  process.exit(1);
+}
 
 async function send(node, body) {
   const res = await fetch(`${node}/v1/send`, {
