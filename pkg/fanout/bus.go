@@ -2,7 +2,10 @@
 // Router decides where each send goes.
 package fanout
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Bus carries Messages between nodes. Delivery is at most once: a message
 // sent while a node is disconnected from the bus is lost, which is why Send
@@ -37,4 +40,17 @@ type Bus interface {
 // modify m; it may keep it.
 type Handler interface {
 	HandleMessage(m *Message)
+}
+
+// awaitSubscribed waits until each topic's subscription is confirmed
+// (waits[i] closed), or ctx ends.
+func awaitSubscribed(ctx context.Context, topics []string, waits []chan struct{}) error {
+	for i, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return fmt.Errorf("subscribe to topic %s: %w", topics[i], ctx.Err())
+		}
+	}
+	return nil
 }

@@ -102,14 +102,7 @@ func (r *Redis) Subscribe(ctx context.Context, topics ...string) error {
 	if err := ps.Subscribe(ctx, channels...); err != nil {
 		return fmt.Errorf("subscribe to %d topics: %w", len(topics), err)
 	}
-	for i, w := range waits {
-		select {
-		case <-w:
-		case <-ctx.Done():
-			return fmt.Errorf("subscribe to topic %s: %w", topics[i], ctx.Err())
-		}
-	}
-	return nil
+	return awaitSubscribed(ctx, topics, waits)
 }
 
 func (r *Redis) dropWaiters(channels []string, waits []chan struct{}) {

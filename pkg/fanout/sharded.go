@@ -99,14 +99,7 @@ func (r *RedisSharded) Subscribe(ctx context.Context, topics ...string) error {
 	}
 	r.mu.Unlock()
 	r.poke()
-	for i, w := range waits {
-		select {
-		case <-w:
-		case <-ctx.Done():
-			return fmt.Errorf("subscribe to topic %s: %w", topics[i], ctx.Err())
-		}
-	}
-	return nil
+	return awaitSubscribed(ctx, topics, waits)
 }
 
 func (r *RedisSharded) Unsubscribe(ctx context.Context, topics ...string) error {
