@@ -266,6 +266,9 @@ func (c *Conn) closeLocked(code websocket.StatusCode, reason string) {
 	clear(c.queue)
 	c.queue = c.queue[:0]
 	for _, st := range c.streams {
+		for _, e := range st.held {
+			e.fanout.written()
+		}
 		st.held = nil
 	}
 	c.bytes = 0

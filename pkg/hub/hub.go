@@ -286,7 +286,7 @@ func (f *frames) offer(c *Conn, out *outcome) bool {
 		f.trace.pending.Add(1)
 	}
 	result := c.offer(entry{frame: f.frame(c.Raw), id: f.d.Stored, prev: f.d.Prev, stream: f.d.Stream, notice: f.d.Notice, fanout: f.trace})
-	if result != offerQueued {
+	if result != offerQueued && result != offerBehind { // behind: held, written later
 		f.trace.written() // not queued: nothing will write it
 	}
 	switch result {
@@ -364,6 +364,7 @@ func (h *Hub) EndCatchUp(c *Conn, stream string) int {
 		e := st.held[0]
 		switch {
 		case !e.id.After(st.last):
+			e.fanout.written() // replayed already: this copy is dropped
 		case e.prev != st.last:
 			return NeedRead
 		case c.fullLocked(e.frame):

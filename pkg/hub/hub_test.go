@@ -261,3 +261,30 @@ func TestATopicMessageReportsWhenItsLastCopyIsOut(t *testing.T) {
 		t.Fatal("a message with no subscriber here was not reported")
 	}
 }
+
+// A history topic's live message that finds a connection behind is held,
+// not written: the fan-out is not done until the held copy is written or
+// dropped, and it is reported exactly once.
+func TestAHeldTopicCopyIsTimedWhenDroppedNotWhenHeld(t *testing.T) {
+	var done []time.Duration
+	h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20,
+		FanoutDone: func(_ protocol.Kind, d time.Duration) { done = append(done, d) }})
+	c, err := h.Add("screen", []string{"board"}, []string{"#board"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Replay(c, "#board", protocol.StoredID{MS: 1}, nil)
+	if h.EndCatchUp(c, "#board") != CaughtUp {
+		t.Fatal("an empty catch-up did not end")
+	}
+	// Message 3 follows 2, which never came: the connection holds 3.
+	h.SendTopic("board", Delivery{ID: "3-0", Stored: protocol.StoredID{MS: 3}, Prev: protocol.StoredID{MS: 2},
+		Stream: "#board", Data: []byte(`3`)})
+	if len(done) != 0 {
+		t.Fatalf("fan-out reported done (%d times) while its only copy is held", len(done))
+	}
+	c.Close(CloseDisconnected, "bye") // the held copy is dropped
+	if len(done) != 1 {
+		t.Fatalf("fan-out reported %d times after its held copy was dropped, want once", len(done))
+	}
+}
