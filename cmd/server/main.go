@@ -182,7 +182,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	boolean(&cfg.Insecure, "insecure", "allow listening beyond loopback without API keys and tokens")
 	list(&cfg.PublicTopics, "public-topics", "", "topics anyone may post to without an API key")
 	list(&cfg.HistoryTopics, "history-topics", "board", "topics that keep history, so reconnecting subscribers get what they missed")
-	integer(&cfg.HistoryReplay, "history-replay", 20, "newest messages of a history topic a new subscriber gets")
+	integer(&cfg.HistoryReplay, "history-replay", 20, "newest messages of a history topic a new subscriber gets (0: none)")
 	integer(&cfg.PublicMaxMessageBytes, "public-max-message-bytes", 2048, "largest data of a public post")
 	float(&cfg.PublicRate, "public-rate", 0.2, "public posts per second per client IP and topic")
 	integer(&cfg.PublicBurst, "public-burst", 5, "public posts allowed in a burst per client IP and topic")
@@ -216,6 +216,9 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 		return cfg, 0, "", errs[0]
 	}
 	cfg.ReadLimit = int64(readLimit)
+	if cfg.HistoryReplay == 0 {
+		cfg.HistoryReplay = -1 // none; in node.Config zero means the default
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return cfg, 0, "", fmt.Errorf("log level: %w", err)

@@ -70,6 +70,7 @@ type Store interface {
 	Ack(ctx context.Context, key string, id protocol.StoredID) error
 	// Acked returns the key's acknowledged position.
 	Acked(ctx context.Context, key string) (protocol.StoredID, error)
-	// Tail returns the key's newest n entries, oldest first.
+	// Tail returns the key's newest n entries, oldest first; none when n
+	// is 0 or less.
 	Tail(ctx context.Context, key string, n int) ([]Entry, error)
 }

@@ -159,7 +159,7 @@ func (m *Memory) Tail(_ context.Context, key string, n int) ([]Entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	in := m.keys[key]
-	if in == nil {
+	if in == nil || n <= 0 {
 		return nil, nil
 	}
 	return append([]Entry(nil), in.entries[max(0, len(in.entries)-n):]...), nil

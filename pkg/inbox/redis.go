@@ -316,6 +316,9 @@ func (r *Redis) Acked(ctx context.Context, key string) (protocol.StoredID, error
 }
 
 func (r *Redis) Tail(ctx context.Context, key string, n int) ([]Entry, error) {
+	if n <= 0 {
+		return nil, nil // COUNT 0 would mean no limit
+	}
 	msgs, err := r.rdb.XRevRangeN(ctx, streamKey(key), "+", "-", int64(n)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read the newest of %s: %w", key, err)

@@ -100,7 +100,8 @@ type Config struct {
 
 	// HistoryTopics keep their messages (bounded like inboxes): a
 	// subscriber that reconnects with since.<topic>=<id> gets what it
-	// missed, and one without gets the newest HistoryReplay (default 20).
+	// missed, and one without gets the newest HistoryReplay (default 20;
+	// negative: none, at most InboxMaxLen).
 	HistoryTopics []string
 	HistoryReplay int
 	// StoreByDefault stores every send in its keys' inboxes, as if each
@@ -223,6 +224,9 @@ func (c Config) validate() error {
 	}
 	if c.InboxMaxLen < 0 || c.InboxMaxAge < 0 || c.IdempotencyTTL < 0 {
 		errs = append(errs, errors.New("inbox bounds and idempotency TTL must be positive"))
+	}
+	if c.HistoryReplay > c.InboxMaxLen && c.InboxMaxLen > 0 {
+		errs = append(errs, fmt.Errorf("history replay (%d) must not exceed the inbox length (%d)", c.HistoryReplay, c.InboxMaxLen))
 	}
 	if c.PublicRate < 0 || c.PublicMaxMessageBytes < 0 || c.PublicBurst < 0 {
 		errs = append(errs, errors.New("public topic limits must be positive"))

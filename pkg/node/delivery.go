@@ -43,7 +43,12 @@ func (n *Node) catchUp(ctx context.Context, c *hub.Conn, stream string, since *p
 		case first && stream == "":
 			start, entries, err = n.inbox.Pending(rctx, key, replayPage)
 		case first:
-			entries, err = n.inbox.Tail(rctx, key, n.cfg.HistoryReplay) // a new subscriber sees the latest
+			// A new subscriber sees the newest HistoryReplay messages; with
+			// replay off it starts after the newest, which it is not shown.
+			entries, err = n.inbox.Tail(rctx, key, max(n.cfg.HistoryReplay, 1))
+			if err == nil && n.cfg.HistoryReplay < 0 && len(entries) > 0 {
+				start, entries = entries[len(entries)-1].ID, nil
+			}
 		default:
 			entries, err = n.inbox.After(rctx, key, c.Last(stream), replayPage)
 		}

@@ -132,6 +132,11 @@ func Run(t *testing.T, newStore NewStore) {
 		if err != nil || len(got) != 2 || got[0].ID != ids[3] || got[1].ID != ids[4] || got[1].Prev != ids[3] {
 			t.Fatalf("Tail(2) = %+v %v, want the 4th and 5th", got, err)
 		}
+		for _, n := range []int{0, -1} {
+			if got, err := s.Tail(ctx, "u1", n); err != nil || len(got) != 0 {
+				t.Fatalf("Tail(%d) = %+v %v, want nothing", n, got, err)
+			}
+		}
 	})
 
 	t.Run("TheInboxKeepsOnlyTheNewestMessages", func(t *testing.T) {
