@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -144,6 +145,11 @@ type KeysResult struct {
 	// Conns is how many connections the message was handed to, locally or by
 	// presence count on the nodes that received it.
 	Conns int
+	// Unreached[i] is true when keys[i] is held on a node the message could
+	// not be published to; RouteErr says why. Such a key is not online for
+	// this send, and it is not offline either: Redis failed.
+	Unreached []bool
+	RouteErr  error
 }
 
 // SendKeys routes m (KindKeys) to every connection of m.Keys in the cluster.
@@ -184,19 +190,28 @@ func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
 				out.Stored[j], out.Prevs[j] = m.Stored[i], m.Prevs[i]
 			}
 		}
-		keys := out.Keys
 		ok, err := r.bus.Send(ctx, node, &out)
 		if err != nil {
-			// Sends already handed to other nodes stand; report what did
-			// not go as offline rather than failing the whole request.
-			r.log.Warn("routing to node failed", "node", node, "keys", len(keys), "err", err)
+			// Sends already handed to other nodes stand; the caller learns
+			// which keys this one failed for.
+			res.RouteErr = errors.Join(res.RouteErr, fmt.Errorf("route to node %s: %w", node, err))
+			if res.Unreached == nil {
+				res.Unreached = make([]bool, len(m.Keys))
+			}
+			for _, i := range idx {
+				res.Unreached[i] = !res.Online[i]
+			}
+			continue
 		}
 		if !ok {
-			r.unroutable(len(keys))
+			r.unroutable(len(out.Keys))
 			continue
 		}
 		for _, i := range idx {
 			res.Online[i] = true
+			if res.Unreached != nil {
+				res.Unreached[i] = false
+			}
 			for _, h := range holders[i] {
 				if h.Node == node {
 					res.Conns += h.Conns

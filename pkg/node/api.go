@@ -175,7 +175,8 @@ func (n *Node) failWith(c *gin.Context, err error) {
 		n.fail(c, re.status, re.code, re.message)
 		return
 	}
-	n.fail(c, http.StatusInternalServerError, "internal", err.Error())
+	n.log.Error("request failed", "path", c.Request.URL.Path, "err", err)
+	n.fail(c, http.StatusInternalServerError, "internal", "internal error")
 }
 
 // payload is a request's message: its data and, for sends, its keys.
@@ -437,14 +438,26 @@ func (n *Node) send(ctx context.Context, keys []string, p payload) (int, any) {
 		}
 	}
 	out := sendResult{ID: m.ID, Online: make([]string, 0, len(keys)), Offline: make([]string, 0), Connections: res.Conns}
+	offline := 0
 	for i, k := range keys {
-		if res.Online[i] {
+		switch {
+		case res.Online[i]:
 			out.Online = append(out.Online, k)
-		} else {
+		case res.Unreached != nil && res.Unreached[i]:
+			out.Offline = append(out.Offline, k) // did not get it; not counted as offline
+		default:
 			out.Offline = append(out.Offline, k)
+			offline++
 		}
 	}
-	n.metrics.dropOffline.Add(uint64(len(out.Offline)))
+	if res.RouteErr != nil {
+		n.metrics.redisErrors.WithLabelValues("publish").Inc()
+		n.log.Warn("a send could not be published to every node holding its keys", "err", res.RouteErr)
+		if !store && len(out.Online) == 0 {
+			return http.StatusServiceUnavailable, errorBody("unavailable", "cluster bus unreachable; nothing was sent")
+		}
+	}
+	n.metrics.dropOffline.Add(uint64(offline))
 	n.metrics.accepted.WithLabelValues("send").Inc()
 	n.metrics.sent.Add(1)
 	if store {
@@ -639,7 +652,9 @@ func (n *Node) handleBroadcast(c *gin.Context) {
 }
 
 // publish accepts a topic or broadcast message; maxData, when positive, is
-// a tighter limit on its data than the node's.
+// a tighter limit on its data than the node's. Like a send it may carry an
+// Idempotency-Key; a post to a history topic keeps it with the entry, so a
+// retry whose first answer was lost keeps the post once.
 func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message, maxData int) {
 	start := time.Now()
 	p, err := n.readPayload(c, false)
@@ -652,29 +667,45 @@ func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message, maxData i
 			fmt.Sprintf("data is %d bytes, over the public topic limit of %d", len(p.Data), maxData))
 		return
 	}
+	if key := c.GetHeader("Idempotency-Key"); key != "" {
+		p.dedupe = idempotencyScope(c, key)
+	}
+	n.idempotent(c, func() (int, any) { return n.publishMessage(c.Request.Context(), kind, m, p) })
+	n.metrics.sendDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+}
+
+// publishMessage keeps m in its topic's history when the topic has one, then
+// publishes it to the cluster.
+func (n *Node) publishMessage(ctx context.Context, kind string, m *fanout.Message, p payload) (int, any) {
 	m.Origin, m.ID, m.TS, m.Data = n.cfg.NodeID, n.ids.next(), time.Now().UnixMilli(), p.Data
-	ctx, cancel := context.WithTimeout(c.Request.Context(), redisTimeout)
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
+	kept := false
 	if m.Kind == fanout.KindTopic && slices.Contains(n.cfg.HistoryTopics, m.Topic) {
 		// Kept in the topic's stream first: its id is what subscribers see
 		// and resume after.
-		ids, prevs, err := n.inbox.Append(ctx, []string{"#" + m.Topic}, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID})
+		ids, prevs, err := n.inbox.Append(ctx, []string{"#" + m.Topic}, inbox.Entry{Data: p.Data, Origin: n.cfg.NodeID, Dedupe: p.dedupe})
 		if errors.Is(err, redisconn.ErrNotReplicated) {
 			err = nil // --redis-min-replicas is for sends to keys; history is kept as it is
 		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
-			n.fail(c, http.StatusServiceUnavailable, "unavailable", "could not keep the message in the topic's history; nothing was sent")
-			return
+			return http.StatusServiceUnavailable, errorBody("unavailable", "could not keep the message in the topic's history; nothing was sent")
 		}
 		m.Stored, m.Prevs = ids, prevs
 		m.ID, m.TS = ids[0].String(), int64(ids[0].MS)
+		kept = true
 	}
 	nodes, err := n.router.Publish(ctx, m)
 	if err != nil {
 		n.metrics.redisErrors.WithLabelValues("publish").Inc()
-		n.fail(c, http.StatusServiceUnavailable, "unavailable", "cluster bus unreachable; nothing was sent")
-		return
+		if !kept {
+			return http.StatusServiceUnavailable, errorBody("unavailable", "cluster bus unreachable; nothing was sent")
+		}
+		// Kept: subscribers read it from the history when they next resume
+		// or see the gap it leaves, so the post is accepted, not refused.
+		n.log.Warn("a history post was kept but could not be published live", "topic", m.Topic, "err", err)
+		nodes = 0
 	}
 	n.metrics.accepted.WithLabelValues(kind).Inc()
 	n.metrics.sent.Add(1)
@@ -682,8 +713,7 @@ func (n *Node) publish(c *gin.Context, kind string, m *fanout.Message, maxData i
 	if m.Kind == fanout.KindTopic {
 		out["topic"] = m.Topic
 	}
-	c.JSON(http.StatusOK, out)
-	n.metrics.sendDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	return http.StatusOK, out
 }
 
 func (n *Node) handlePresence(c *gin.Context) {
