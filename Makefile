@@ -13,7 +13,7 @@ run:
 test: deps
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
-	go test -race -count=1 -timeout 10m ./...
+	GIN_MODE=release go test -race -count=1 -timeout 10m ./...
 	cd k8s && go vet ./... && go test -count=1 ./...
 
 deps:
@@ -41,7 +41,7 @@ bench:
 # Run each fuzz target for FUZZTIME (CI: 15s each); any panic or broken
 # invariant fails. Inputs that fail are saved under the package's testdata/fuzz.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := FuzzSendBody:./pkg/node FuzzValidName:./pkg/protocol FuzzVerifyToken:./pkg/auth \
+FUZZ_TARGETS := FuzzSendBody:./pkg/httpapi FuzzValidName:./pkg/protocol FuzzVerifyToken:./pkg/auth \
 	FuzzClientFrames:./pkg/hub FuzzMessageDecode:./pkg/fanout
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

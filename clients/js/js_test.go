@@ -21,13 +21,13 @@ func TestJavaScriptClient(t *testing.T) {
 		t.Fatalf("node not found (make test installs it): %v", err)
 	}
 	r := redistest.Start(t)
-	a := nodetest.Start(t, node.Config{NodeID: "a", Redis: redisconn.Config{URL: r.URL()}, DrainWindow: 10 * time.Millisecond}).URL("")
+	a := nodetest.Start(t, node.Config{NodeID: "a", Redis: redisconn.Config{URL: r.URL()}, Liveness: node.Liveness{DrainWindow: 10 * time.Millisecond}}).URL("")
 	b := nodetest.Start(t, node.Config{NodeID: "b", Redis: redisconn.Config{URL: r.URL()}}).URL("")
 	v, err := auth.NewVerifier(auth.TokenConfig{HS256Secret: []byte("js-test-secret-js-test-secret-js-test")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	secured := nodetest.Start(t, node.Config{NodeID: "s", Tokens: v}).URL("")
+	secured := nodetest.Start(t, node.Config{NodeID: "s", Security: node.Security{Tokens: v}}).URL("")
 
 	cmd := exec.Command("node", "--experimental-websocket", "--test", "test/")
 	cmd.Env = append(os.Environ(), "HERALD_A="+a, "HERALD_B="+b, "HERALD_SECURED="+secured)

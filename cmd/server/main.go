@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/pkg/auth"
+	"github.com/herald-push/herald/pkg/httpapi"
 	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
@@ -53,6 +54,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	api, err := httpapi.New(n)
+	if err != nil {
+		_ = n.Shutdown(context.Background())
+		return err
+	}
 	if cfg.Redis.Topology() == redisconn.None {
 		cfg.Logger.Warn("no Redis configured: running as a single node with in-process presence and routing")
 	}
@@ -61,7 +67,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if debugAddr != "" {
 		go serveDebug(ctx, debugAddr, cfg.Logger)
 	}
-	return n.Run(ctx)
+	return api.Run(ctx)
 }
 
 // serveDebug serves net/http/pprof on its own listener, never on the
@@ -104,6 +110,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 // parseConfigInto defines every flag on fs and parses args.
 func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string) (node.Config, slog.Level, string, error) {
 	var cfg node.Config
+	d := node.DefaultConfig() // every flag's default
 	var errs []error
 	// fromEnv returns the flag's HERALD_* variable parsed, or def when unset.
 	fromEnv := func(name string, def any, parse func(string) (any, error)) any {
@@ -146,7 +153,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	var level, debugAddr string
 	var sec security
 	var redisSecrets redisSecrets
-	str(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve HTTP and WebSocket on")
+	str(&cfg.Listen, "listen", d.Listen, "address to serve HTTP and WebSocket on")
 	str(&cfg.AdvertiseAddr, "advertise-addr", "", "address shown to the cluster (default: --listen)")
 	str(&cfg.NodeID, "node-id", "", "unique id of this node in the cluster (default: host name)")
 	str(&cfg.Redis.URL, "redis-url", "", "redis:// or rediss:// URL of one Redis to join a cluster through; empty (and no cluster or sentinel addresses) runs a single node")
@@ -158,17 +165,17 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	str(&redisSecrets.sentinelPasswordFile, "redis-sentinel-password-file", "", "file holding the sentinels' own password (or the password itself in HERALD_REDIS_SENTINEL_PASSWORD)")
 	boolean(&cfg.Redis.TLS, "redis-tls", "connect to cluster or sentinel Redis with TLS")
 	integer(&cfg.Redis.MinReplicas, "redis-min-replicas", 0, "replicas that must confirm a stored send before it is answered (WAIT); 0: the master's word")
-	dur(&cfg.Redis.ReplicaTimeout, "redis-replica-timeout", 500*time.Millisecond, "how long a stored send waits for --redis-min-replicas (at most 1s)")
-	dur(&cfg.PresenceTTL, "presence-ttl", 15*time.Second, "how long a node's keys count as online after its last heartbeat")
-	dur(&cfg.PingInterval, "ping-interval", 25*time.Second, "how often each client is pinged")
-	dur(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "limit on one write or pong; slower clients are disconnected")
-	dur(&cfg.DrainWindow, "drain-window", 10*time.Second, "time over which connections are closed at shutdown")
-	integer(&cfg.QueueMessages, "queue-messages", 256, "messages a connection's outgoing queue holds")
-	integer(&cfg.QueueBytes, "queue-bytes", 1<<20, "bytes a connection's outgoing queue holds")
-	integer(&cfg.MaxMessageBytes, "max-message-bytes", 64<<10, "largest message data accepted")
-	integer(&cfg.MaxKeysPerSend, "max-keys-per-send", 1000, "most keys in one send")
-	integer(&cfg.MaxTopicsPerConn, "max-topics-per-conn", 32, "most topics one connection joins")
-	integer(&readLimit, "read-limit", 4096, "largest frame a client may send (bytes); larger closes with 1009")
+	dur(&cfg.Redis.ReplicaTimeout, "redis-replica-timeout", d.Redis.ReplicaTimeout, "how long a stored send waits for --redis-min-replicas (at most 1s)")
+	dur(&cfg.PresenceTTL, "presence-ttl", d.PresenceTTL, "how long a node's keys count as online after its last heartbeat")
+	dur(&cfg.PingInterval, "ping-interval", d.PingInterval, "how often each client is pinged")
+	dur(&cfg.WriteTimeout, "write-timeout", d.WriteTimeout, "limit on one write or pong; slower clients are disconnected")
+	dur(&cfg.DrainWindow, "drain-window", d.DrainWindow, "time over which connections are closed at shutdown")
+	integer(&cfg.QueueMessages, "queue-messages", d.QueueMessages, "messages a connection's outgoing queue holds")
+	integer(&cfg.QueueBytes, "queue-bytes", d.QueueBytes, "bytes a connection's outgoing queue holds")
+	integer(&cfg.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest message data accepted")
+	integer(&cfg.MaxKeysPerSend, "max-keys-per-send", d.MaxKeysPerSend, "most keys in one send")
+	integer(&cfg.MaxTopicsPerConn, "max-topics-per-conn", d.MaxTopicsPerConn, "most topics one connection joins")
+	integer(&readLimit, "read-limit", int(d.ReadLimit), "largest frame a client may send (bytes); larger closes with 1009")
 	str(&level, "log-level", "info", "debug, info, warn or error")
 	str(&debugAddr, "debug-addr", "", "serve net/http/pprof on this address (keep it private); empty: off")
 
@@ -181,30 +188,30 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	dur(&sec.tokens.Leeway, "token-leeway", 30*time.Second, "clock skew allowed when checking exp and nbf")
 	boolean(&cfg.Insecure, "insecure", "allow listening beyond loopback without API keys and tokens")
 	list(&cfg.PublicTopics, "public-topics", "", "topics anyone may post to without an API key")
-	list(&cfg.HistoryTopics, "history-topics", "board", "topics that keep history, so reconnecting subscribers get what they missed")
-	integer(&cfg.HistoryReplay, "history-replay", 20, "newest messages of a history topic a new subscriber gets (0: none)")
-	integer(&cfg.PublicMaxMessageBytes, "public-max-message-bytes", 2048, "largest data of a public post")
-	float(&cfg.PublicRate, "public-rate", 0.2, "public posts per second per client IP and topic")
-	integer(&cfg.PublicBurst, "public-burst", 5, "public posts allowed in a burst per client IP and topic")
+	list(&cfg.HistoryTopics, "history-topics", strings.Join(d.HistoryTopics, ","), "topics that keep history, so reconnecting subscribers get what they missed")
+	integer(&cfg.HistoryReplay, "history-replay", d.HistoryReplay, "newest messages of a history topic a new subscriber gets (0: none)")
+	integer(&cfg.PublicMaxMessageBytes, "public-max-message-bytes", d.PublicMaxMessageBytes, "largest data of a public post")
+	float(&cfg.PublicRate, "public-rate", d.PublicRate, "public posts per second per client IP and topic")
+	integer(&cfg.PublicBurst, "public-burst", d.PublicBurst, "public posts allowed in a burst per client IP and topic")
 	list(&cfg.TrustedProxies, "trusted-proxies", "", "CIDRs or IPs of proxies whose X-Forwarded-For is believed")
 	list(&cfg.AllowedOrigins, "allowed-origins", "", "browser origins (host patterns) allowed besides the node's own")
-	integer(&cfg.MaxConns, "max-conns", 100000, "connections per node (-1: no limit)")
-	integer(&cfg.MaxConnsPerKey, "max-conns-per-key", 32, "connections per key per node (-1: no limit)")
-	integer(&cfg.MaxConnsPerIP, "max-conns-per-ip", 1000, "connections per client IP per node (-1: no limit)")
-	float(&cfg.ConnRatePerIP, "conn-rate-per-ip", 20, "new connections per second per client IP (-1: no limit)")
-	integer(&cfg.ConnBurstPerIP, "conn-burst-per-ip", 40, "new connections allowed in a burst per client IP")
+	integer(&cfg.MaxConns, "max-conns", d.MaxConns, "connections per node (-1: no limit)")
+	integer(&cfg.MaxConnsPerKey, "max-conns-per-key", d.MaxConnsPerKey, "connections per key per node (-1: no limit)")
+	integer(&cfg.MaxConnsPerIP, "max-conns-per-ip", d.MaxConnsPerIP, "connections per client IP per node (-1: no limit)")
+	float(&cfg.ConnRatePerIP, "conn-rate-per-ip", d.ConnRatePerIP, "new connections per second per client IP (-1: no limit)")
+	integer(&cfg.ConnBurstPerIP, "conn-burst-per-ip", d.ConnBurstPerIP, "new connections allowed in a burst per client IP")
 	str(&cfg.TLSCertFile, "tls-cert", "", "certificate file (PEM) to serve HTTPS and WSS")
 	str(&cfg.TLSKeyFile, "tls-key", "", "private key file (PEM) for --tls-cert")
-	dur(&cfg.HTTPReadHeaderTimeout, "http-read-header-timeout", 5*time.Second, "time to receive a request's headers")
-	dur(&cfg.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "time to receive a whole request")
-	dur(&cfg.HTTPWriteTimeout, "http-write-timeout", 30*time.Second, "time to answer a request (not WebSockets)")
-	dur(&cfg.HTTPIdleTimeout, "http-idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
-	integer(&cfg.MaxHeaderBytes, "max-header-bytes", 16<<10, "largest request headers")
+	dur(&cfg.HTTPReadHeaderTimeout, "http-read-header-timeout", d.HTTPReadHeaderTimeout, "time to receive a request's headers")
+	dur(&cfg.HTTPReadTimeout, "http-read-timeout", d.HTTPReadTimeout, "time to receive a whole request")
+	dur(&cfg.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "time to answer a request (not WebSockets)")
+	dur(&cfg.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "how long an idle keep-alive connection stays open")
+	integer(&cfg.MaxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request headers")
 	boolean(&cfg.StoreByDefault, "store-by-default", "store every send in its keys' inboxes, as if it said \"store\":true")
-	integer(&cfg.InboxMaxLen, "inbox-max-len", 1000, "stored messages kept per key")
-	dur(&cfg.InboxMaxAge, "inbox-max-age", 24*time.Hour, "how long stored messages are kept")
-	dur(&cfg.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long the answer to a send with an Idempotency-Key is kept")
-	dur(&cfg.MaxWait, "max-wait", 25*time.Second, "longest a send may wait for delivery or an ack")
+	integer(&cfg.InboxMaxLen, "inbox-max-len", d.InboxMaxLen, "stored messages kept per key")
+	dur(&cfg.InboxMaxAge, "inbox-max-age", d.InboxMaxAge, "how long stored messages are kept")
+	dur(&cfg.IdempotencyTTL, "idempotency-ttl", d.IdempotencyTTL, "how long the answer to a send with an Idempotency-Key is kept")
+	dur(&cfg.MaxWait, "max-wait", d.MaxWait, "longest a send may wait for delivery or an ack")
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, "", err

@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
+	"github.com/herald-push/herald/pkg/httpapi"
 	"github.com/herald-push/herald/pkg/node"
 )
 
@@ -35,7 +34,6 @@ func Start(t testing.TB, cfg node.Config) *Node {
 // had (waiting up to 5s for the address to be free again).
 func StartAt(t testing.TB, addr string, cfg node.Config) *Node {
 	t.Helper()
-	gin.SetMode(gin.ReleaseMode)
 	var l net.Listener
 	var err error
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -57,11 +55,15 @@ func StartAt(t testing.TB, addr string, cfg node.Config) *Node {
 	if err != nil {
 		t.Fatalf("new node %s: %v", cfg.NodeID, err)
 	}
+	api, err := httpapi.New(n)
+	if err != nil {
+		t.Fatalf("api of node %s: %v", cfg.NodeID, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := n.Serve(ctx, l); err != nil {
+		if err := api.Serve(ctx, l); err != nil {
 			t.Errorf("node %s: %v", cfg.NodeID, err)
 		}
 	}()

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/herald-push/herald/pkg/hub"
+	"github.com/herald-push/herald/pkg/ordering"
 	"github.com/herald-push/herald/pkg/presence"
 	"github.com/herald-push/herald/pkg/protocol"
 	"github.com/herald-push/herald/pkg/reconcile"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // Presence tells where keys are connected.
@@ -125,7 +127,7 @@ func (r *Router) syncTopics(ctx context.Context, topics []string) error {
 		}
 	}
 	if len(sub) > 0 {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
 		defer cancel()
 		if err := r.bus.Subscribe(sctx, sub...); err != nil {
 			return err
@@ -266,15 +268,15 @@ func (r *Router) Disconnect(ctx context.Context, key, id string) (int, error) {
 	return nodes, nil
 }
 
-// ReportDelivered tells the node whose sender waits that key's stored
-// message was written here.
-func (r *Router) ReportDelivered(ctx context.Context, n *hub.Notice) error {
-	if n.Origin == r.self {
-		r.delivered(n.Key, n.ID)
+// ReportDelivered tells origin, the node whose sender waits, that key's
+// stored message id was written here.
+func (r *Router) ReportDelivered(ctx context.Context, origin, key string, id protocol.StoredID) error {
+	if origin == r.self {
+		r.delivered(key, id)
 		return nil
 	}
-	_, err := r.bus.Send(ctx, n.Origin, &Message{Kind: KindDelivered, Origin: r.self,
-		Keys: []string{n.Key}, Stored: []protocol.StoredID{n.ID}, Prevs: []protocol.StoredID{{}}})
+	_, err := r.bus.Send(ctx, origin, &Message{Kind: KindDelivered, Origin: r.self,
+		Keys: []string{key}, Stored: []protocol.StoredID{id}, Prevs: []protocol.StoredID{{}}})
 	return err
 }
 
@@ -289,7 +291,7 @@ func keyDelivery(m *Message, i int) hub.Delivery {
 		d.Stored, d.Prev = m.Stored[i], m.Prevs[i]
 		d.ID, d.TS = d.Stored.String(), int64(d.Stored.MS)
 		if m.Wait != 0 { // a sender waits for delivery or for an ack
-			d.Notice = &hub.Notice{Origin: m.Origin, Key: m.Keys[i], ID: d.Stored}
+			d.Notice = &ordering.Notice{Origin: m.Origin, Key: m.Keys[i], ID: d.Stored}
 		}
 	}
 	return d
@@ -324,7 +326,7 @@ func (r *Router) deliverLocal(m *Message) int {
 	d := hub.Delivery{ID: m.ID, TS: m.TS, Data: m.Data}
 	if m.Kind == KindTopic {
 		if len(m.Stored) == 1 { // a topic with history: ordered like a key's inbox
-			d.Stored, d.Prev, d.Stream = m.Stored[0], m.Prevs[0], "#"+m.Topic
+			d.Stored, d.Prev, d.Stream = m.Stored[0], m.Prevs[0], ordering.TopicStream(m.Topic)
 		}
 		return r.local.SendTopic(m.Topic, d)
 	}

@@ -8,33 +8,17 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/herald-push/herald/pkg/ordering"
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
-// Notice is reported (once per node) when a stored message whose sender
-// waits for delivery is first written to a connection.
-type Notice struct {
-	Origin string // the node whose sender waits
-	Key    string
-	ID     protocol.StoredID
-	sent   atomic.Bool
-}
-
 // entry is one frame waiting to be written.
 type entry struct {
-	frame    []byte
-	id, prev protocol.StoredID // zero id: not stored
-	stream   string            // the stream id belongs to: "" the key's, "#<topic>" a history topic's
-	notice   *Notice
-	fanout   *fanout // topic and broadcast messages: when the last copy is out
-}
-
-// stream is a connection's place in one stored stream: its key's inbox, or
-// a history topic's.
-type stream struct {
-	last     protocol.StoredID // newest id queued
-	catching bool              // reading from the stream: live entries wait in held
-	held     []entry
+	frame  []byte
+	id     protocol.StoredID // zero: not stored
+	stream ordering.StreamID // the stream id belongs to
+	notice *ordering.Notice
+	fanout *fanout // topic and broadcast messages: when the last copy is out
 }
 
 // fanout times one topic or broadcast message from its arrival at the hub
@@ -53,10 +37,12 @@ func (f *fanout) written() {
 }
 
 // offer results.
+type offerResult uint8
+
 const (
-	offerQueued = iota
+	offerQueued offerResult = iota + 1
 	offerDuplicate
-	offerBehind // a gap: the connection must catch up from the inbox
+	offerBehind // a gap: the connection must catch up from the store
 	offerOverflow
 	offerClosed
 )
@@ -66,13 +52,8 @@ const (
 // senders never wait for the socket.
 //
 // Stored messages of each stream (the key's inbox, and each history topic
-// the connection joined) are queued strictly in stream order: a live one is
-// queued only when its Prev is the last id of that stream queued. Otherwise
-// the connection is behind on that stream — something in between is still in
-// flight or was never routed here — and it holds that stream's live messages
-// until the node has read the gap (Replay, EndCatchUp). A connection starts
-// out behind on every stream, so that what it missed, or where it starts, is
-// settled before anything live.
+// the connection joined) are queued in stream order by the stream's
+// ordering.Cursor.
 type Conn struct {
 	Key    string
 	Topics []string
@@ -85,7 +66,7 @@ type Conn struct {
 	queue   []entry
 	spare   []entry // the previous queue's backing array, reused
 	bytes   int
-	streams map[string]*stream
+	streams map[ordering.StreamID]*ordering.Cursor[entry]
 	closed  bool
 	code    websocket.StatusCode
 	reason  string
@@ -98,20 +79,20 @@ type Conn struct {
 	opts      ServeOptions
 	cancel    context.CancelFunc
 	ping      *time.Timer
-	writing   bool   // a writer goroutine is draining the queue
-	endReason string // why the server ended the connection, if it did
+	writing   bool      // a writer goroutine is draining the queue
+	endReason EndReason // why the server ended the connection, if it did
 	endErr    error
 }
 
-func newConn(h *Hub, key string, topics, historyStreams []string, raw bool, maxMsgs, maxBytes int) *Conn {
+func newConn(h *Hub, key string, topics []string, history []ordering.StreamID, raw bool, maxMsgs, maxBytes int) *Conn {
 	c := &Conn{
 		hub: h, Key: key, Topics: topics, Raw: raw,
 		maxMsgs: maxMsgs, maxBytes: maxBytes,
-		streams: map[string]*stream{"": {catching: true}},
+		streams: map[ordering.StreamID]*ordering.Cursor[entry]{ordering.KeyStream: ordering.NewCursor[entry]()},
 		drained: make(chan struct{}, 1),
 	}
-	for _, s := range historyStreams {
-		c.streams[s] = &stream{catching: true}
+	for _, s := range history {
+		c.streams[s] = ordering.NewCursor[entry]()
 	}
 	return c
 }
@@ -125,16 +106,13 @@ func (c *Conn) fullLocked(frame []byte) bool {
 func (c *Conn) appendLocked(e entry) {
 	c.queue = append(c.queue, e)
 	c.bytes += len(e.frame)
-	if st := c.streams[e.stream]; st != nil && !e.id.IsZero() {
-		st.last = e.id
-	}
 }
 
 // offer queues e, or says why not. Overflow closes the connection as a slow
 // consumer.
-func (c *Conn) offer(e entry) int {
+func (c *Conn) offer(e entry, prev protocol.StoredID) offerResult {
 	c.mu.Lock()
-	result := c.offerLocked(e)
+	result := c.offerLocked(e, prev)
 	if result == offerOverflow {
 		c.closeLocked(CloseSlowConsumer, "slow consumer: outgoing queue overflowed")
 	}
@@ -167,34 +145,32 @@ func (c *Conn) needsWriterLocked() bool {
 	return true
 }
 
-func (c *Conn) offerLocked(e entry) int {
+func (c *Conn) offerLocked(e entry, prev protocol.StoredID) offerResult {
 	if c.closed {
 		return offerClosed
 	}
-	var st *stream
-	if !e.id.IsZero() { // only stored messages need their stream's state
-		st = c.streams[e.stream]
+	var cur *ordering.Cursor[entry]
+	if !e.id.IsZero() { // only stored messages need their stream's order
+		cur = c.streams[e.stream]
 	}
-	switch {
-	case st == nil: // not stored, or a stream this connection does not follow
+	if cur == nil { // not stored, or a stream this connection does not follow
 		if c.fullLocked(e.frame) {
 			return offerOverflow
 		}
 		c.appendLocked(e)
 		return offerQueued
-	case !e.id.After(st.last):
+	}
+	switch cur.Offer(ordering.Msg[entry]{ID: e.id, Prev: prev, V: e}, c.maxMsgs) {
+	case ordering.Duplicate:
 		return offerDuplicate
-	case st.catching:
-		if len(st.held) >= c.maxMsgs {
-			return offerOverflow
-		}
-		st.held = append(st.held, e)
+	case ordering.Hold:
 		return offerQueued
-	case e.prev != st.last:
-		st.catching = true
-		st.held = append(st.held, e)
+	case ordering.Behind:
 		return offerBehind
-	case c.fullLocked(e.frame):
+	case ordering.Overflow:
+		return offerOverflow
+	}
+	if c.fullLocked(e.frame) {
 		return offerOverflow
 	}
 	c.appendLocked(e)
@@ -208,27 +184,15 @@ func (c *Conn) signal(ch chan struct{}) {
 	}
 }
 
-// Last returns the newest id of stream queued: where a catch-up reads from.
-// "" is the key's stream.
-func (c *Conn) Last(stream string) protocol.StoredID {
+// Last returns the newest id of stream s queued: where a catch-up reads
+// from.
+func (c *Conn) Last(s ordering.StreamID) protocol.StoredID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st := c.streams[stream]; st != nil {
-		return st.last
+	if cur := c.streams[s]; cur != nil {
+		return cur.Last()
 	}
 	return protocol.StoredID{}
-}
-
-// Streams returns the streams the connection follows: "" (its key's) and
-// "#<topic>" for each history topic it joined.
-func (c *Conn) Streams() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]string, 0, len(c.streams))
-	for s := range c.streams {
-		out = append(out, s)
-	}
-	return out
 }
 
 // Close asks the connection to close with code and reason once the frame
@@ -265,11 +229,10 @@ func (c *Conn) closeLocked(code websocket.StatusCode, reason string) {
 	}
 	clear(c.queue)
 	c.queue = c.queue[:0]
-	for _, st := range c.streams {
-		for _, e := range st.held {
-			e.fanout.written()
+	for _, cur := range c.streams {
+		for _, m := range cur.Drop() {
+			m.V.fanout.written() // dropped with the connection
 		}
-		st.held = nil
 	}
 	c.bytes = 0
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/herald-push/herald/pkg/ordering"
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
@@ -37,12 +38,12 @@ type Options struct {
 	// the hub, for whatever reason. Optional.
 	Removed func(c *Conn)
 	// Behind is called when a live stored message shows that c missed one
-	// of stream: the caller reads that stream after c.Last(stream) and
-	// replays it. It must not block. Optional.
-	Behind func(c *Conn, stream string)
+	// of stream s: the caller catches s up (ordering.Catcher). It must not
+	// block. Optional.
+	Behind func(c *Conn, s ordering.StreamID)
 	// Delivered is called from the writing goroutine when a Notice's message
 	// was first written on this node. It must not block. Optional.
-	Delivered func(n *Notice)
+	Delivered func(n *ordering.Notice)
 	// Acked is called from the reading goroutine when a client acknowledges
 	// a stored id it was sent. It must not block. Optional.
 	Acked func(c *Conn, id protocol.StoredID)
@@ -78,10 +79,10 @@ func New(opts Options) *Hub {
 		opts.Removed = func(*Conn) {}
 	}
 	if opts.Behind == nil {
-		opts.Behind = func(*Conn, string) {}
+		opts.Behind = func(*Conn, ordering.StreamID) {}
 	}
 	if opts.Delivered == nil {
-		opts.Delivered = func(*Notice) {}
+		opts.Delivered = func(*ordering.Notice) {}
 	}
 	if opts.Acked == nil {
 		opts.Acked = func(*Conn, protocol.StoredID) {}
@@ -107,10 +108,10 @@ var (
 // to it from now on wait in its queue until Serve writes them, which is what
 // lets a node register a connection before the WebSocket handshake ends.
 //
-// historyStreams are the streams ("#<topic>") of the joined topics that keep
-// history; their stored messages reach c in order, like its key's.
-func (h *Hub) Add(key string, topics, historyStreams []string, raw bool) (*Conn, error) {
-	c := newConn(h, key, topics, historyStreams, raw, h.opts.QueueMessages, h.opts.QueueBytes)
+// history are the streams of the joined topics that keep history; their
+// stored messages reach c in order, like its key's.
+func (h *Hub) Add(key string, topics []string, history []ordering.StreamID, raw bool) (*Conn, error) {
+	c := newConn(h, key, topics, history, raw, h.opts.QueueMessages, h.opts.QueueBytes)
 	h.mu.Lock()
 	if h.opts.MaxConns > 0 && len(h.all) >= h.opts.MaxConns {
 		h.mu.Unlock()
@@ -172,10 +173,10 @@ type Delivery struct {
 	ID     string            // the id clients see
 	Stored protocol.StoredID // zero when the message was not stored
 	Prev   protocol.StoredID // the stream's stored id before this one
-	Stream string            // "" for a key's inbox, "#<topic>" for a topic's history
+	Stream ordering.StreamID // the stream Stored belongs to
 	TS     int64             // unix milliseconds
 	Data   []byte            // JSON
-	Notice *Notice           // reported on the first write; nil when nobody waits
+	Notice *ordering.Notice  // reported on the first write; nil when nobody waits
 }
 
 // SendKey queues d on every connection of key and returns how many
@@ -226,7 +227,7 @@ func (h *Hub) SendAll(d Delivery) int {
 // released. It stays nil, and costs nothing, in the common case.
 type outcome struct {
 	evicted, behind []*Conn
-	stream          string // of behind
+	stream          ordering.StreamID // of behind
 }
 
 func (h *Hub) offerAll(conns []*Conn, f *frames) (int, outcome) {
@@ -285,7 +286,7 @@ func (f *frames) offer(c *Conn, out *outcome) bool {
 	if f.trace != nil {
 		f.trace.pending.Add(1)
 	}
-	result := c.offer(entry{frame: f.frame(c.Raw), id: f.d.Stored, prev: f.d.Prev, stream: f.d.Stream, notice: f.d.Notice, fanout: f.trace})
+	result := c.offer(entry{frame: f.frame(c.Raw), id: f.d.Stored, stream: f.d.Stream, notice: f.d.Notice, fanout: f.trace}, f.d.Prev)
 	if result != offerQueued && result != offerBehind { // behind: held, written later
 		f.trace.written() // not queued: nothing will write it
 	}
@@ -302,97 +303,89 @@ func (f *frames) offer(c *Conn, out *outcome) bool {
 	return false
 }
 
-// Replay queues stored messages of one of c's streams, read from the store
-// oldest first, skipping any the connection has, as far as its queue has
-// room. start is where the client resumes (a since id, its acknowledged
-// position, or the stream's newest id); nothing at or before it is queued.
-// Replay returns how many of ds it used: wait with WaitRoom before
-// replaying the rest.
-func (h *Hub) Replay(c *Conn, stream string, start protocol.StoredID, ds []Delivery) int {
+// Replay queues stored messages of stream s, read from the store oldest
+// first, skipping any the connection has, as far as its queue has room.
+// start is where the client resumes (a since id, its acknowledged position,
+// or the stream's newest id); nothing at or before it is queued. Replay
+// returns how many of ms it used: wait with WaitRoom before replaying the
+// rest.
+func (c *Conn) Replay(s ordering.StreamID, start protocol.StoredID, ms []ordering.Stored) int {
 	kind, name := protocol.KindKey, c.Key
-	if stream != "" {
-		kind, name = protocol.KindTopic, stream[1:]
+	if topic, ok := s.Topic(); ok {
+		kind, name = protocol.KindTopic, topic
 	}
-	es := make([]entry, len(ds))
-	for i, d := range ds {
-		f := frames{kind: kind, name: name, d: d}
-		es[i] = entry{frame: f.frame(c.Raw), id: d.Stored, prev: d.Prev, stream: stream, notice: d.Notice}
+	es := make([]entry, len(ms))
+	for i, m := range ms {
+		f := frames{kind: kind, name: name, d: Delivery{ID: m.ID.String(), TS: m.TS, Data: m.Data}}
+		es[i] = entry{frame: f.frame(c.Raw), id: m.ID, stream: s, notice: m.Notice}
 	}
 	c.mu.Lock()
-	st := c.streams[stream]
-	if st == nil {
+	cur := c.streams[s]
+	if cur == nil {
 		c.mu.Unlock()
-		return len(ds)
+		return len(ms)
 	}
-	if start.After(st.last) {
-		st.last = start
-	}
-	used := 0
+	cur.StartAt(start)
+	used, queued := 0, 0
 	for _, e := range es {
-		if e.id.After(st.last) {
-			if c.closed || c.fullLocked(e.frame) {
-				break
-			}
+		if c.closed || (e.id.After(cur.Last()) && c.fullLocked(e.frame)) {
+			break
+		}
+		if cur.Replayed(e.id) {
 			c.appendLocked(e)
-			h.queued.Add(1)
+			queued++
 		}
 		used++
 	}
 	c.mu.Unlock()
+	c.hub.queued.Add(uint64(queued))
 	c.kick()
 	return used
 }
 
-// Catch-up states EndCatchUp reports.
-const (
-	CaughtUp = iota // the stream is live again
-	NeedRoom        // the queue is full: WaitRoom, then EndCatchUp again
-	NeedRead        // held messages show another gap: read the stream after Last again
-)
-
-// EndCatchUp queues the live messages of stream held while the connection
+// EndCatchUp queues the live messages of stream s held while the connection
 // was catching up, in order, and says what is left to do.
-func (h *Hub) EndCatchUp(c *Conn, stream string) int {
+func (c *Conn) EndCatchUp(s ordering.StreamID) ordering.State {
 	c.mu.Lock()
-	defer c.kick()
-	defer c.mu.Unlock()
-	st := c.streams[stream]
-	if st == nil {
-		return CaughtUp
+	cur := c.streams[s]
+	if cur == nil || c.closed {
+		c.mu.Unlock()
+		return ordering.CaughtUp
 	}
-	for len(st.held) > 0 {
-		e := st.held[0]
-		switch {
-		case !e.id.After(st.last):
-			e.fanout.written() // replayed already: this copy is dropped
-		case e.prev != st.last:
-			return NeedRead
-		case c.fullLocked(e.frame):
-			return NeedRoom
-		default:
-			c.appendLocked(e)
+	room := c.maxMsgs - len(c.queue)
+	bytes := c.bytes
+	write, dropped, state := cur.EndCatchUp(func(e entry) bool {
+		fits := room > 0 && (room == c.maxMsgs || bytes+len(e.frame) <= c.maxBytes)
+		if fits {
+			room--
+			bytes += len(e.frame)
 		}
-		st.held = st.held[1:]
+		return fits
+	})
+	for _, m := range write {
+		c.appendLocked(m.V)
 	}
-	st.held = nil
-	st.catching = false
-	return CaughtUp
+	c.mu.Unlock()
+	for _, m := range dropped {
+		m.V.fanout.written() // replayed already: this copy is dropped
+	}
+	c.kick()
+	return state
 }
 
 // MarkBehind makes c hold the live stored messages of each of its streams
 // until it has caught up, and returns the streams that were live (those
 // already catching up, or a closed connection, need nothing more).
-func (h *Hub) MarkBehind(c *Conn) []string {
+func (c *Conn) MarkBehind() []ordering.StreamID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil
 	}
-	var marked []string
-	for name, st := range c.streams {
-		if !st.catching {
-			st.catching = true
-			marked = append(marked, name)
+	var marked []ordering.StreamID
+	for s, cur := range c.streams {
+		if cur.MarkBehind() {
+			marked = append(marked, s)
 		}
 	}
 	return marked
@@ -400,7 +393,7 @@ func (h *Hub) MarkBehind(c *Conn) []string {
 
 // WaitRoom blocks until c's queue has room for more replayed messages; it
 // reports false when c closed or ctx ended first.
-func (h *Hub) WaitRoom(ctx context.Context, c *Conn) bool { return c.waitRoom(ctx) }
+func (c *Conn) WaitRoom(ctx context.Context) bool { return c.waitRoom(ctx) }
 
 // CloseKey closes every connection of key as disconnected by the server and
 // returns how many there were.

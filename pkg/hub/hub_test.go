@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-push/herald/pkg/ordering"
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
@@ -151,6 +152,15 @@ func stored(ms, prev uint64) Delivery {
 	return Delivery{ID: sid(ms).String(), Stored: sid(ms), Prev: sid(prev), Data: []byte(strconv.FormatUint(ms, 10))}
 }
 
+// replayed is ds as read back from the store.
+func replayed(ds ...Delivery) []ordering.Stored {
+	out := make([]ordering.Stored, len(ds))
+	for i, d := range ds {
+		out[i] = ordering.Stored{ID: d.Stored, Prev: d.Prev, TS: d.TS, Data: d.Data}
+	}
+	return out
+}
+
 // queuedIDs takes c's queue and returns its stored ids' milliseconds.
 func queuedIDs(c *Conn) []uint64 {
 	es, _ := c.take()
@@ -163,7 +173,7 @@ func queuedIDs(c *Conn) []uint64 {
 
 func TestStoredMessagesReachAConnectionInInboxOrderWithoutGapsOrDuplicates(t *testing.T) {
 	var behind []*Conn
-	h := New(Options{QueueMessages: 100, QueueBytes: 1 << 20, Behind: func(c *Conn, _ string) { behind = append(behind, c) }})
+	h := New(Options{QueueMessages: 100, QueueBytes: 1 << 20, Behind: func(c *Conn, _ ordering.StreamID) { behind = append(behind, c) }})
 	c := mustAdd(t, h, "u1", nil, false)
 
 	// While the connection resumes, a live message (8, after 7) arrives and
@@ -172,8 +182,8 @@ func TestStoredMessagesReachAConnectionInInboxOrderWithoutGapsOrDuplicates(t *te
 	if got := queuedIDs(c); len(got) != 0 {
 		t.Fatalf("queued %v before the replay", got)
 	}
-	h.Replay(c, "", sid(5), []Delivery{stored(4, 3), stored(5, 4), stored(6, 5), stored(7, 6)})
-	if state := h.EndCatchUp(c, ""); state != CaughtUp {
+	c.Replay(ordering.KeyStream, sid(5), replayed(stored(4, 3), stored(5, 4), stored(6, 5), stored(7, 6)))
+	if state := c.EndCatchUp(ordering.KeyStream); state != ordering.CaughtUp {
 		t.Fatalf("EndCatchUp = %d, want CaughtUp", state)
 	}
 	if got := queuedIDs(c); !slices.Equal(got, []uint64{6, 7, 8}) {
@@ -186,8 +196,8 @@ func TestStoredMessagesReachAConnectionInInboxOrderWithoutGapsOrDuplicates(t *te
 		t.Fatal("a gap did not put the connection behind")
 	}
 	h.SendKey("u1", stored(9, 8)) // the late one, held too
-	h.Replay(c, "", protocol.StoredID{}, []Delivery{stored(9, 8), stored(10, 9)})
-	if state := h.EndCatchUp(c, ""); state != CaughtUp {
+	c.Replay(ordering.KeyStream, protocol.StoredID{}, replayed(stored(9, 8), stored(10, 9)))
+	if state := c.EndCatchUp(ordering.KeyStream); state != ordering.CaughtUp {
 		t.Fatalf("EndCatchUp = %d", state)
 	}
 	if got := queuedIDs(c); !slices.Equal(got, []uint64{9, 10}) {
@@ -204,12 +214,12 @@ func TestHeldMessagesPastTheReplayAskForAnotherRead(t *testing.T) {
 	h := New(Options{QueueMessages: 100, QueueBytes: 1 << 20})
 	c := mustAdd(t, h, "u1", nil, false)
 	h.SendKey("u1", stored(9, 8)) // stored after the replay was read
-	h.Replay(c, "", protocol.StoredID{}, []Delivery{stored(7, 0)})
-	if state := h.EndCatchUp(c, ""); state != NeedRead || c.Last("") != sid(7) {
-		t.Fatalf("EndCatchUp = %d at %v, want NeedRead at 7", state, c.Last(""))
+	c.Replay(ordering.KeyStream, protocol.StoredID{}, replayed(stored(7, 0)))
+	if state := c.EndCatchUp(ordering.KeyStream); state != ordering.NeedRead || c.Last(ordering.KeyStream) != sid(7) {
+		t.Fatalf("EndCatchUp = %d at %v, want NeedRead at 7", state, c.Last(ordering.KeyStream))
 	}
-	h.Replay(c, "", protocol.StoredID{}, []Delivery{stored(8, 7), stored(9, 8)})
-	if state := h.EndCatchUp(c, ""); state != CaughtUp {
+	c.Replay(ordering.KeyStream, protocol.StoredID{}, replayed(stored(8, 7), stored(9, 8)))
+	if state := c.EndCatchUp(ordering.KeyStream); state != ordering.CaughtUp {
 		t.Fatalf("second EndCatchUp = %d", state)
 	}
 	if got := queuedIDs(c); !slices.Equal(got, []uint64{7, 8, 9}) {
@@ -224,17 +234,17 @@ func TestAReplayStopsAtAFullQueueAndContinuesOnceDrained(t *testing.T) {
 	for i := uint64(1); i <= 10; i++ {
 		ds = append(ds, stored(i, i-1))
 	}
-	used := h.Replay(c, "", protocol.StoredID{}, ds)
+	used := c.Replay(ordering.KeyStream, protocol.StoredID{}, replayed(ds...))
 	if used != 4 {
 		t.Fatalf("replayed %d into a queue of 4", used)
 	}
 	got := queuedIDs(c) // the writer drains
-	if !h.WaitRoom(context.Background(), c) {
+	if !c.WaitRoom(context.Background()) {
 		t.Fatal("no room after draining")
 	}
-	used += h.Replay(c, "", protocol.StoredID{}, ds[used:])
+	used += c.Replay(ordering.KeyStream, protocol.StoredID{}, replayed(ds[used:]...))
 	got = append(got, queuedIDs(c)...)
-	h.Replay(c, "", protocol.StoredID{}, ds[used:])
+	c.Replay(ordering.KeyStream, protocol.StoredID{}, replayed(ds[used:]...))
 	got = append(got, queuedIDs(c)...)
 	if !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
 		t.Fatalf("replayed %v", got)
@@ -269,17 +279,18 @@ func TestAHeldTopicCopyIsTimedWhenDroppedNotWhenHeld(t *testing.T) {
 	var done []time.Duration
 	h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20,
 		FanoutDone: func(_ protocol.Kind, d time.Duration) { done = append(done, d) }})
-	c, err := h.Add("screen", []string{"board"}, []string{"#board"}, false)
+	board := ordering.TopicStream("board")
+	c, err := h.Add("screen", []string{"board"}, []ordering.StreamID{board}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.Replay(c, "#board", protocol.StoredID{MS: 1}, nil)
-	if h.EndCatchUp(c, "#board") != CaughtUp {
+	c.Replay(board, protocol.StoredID{MS: 1}, nil)
+	if c.EndCatchUp(board) != ordering.CaughtUp {
 		t.Fatal("an empty catch-up did not end")
 	}
 	// Message 3 follows 2, which never came: the connection holds 3.
 	h.SendTopic("board", Delivery{ID: "3-0", Stored: protocol.StoredID{MS: 3}, Prev: protocol.StoredID{MS: 2},
-		Stream: "#board", Data: []byte(`3`)})
+		Stream: board, Data: []byte(`3`)})
 	if len(done) != 0 {
 		t.Fatalf("fan-out reported done (%d times) while its only copy is held", len(done))
 	}

@@ -18,20 +18,40 @@ type ServeOptions struct {
 	ReadLimit    int64         // largest client frame; larger closes with 1009
 }
 
-// Why a connection ended.
+// EndReason is why a connection ended.
+type EndReason uint8
+
 const (
-	EndClientClosed = "client_closed" // the client closed or went away
-	EndServerClosed = "server_closed" // Conn.Close: see End.Code
-	EndReadLimit    = "read_limit"    // the client sent a frame over the limit: 1009
-	EndReadFailed   = "read_failed"   // the connection broke or the client broke the protocol
-	EndWriteFailed  = "write_failed"  // a write failed or timed out
-	EndPingTimeout  = "ping_timeout"  // a ping went unanswered
-	EndStopped      = "stopped"       // the serving context ended
+	EndClientClosed EndReason = iota + 1 // the client closed or went away
+	EndServerClosed                      // Conn.Close: see End.Code
+	EndReadLimit                         // the client sent a frame over the limit: 1009
+	EndReadFailed                        // the connection broke or the client broke the protocol
+	EndWriteFailed                       // a write failed or timed out
+	EndPingTimeout                       // a ping went unanswered
+	EndStopped                           // the serving context ended
 )
+
+var endNames = [...]string{
+	EndClientClosed: "client_closed",
+	EndServerClosed: "server_closed",
+	EndReadLimit:    "read_limit",
+	EndReadFailed:   "read_failed",
+	EndWriteFailed:  "write_failed",
+	EndPingTimeout:  "ping_timeout",
+	EndStopped:      "stopped",
+}
+
+// String is the reason's name in logs and metrics.
+func (r EndReason) String() string {
+	if int(r) < len(endNames) && endNames[r] != "" {
+		return endNames[r]
+	}
+	return "unknown"
+}
 
 // End says why a connection ended.
 type End struct {
-	Reason string
+	Reason EndReason
 	Code   websocket.StatusCode // the close code sent, for EndServerClosed
 	Err    error
 }
@@ -40,7 +60,7 @@ func (e End) String() string {
 	if e.Err != nil {
 		return fmt.Sprintf("%s: %v", e.Reason, e.Err)
 	}
-	return e.Reason
+	return e.Reason.String()
 }
 
 // Serve takes over ws for c and returns at once; done is called, from the
@@ -100,7 +120,7 @@ func (c *Conn) endFor(ctx context.Context, err error) End {
 	reason, cause, code, closedByServer := c.endReason, c.endErr, c.code, c.closed && c.code != 0
 	c.mu.Unlock()
 	switch {
-	case reason != "":
+	case reason != 0:
 		return End{Reason: reason, Err: cause}
 	case closedByServer:
 		return End{Reason: EndServerClosed, Code: code}
@@ -117,9 +137,9 @@ func (c *Conn) endFor(ctx context.Context, err error) End {
 }
 
 // fail ends the connection at once for reason; the reader then reports it.
-func (c *Conn) fail(reason string, err error) {
+func (c *Conn) fail(reason EndReason, err error) {
 	c.mu.Lock()
-	if c.endReason == "" {
+	if c.endReason == 0 {
 		c.endReason, c.endErr = reason, err
 	}
 	ws := c.ws
@@ -163,7 +183,7 @@ func (h *Hub) write(c *Conn) {
 				c.fail(EndWriteFailed, err)
 				return
 			}
-			if e.notice != nil && e.notice.sent.CompareAndSwap(false, true) {
+			if e.notice != nil && e.notice.First() {
 				h.opts.Delivered(e.notice)
 			}
 			e.fanout.written()

@@ -136,7 +136,7 @@ func TestABoardWhoseNodeRestartsReconnectsAndShowsWhatWasPostedMeanwhile(t *test
 		t.Fatalf("the board did not notice its node stopping: %v", err)
 	}
 	post(t, b.URL("/v1/topics/board"), "application/json", `{"data":{"text":"posted while the board was away","name":"Ada"}}`)
-	restarted := nodetest.StartAt(t, a.Addr, node.Config{NodeID: "a", Redis: redisconn.Config{URL: r.URL()}, HistoryTopics: []string{"board"}})
+	restarted := nodetest.StartAt(t, a.Addr, node.Config{NodeID: "a", Redis: redisconn.Config{URL: r.URL()}, Storage: node.Storage{HistoryTopics: []string{"board"}}})
 	_ = restarted
 
 	var shown string

@@ -5,14 +5,21 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"time"
 
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
 
-// Config is everything a Node is built from. cmd/server fills it from flags
-// and HERALD_* variables; the zero value of a field means its default.
+// Config is everything a Node and its HTTP API are built from. cmd/server
+// fills it from flags and HERALD_* variables, whose defaults are
+// DefaultConfig's.
+//
+// A zero number, duration or string means the field's default from
+// DefaultConfig; a nil list or pointer means none (no API keys, no history
+// topics). Fields are grouped by what they govern; the groups are embedded,
+// so cfg.MaxConns reads as well as cfg.Limits.MaxConns.
 type Config struct {
 	// Listen is the address the node serves on (default 127.0.0.1:8080).
 	Listen string
@@ -27,33 +34,63 @@ type Config struct {
 	// Cluster. The zero value runs the node alone with in-process presence
 	// and routing.
 	Redis redisconn.Config
-	// PresenceTTL is how long a node counts as holding its keys after its
-	// last heartbeat (default 15s); heartbeats come every third of it.
-	PresenceTTL time.Duration
-	// PingInterval is how often each client is pinged (default 25s).
-	PingInterval time.Duration
-	// WriteTimeout bounds one write, or one ping's pong, to a client
-	// (default 10s); past it the client is disconnected.
-	WriteTimeout time.Duration
-	// QueueMessages and QueueBytes bound each connection's outgoing queue
-	// (defaults 256 messages, 1 MiB); overflow closes it with 1008.
-	QueueMessages int
-	QueueBytes    int
-	// MaxMessageBytes bounds a message's data (default 64 KiB).
-	MaxMessageBytes int
-	// MaxKeysPerSend bounds the keys of one send (default 1000).
-	MaxKeysPerSend int
-	// MaxTopicsPerConn bounds the topics one connection joins (default 32).
-	MaxTopicsPerConn int
-	// ReadLimit bounds a client frame (default 4096 bytes); larger frames
-	// close the connection with 1009.
-	ReadLimit int64
-	// DrainWindow spreads the closing of connections at shutdown so that
-	// clients do not all reconnect in the same instant (default 10s).
-	DrainWindow time.Duration
 	// Logger receives the node's logs (default: discarded).
 	Logger *slog.Logger
 
+	Liveness
+	Limits
+	Security
+	HTTP
+	Storage
+}
+
+// Liveness is how the node keeps its place in the cluster and its clients
+// alive.
+type Liveness struct {
+	// PresenceTTL is how long a node counts as holding its keys after its
+	// last heartbeat; heartbeats come every third of it.
+	PresenceTTL time.Duration
+	// PingInterval is how often each client is pinged.
+	PingInterval time.Duration
+	// WriteTimeout bounds one write, or one ping's pong, to a client; past
+	// it the client is disconnected.
+	WriteTimeout time.Duration
+	// DrainWindow spreads the closing of connections at shutdown so that
+	// clients do not all reconnect in the same instant.
+	DrainWindow time.Duration
+}
+
+// Limits bound what one client, sender or address may cost. For the
+// connection limits a negative value means no limit.
+type Limits struct {
+	// QueueMessages and QueueBytes bound each connection's outgoing queue;
+	// overflow closes it with 1008.
+	QueueMessages int
+	QueueBytes    int
+	// MaxMessageBytes bounds a message's data.
+	MaxMessageBytes int
+	// MaxKeysPerSend bounds the keys of one send.
+	MaxKeysPerSend int
+	// MaxTopicsPerConn bounds the topics one connection joins.
+	MaxTopicsPerConn int
+	// ReadLimit bounds a client frame; larger frames close the connection
+	// with 1009.
+	ReadLimit int64
+	// MaxConns, MaxConnsPerKey and MaxConnsPerIP bound the connections of
+	// the node, of one key and of one client IP; ConnRatePerIP and
+	// ConnBurstPerIP bound new connections per second per client IP.
+	MaxConns       int
+	MaxConnsPerKey int
+	MaxConnsPerIP  int
+	ConnRatePerIP  float64
+	ConnBurstPerIP int
+	// MaxWait caps a send's "timeout_ms" when it waits for delivery or an
+	// ack; keep it under HTTPWriteTimeout.
+	MaxWait time.Duration
+}
+
+// Security is who may send and who may connect as whom.
+type Security struct {
 	// APIKeys authenticates publishers. Nil leaves the HTTP API open.
 	APIKeys *auth.Keyring
 	// Tokens verifies subscribers' connection tokens. Nil trusts ?key=.
@@ -62,9 +99,8 @@ type Config struct {
 	// Without it such a node refuses to start.
 	Insecure bool
 	// PublicTopics may be posted to without an API key, each post limited
-	// to PublicMaxMessageBytes (default 2048) and, per client IP and topic,
-	// to PublicRate posts per second (default 0.2) in bursts of PublicBurst
-	// (default 5).
+	// to PublicMaxMessageBytes and, per client IP and topic, to PublicRate
+	// posts per second in bursts of PublicBurst.
 	PublicTopics          []string
 	PublicMaxMessageBytes int
 	PublicRate            float64
@@ -76,67 +112,102 @@ type Config struct {
 	// websocket.AcceptOptions.OriginPatterns) allowed to open WebSockets
 	// besides the node's own. Empty: same origin only.
 	AllowedOrigins []string
+}
 
-	// Connection limits; a negative value means no limit. Defaults: 100000
-	// per node, 32 per key, 1000 per client IP, new connections per IP at
-	// 20/s in bursts of 40.
-	MaxConns       int
-	MaxConnsPerKey int
-	MaxConnsPerIP  int
-	ConnRatePerIP  float64
-	ConnBurstPerIP int
-
+// HTTP is the HTTP server's TLS and limits. WebSockets are exempt from the
+// read and write timeouts once upgraded.
+type HTTP struct {
 	// TLSCertFile and TLSKeyFile serve HTTPS and WSS when both are set.
 	TLSCertFile string
 	TLSKeyFile  string
-	// HTTP server limits. Defaults: headers within 5s and 16 KiB, a whole
-	// request within 30s, an answer within 30s, idle keep-alives for 120s.
-	// WebSockets are exempt from the read and write timeouts once upgraded.
+
 	HTTPReadHeaderTimeout time.Duration
 	HTTPReadTimeout       time.Duration
 	HTTPWriteTimeout      time.Duration
 	HTTPIdleTimeout       time.Duration
 	MaxHeaderBytes        int
+}
 
+// Storage is what the node keeps in Redis for clients that were away.
+type Storage struct {
 	// HistoryTopics keep their messages (bounded like inboxes): a
 	// subscriber that reconnects with since.<topic>=<id> gets what it
-	// missed, and one without gets the newest HistoryReplay (default 20;
-	// negative: none, at most InboxMaxLen).
+	// missed, and one without gets the newest HistoryReplay (NoReplay:
+	// none; at most InboxMaxLen).
 	HistoryTopics []string
 	HistoryReplay int
 	// StoreByDefault stores every send in its keys' inboxes, as if each
 	// said "store":true.
 	StoreByDefault bool
-	// InboxMaxLen and InboxMaxAge bound each key's inbox (defaults 1000
-	// messages, 24h).
+	// InboxMaxLen and InboxMaxAge bound each key's inbox.
 	InboxMaxLen int
 	InboxMaxAge time.Duration
-	// IdempotencyTTL is how long the answer to a send with an
-	// Idempotency-Key is kept for retries (default 24h).
+	// IdempotencyTTL is how long the answer to a request with an
+	// Idempotency-Key is kept for retries.
 	IdempotencyTTL time.Duration
-	// MaxWait caps a send's "timeout_ms" when it waits for delivery or an
-	// ack (default 25s; keep it under HTTPWriteTimeout).
-	MaxWait time.Duration
+}
+
+// NoReplay as Storage.HistoryReplay shows a new subscriber of a history
+// topic nothing from before it joined.
+const NoReplay = -1
+
+// DefaultConfig is the configuration of a node run without flags: the one
+// place where defaults are written.
+func DefaultConfig() Config {
+	return Config{
+		Listen: "127.0.0.1:8080",
+		Logger: slog.New(slog.DiscardHandler),
+		Redis:  redisconn.Config{ReplicaTimeout: redisconn.DefaultReplicaTimeout},
+		Liveness: Liveness{
+			PresenceTTL:  15 * time.Second,
+			PingInterval: 25 * time.Second,
+			WriteTimeout: 10 * time.Second,
+			DrainWindow:  10 * time.Second,
+		},
+		Limits: Limits{
+			QueueMessages:    256,
+			QueueBytes:       1 << 20,
+			MaxMessageBytes:  64 << 10,
+			MaxKeysPerSend:   1000,
+			MaxTopicsPerConn: 32,
+			ReadLimit:        4096,
+			MaxConns:         100000,
+			MaxConnsPerKey:   32,
+			MaxConnsPerIP:    1000,
+			ConnRatePerIP:    20,
+			ConnBurstPerIP:   40,
+			MaxWait:          25 * time.Second,
+		},
+		Security: Security{
+			PublicMaxMessageBytes: 2048,
+			PublicRate:            0.2,
+			PublicBurst:           5,
+		},
+		HTTP: HTTP{
+			HTTPReadHeaderTimeout: 5 * time.Second,
+			HTTPReadTimeout:       30 * time.Second,
+			HTTPWriteTimeout:      30 * time.Second,
+			HTTPIdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:        16 << 10,
+		},
+		Storage: Storage{
+			HistoryTopics:  []string{"board"},
+			HistoryReplay:  20,
+			InboxMaxLen:    1000,
+			InboxMaxAge:    24 * time.Hour,
+			IdempotencyTTL: 24 * time.Hour,
+		},
+	}
 }
 
 // Open reports whether the node runs in development mode: some part of the
 // API or the WebSocket endpoint accepts anyone.
 func (c Config) Open() bool { return c.APIKeys == nil || c.Tokens == nil }
 
+// withDefaults fills c's zero fields from DefaultConfig and checks the
+// result.
 func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
-	set := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setInt := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:8080"
-	}
+	fillZero(reflect.ValueOf(&c).Elem(), reflect.ValueOf(DefaultConfig()))
 	if c.AdvertiseAddr == "" {
 		c.AdvertiseAddr = c.Listen
 	}
@@ -147,44 +218,23 @@ func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
 		}
 		c.NodeID = h
 	}
-	set(&c.PresenceTTL, 15*time.Second)
-	set(&c.PingInterval, 25*time.Second)
-	set(&c.WriteTimeout, 10*time.Second)
-	set(&c.DrainWindow, 10*time.Second)
-	setInt(&c.QueueMessages, 256)
-	setInt(&c.QueueBytes, 1<<20)
-	setInt(&c.MaxMessageBytes, 64<<10)
-	setInt(&c.MaxKeysPerSend, 1000)
-	setInt(&c.MaxTopicsPerConn, 32)
-	if c.ReadLimit == 0 {
-		c.ReadLimit = 4096
-	}
-	setInt(&c.PublicMaxMessageBytes, 2048)
-	setInt(&c.PublicBurst, 5)
-	if c.PublicRate == 0 {
-		c.PublicRate = 0.2
-	}
-	setInt(&c.MaxConns, 100000)
-	setInt(&c.MaxConnsPerKey, 32)
-	setInt(&c.MaxConnsPerIP, 1000)
-	setInt(&c.ConnBurstPerIP, 40)
-	if c.ConnRatePerIP == 0 {
-		c.ConnRatePerIP = 20
-	}
-	setInt(&c.InboxMaxLen, 1000)
-	setInt(&c.HistoryReplay, 20)
-	set(&c.InboxMaxAge, 24*time.Hour)
-	set(&c.IdempotencyTTL, 24*time.Hour)
-	set(&c.MaxWait, 25*time.Second)
-	set(&c.HTTPReadHeaderTimeout, 5*time.Second)
-	set(&c.HTTPReadTimeout, 30*time.Second)
-	set(&c.HTTPWriteTimeout, 30*time.Second)
-	set(&c.HTTPIdleTimeout, 120*time.Second)
-	setInt(&c.MaxHeaderBytes, 16<<10)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
 	return c, c.validate()
+}
+
+// fillZero sets each zero scalar field of dst (recursing into embedded
+// groups) to def's. Lists and the Redis settings are left alone: nil means
+// none, and Redis's zero value means no Redis.
+func fillZero(dst, def reflect.Value) {
+	for i := range dst.NumField() {
+		f, d := dst.Field(i), def.Field(i)
+		switch {
+		case dst.Type().Field(i).Anonymous:
+			fillZero(f, d)
+		case f.Kind() == reflect.Slice || f.Kind() == reflect.Struct:
+		case f.IsZero():
+			f.Set(d)
+		}
+	}
 }
 
 func (c Config) validate() error {
@@ -224,6 +274,9 @@ func (c Config) validate() error {
 	}
 	if c.InboxMaxLen < 0 || c.InboxMaxAge < 0 || c.IdempotencyTTL < 0 {
 		errs = append(errs, errors.New("inbox bounds and idempotency TTL must be positive"))
+	}
+	if c.HistoryReplay < NoReplay {
+		errs = append(errs, fmt.Errorf("history replay must be %d (none) or more, got %d", NoReplay, c.HistoryReplay))
 	}
 	if c.HistoryReplay > c.InboxMaxLen && c.InboxMaxLen > 0 {
 		errs = append(errs, fmt.Errorf("history replay (%d) must not exceed the inbox length (%d)", c.HistoryReplay, c.InboxMaxLen))

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -73,16 +74,18 @@ func TestAHistoryPostThatCouldNotGoOutLiveIsAnsweredAsKeptAndARetryKeepsItOnce(t
 	board.nothing(300 * time.Millisecond)
 }
 
-func TestHistoryReplayIsValidatedAndANegativeValueTurnsReplayOff(t *testing.T) {
-	if _, err := node.New(node.Config{NodeID: "a", HistoryTopics: []string{"board"}, HistoryReplay: -1}); err != nil {
-		t.Fatalf("history replay -1 (off) refused: %v", err)
-	}
-	cfg := node.Config{NodeID: "a", HistoryTopics: []string{"board"}, HistoryReplay: 1_000_000, InboxMaxLen: 1000}
-	if _, err := node.New(cfg); err == nil || !strings.Contains(err.Error(), "history replay") {
-		t.Fatalf("history replay over the inbox length accepted: %v", err)
+func TestHistoryReplayIsValidatedAndNoReplayTurnsItOff(t *testing.T) {
+	for _, replay := range []int{-5, 1_000_000} {
+		cfg := node.Config{NodeID: "a", Storage: node.Storage{HistoryTopics: []string{"board"}, HistoryReplay: replay, InboxMaxLen: 1000}}
+		if n, err := node.New(cfg); err == nil || !strings.Contains(err.Error(), "history replay") {
+			if n != nil {
+				n.Shutdown(context.Background())
+			}
+			t.Fatalf("history replay %d accepted: %v", replay, err)
+		}
 	}
 
-	n := startNode(t, "a", "", withHistory, func(c *node.Config) { c.HistoryReplay = -1 })
+	n := startNode(t, "a", "", withHistory, func(c *node.Config) { c.HistoryReplay = node.NoReplay })
 	post(t, n.URL("/v1/topics/board"), "text/plain", "old news")
 	board := dial(t, n, "key=screen&topics=board")
 	board.nothing(300 * time.Millisecond) // replay off: nothing from before

@@ -7,23 +7,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/gin-gonic/gin"
 
 	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
-
-func TestMain(m *testing.M) {
-	gin.SetMode(gin.ReleaseMode)
-	os.Exit(m.Run())
-}
 
 // testNode is a node serving on a loopback port.
 type testNode struct {
@@ -39,10 +32,9 @@ func (n *testNode) URL(path string) string { return "http://" + n.Addr + path }
 func startNode(t *testing.T, id, redisURL string, tune ...func(*node.Config)) *testNode {
 	t.Helper()
 	cfg := node.Config{
-		NodeID:      id,
-		Redis:       redisconn.Config{URL: redisURL},
-		PresenceTTL: 3 * time.Second,
-		DrainWindow: 200 * time.Millisecond,
+		NodeID:   id,
+		Redis:    redisconn.Config{URL: redisURL},
+		Liveness: node.Liveness{PresenceTTL: 3 * time.Second, DrainWindow: 200 * time.Millisecond},
 	}
 	for _, f := range tune {
 		f(&cfg)

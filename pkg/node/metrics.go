@@ -12,12 +12,10 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	accepted     *prometheus.CounterVec   // kind
-	sendDuration *prometheus.HistogramVec // kind
-	redisErrors  *prometheus.CounterVec   // op
-	badRequests  *prometheus.CounterVec   // code
-	connEnds     *prometheus.CounterVec   // reason
-	fanout       *prometheus.HistogramVec // kind
+	accepted    *prometheus.CounterVec   // kind
+	redisErrors *prometheus.CounterVec   // op
+	connEnds    *prometheus.CounterVec   // reason
+	fanout      *prometheus.HistogramVec // kind
 	// notReplicated counts sends whose stored messages too few replicas
 	// confirmed in time (answered 503 not_replicated).
 	notReplicated prometheus.Counter
@@ -35,21 +33,12 @@ func newMetrics(n *Node) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_messages_accepted_total",
-		Help: "Messages accepted by the HTTP API, by kind (send, topic, broadcast).",
-	}, []string{"kind"})
-	m.sendDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "herald_send_duration_seconds",
-		Help:    "Time from a send request's arrival to its answer, by kind.",
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		Help: "Messages accepted, by kind (send, topic, broadcast).",
 	}, []string{"kind"})
 	m.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_redis_errors_total",
 		Help: "Failed Redis operations, by operation.",
 	}, []string{"op"})
-	m.badRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "herald_rejected_requests_total",
-		Help: "Requests answered with an error, by error code.",
-	}, []string{"code"})
 	m.connEnds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_connections_closed_total",
 		Help: "WebSocket connections ended, by reason: client_closed, read_limit (1009), read_failed, write_failed, ping_timeout, slow_consumer (1008), shutdown (1012), disconnected (4001), token_expired (4002), upgrade_failed, stopped.",
@@ -77,7 +66,6 @@ func newMetrics(n *Node) *metrics {
 	// rather than "no data" before the first event.
 	for _, kind := range []string{"send", "topic", "broadcast"} {
 		m.accepted.WithLabelValues(kind)
-		m.sendDuration.WithLabelValues(kind)
 	}
 	for _, op := range []string{"heartbeat", "presence_write", "presence_lookup", "publish", "cluster", "disconnect",
 		"inbox_write", "inbox_read", "idempotency", "delivery_report"} {
@@ -87,13 +75,8 @@ func newMetrics(n *Node) *metrics {
 		"slow_consumer", "shutdown", "disconnected", "token_expired", "upgrade_failed", "stopped"} {
 		m.connEnds.WithLabelValues(reason)
 	}
-	for _, code := range []string{"invalid_json", "unknown_field", "missing_data", "missing_key", "invalid_key",
-		"message_too_large", "missing_api_key", "invalid_api_key", "missing_token", "invalid_token", "forbidden",
-		"rate_limited", "too_many_connections", "unavailable"} {
-		m.badRequests.WithLabelValues(code)
-	}
 	m.reg.MustRegister(
-		m.accepted, m.sendDuration, m.redisErrors, m.badRequests, m.connEnds, m.fanout, m.notReplicated,
+		m.accepted, m.redisErrors, m.connEnds, m.fanout, m.notReplicated,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_connections",
 			Help: "Open WebSocket connections on this node.",
@@ -109,7 +92,7 @@ func newMetrics(n *Node) *metrics {
 			Name: "herald_ready",
 			Help: "1 when the node is ready to take traffic.",
 		}, func() float64 {
-			if n.notReady() == "" {
+			if n.Ready() == nil {
 				return 1
 			}
 			return 0

@@ -1,29 +1,33 @@
-// Package node assembles a herald node: local connections (hub), presence,
-// routing between nodes (fanout) and the HTTP and WebSocket API in front of
-// them.
+// Package node is herald's engine: one node of the cluster, as Go calls.
+// It sends to keys (storing, waiting and deduplicating when asked),
+// publishes to topics, broadcasts, answers presence and cluster questions,
+// disconnects keys, and admits client connections. It knows nothing of any
+// transport: pkg/httpapi puts the HTTP and WebSocket API in front of it.
+//
+// Local connections live in pkg/hub, presence in pkg/presence, routing
+// between nodes in pkg/fanout, stored streams in pkg/inbox and their order
+// on each connection in pkg/ordering.
 package node
 
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/pkg/fanout"
 	"github.com/herald-push/herald/pkg/hub"
 	"github.com/herald-push/herald/pkg/idempotency"
 	"github.com/herald-push/herald/pkg/inbox"
+	"github.com/herald-push/herald/pkg/ordering"
 	"github.com/herald-push/herald/pkg/presence"
 	"github.com/herald-push/herald/pkg/protocol"
 	"github.com/herald-push/herald/pkg/ratelimit"
@@ -31,7 +35,12 @@ import (
 	"github.com/herald-push/herald/pkg/redisconn"
 )
 
-// Node is one herald process. Build it with New, run it with Run or Serve.
+// redisTimeout bounds the Redis work of one operation.
+const redisTimeout = redisconn.Timeout
+
+// Node is one herald node. New builds it and starts its background work
+// (cluster bus, presence heartbeats, ack flushing); Shutdown drains and
+// stops it.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
@@ -43,34 +52,37 @@ type Node struct {
 	idem     idempotency.Store
 	acks     *ackBuffer
 	waits    *waiters
-	reports  chan *hub.Notice // delivery reports on their way to the waiting node
+	reports  chan *ordering.Notice // delivery reports for senders waiting on other nodes
 	hub      *hub.Hub
 	router   *fanout.Router
+	catcher  *ordering.Catcher
 	presence *reconcile.Loop // writes this node's key counts to the store
 	metrics  *metrics
-	engine   *gin.Engine
 	ids      *idSource // message ids
-	reqIDs   *idSource // request ids, for logs
 
 	presenceOK atomic.Bool // joined, last heartbeat succeeded, no resync pending
 
-	// connCtx outlives requests: WebSockets run on it after their handler
-	// returned, until the node stops.
+	// connCtx outlives requests: connections run on it after the request
+	// that admitted them returned, until the node stops.
 	connCtx    context.Context
 	connCancel context.CancelFunc
+	stopBG     context.CancelFunc // ends the background loops
+	loops      sync.WaitGroup
+	// stopHeartbeats ends keepPresence and waits for it.
+	stopHeartbeats func()
 
-	connRate   *ratelimit.Keyed // new connections per client IP
-	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
+	connRate *ratelimit.Keyed // new connections per client IP
 
-	mu             sync.Mutex
-	draining       bool
-	stopHeartbeats func()         // ends keepPresence and waits for it; nil until Serve
-	perIP          map[string]int // open connections per client IP
-	active         sync.WaitGroup // WebSocket handlers between admission and return
+	mu       sync.Mutex
+	draining bool
+	stopped  chan struct{}  // closed when Shutdown has finished
+	perIP    map[string]int // open connections per client IP
+	active   sync.WaitGroup // sessions between admission and their end
 }
 
-// New builds a node from cfg. It does not contact Redis: a node starts while
-// Redis is down and becomes ready when Redis answers.
+// New builds a node from cfg and starts its background work. It does not
+// wait for Redis: a node starts while Redis is down and becomes ready
+// (Ready) when Redis answers.
 func New(cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults(os.Hostname)
 	if err != nil {
@@ -80,17 +92,14 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node id %q must be 1-128 characters of [A-Za-z0-9_.:@-]", cfg.NodeID)
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.NodeID),
-		started: time.Now(),
-		ids:     newIDSource(),
-		reqIDs:  newIDSource(),
-		perIP:   make(map[string]int),
-
-		connRate:   ratelimit.New(cfg.ConnRatePerIP, cfg.ConnBurstPerIP),
-		publicRate: ratelimit.New(cfg.PublicRate, cfg.PublicBurst),
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.NodeID),
+		started:  time.Now(),
+		ids:      newIDSource(),
+		perIP:    make(map[string]int),
+		stopped:  make(chan struct{}),
+		connRate: ratelimit.New(cfg.ConnRatePerIP, cfg.ConnBurstPerIP),
 	}
-	n.connCtx, n.connCancel = context.WithCancel(context.Background())
 	var bus fanout.Bus
 	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge, DedupeTTL: cfg.IdempotencyTTL}
 	if cfg.Redis.Topology() == redisconn.None {
@@ -117,7 +126,7 @@ func New(cfg Config) (*Node, error) {
 		n.idem = idempotency.NewRedis(rdb, cfg.IdempotencyTTL, repl)
 	}
 	n.waits = newWaiters()
-	n.reports = make(chan *hub.Notice, 4096)
+	n.reports = make(chan *ordering.Notice, 4096)
 	n.metrics = newMetrics(n)
 	n.hub = hub.New(hub.Options{
 		QueueMessages:  cfg.QueueMessages,
@@ -125,9 +134,11 @@ func New(cfg Config) (*Node, error) {
 		MaxConns:       cfg.MaxConns,
 		MaxConnsPerKey: cfg.MaxConnsPerKey,
 		Removed:        n.connRemoved,
-		Behind:         func(c *hub.Conn, stream string) { go n.catchUp(n.connCtx, c, stream, nil, false) },
-		Delivered:      n.reportDelivered,
-		Acked:          n.acked,
+		Behind: func(c *hub.Conn, s ordering.StreamID) {
+			go n.catcher.CatchUp(n.connCtx, c, c.Key, s, ordering.FromLast, protocol.StoredID{})
+		},
+		Delivered: n.delivered,
+		Acked:     n.acked,
 		FanoutDone: func(kind protocol.Kind, d time.Duration) {
 			label := "topic"
 			if kind == protocol.KindBroadcast {
@@ -136,6 +147,15 @@ func New(cfg Config) (*Node, error) {
 			n.metrics.fanout.WithLabelValues(label).Observe(d.Seconds())
 		},
 	})
+	n.catcher = &ordering.Catcher{
+		Store:       n.inbox,
+		Page:        replayPage,
+		TopicReplay: cfg.HistoryReplay,
+		Timeout:     redisTimeout,
+		Replayed:    func(k int) { n.metrics.replayed.Add(uint64(k)) },
+		ReadFailed:  func() { n.metrics.redisErrors.WithLabelValues("inbox_read").Inc() },
+		Log:         n.log,
+	}
 	n.router = fanout.NewRouter(fanout.RouterConfig{
 		Self:       cfg.NodeID,
 		Bus:        bus,
@@ -147,111 +167,90 @@ func New(cfg Config) (*Node, error) {
 	})
 	n.presence = reconcile.New(n.writePresence, time.Second)
 	n.acks = newAckBuffer(n.inbox, n.log)
-	if n.engine, err = n.routes(); err != nil {
-		return nil, err
-	}
+	n.start()
 	return n, nil
 }
 
-// Handler is the node's HTTP handler: API, WebSocket endpoint, metrics,
-// health and the demo.
-func (n *Node) Handler() http.Handler { return n.engine }
+// replayPage is how many stored messages one read of a stream returns.
+const replayPage = 256
 
-// Run listens on Config.Listen and serves until ctx ends, then shuts down
-// gracefully.
-func (n *Node) Run(ctx context.Context) error {
-	l, err := net.Listen("tcp", n.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	return n.Serve(ctx, l)
-}
-
-// Serve serves on l until ctx ends, then drains: /readyz turns 503 and new
-// WebSockets are refused at once, open ones are closed with 1012 spread over
-// the drain window, presence is cleared, and Serve returns.
-func (n *Node) Serve(ctx context.Context, l net.Listener) error {
-	bg, stopBG := context.WithCancel(context.Background())
-	var loops sync.WaitGroup
-	loops.Go(func() {
+// start runs the background loops until Shutdown.
+func (n *Node) start() {
+	n.connCtx, n.connCancel = context.WithCancel(context.Background())
+	bg, stop := context.WithCancel(context.Background())
+	n.stopBG = stop
+	n.loops.Go(func() {
 		if err := n.router.Run(bg); err != nil {
 			n.log.Error("router stopped", "err", err)
 		}
 	})
-	loops.Go(func() { n.presence.Run(bg) })
+	n.loops.Go(func() { n.presence.Run(bg) })
 	if r, ok := n.store.(interface{ Run(context.Context) }); ok {
-		loops.Go(func() { r.Run(bg) })
+		n.loops.Go(func() { r.Run(bg) })
 	}
-	loops.Go(func() { n.acks.loop.Run(bg) })
-	loops.Go(func() { n.sendReports(bg) })
+	n.loops.Go(func() { n.acks.loop.Run(bg) })
+	n.loops.Go(func() { n.sendReports(bg) })
 	// Heartbeats stop before Shutdown leaves presence: one racing with
 	// Leave would write the node back for a TTL.
 	heartbeats, stopHeartbeats := context.WithCancel(bg)
-	heartbeatsDone := make(chan struct{})
-	go func() { defer close(heartbeatsDone); n.keepPresence(heartbeats) }()
-	n.mu.Lock()
-	n.stopHeartbeats = func() { stopHeartbeats(); <-heartbeatsDone }
-	n.mu.Unlock()
-
-	srv := &http.Server{
-		Handler:           n.engine,
-		ReadHeaderTimeout: n.cfg.HTTPReadHeaderTimeout,
-		ReadTimeout:       n.cfg.HTTPReadTimeout,
-		WriteTimeout:      n.cfg.HTTPWriteTimeout,
-		IdleTimeout:       n.cfg.HTTPIdleTimeout,
-		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
-	}
-	serveErr := make(chan error, 1)
-	tls := n.cfg.TLSCertFile != ""
-	go func() {
-		if tls {
-			serveErr <- srv.ServeTLS(l, n.cfg.TLSCertFile, n.cfg.TLSKeyFile)
-		} else {
-			serveErr <- srv.Serve(l)
-		}
-	}()
-	n.log.Info("node serving", "addr", l.Addr().String(), "tls", tls, "redis", n.cfg.Redis.Topology().String())
-	if n.cfg.Open() {
-		n.log.Warn("OPEN DEVELOPMENT MODE: without API keys anyone who reaches this node may send, " +
-			"and without a token key any client may claim any key; do not expose it")
-	}
-
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-serveErr:
-		err = fmt.Errorf("serve: %w", err)
-	}
-
-	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.DrainWindow+10*time.Second)
-	defer cancel()
-	n.Shutdown(sctx)
-	if serr := srv.Shutdown(sctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		n.log.Warn("http shutdown", "err", serr)
-	}
-	n.connCancel() // whatever survived the drain ends now
-	stopBG()
-	loops.Wait()
-	if n.rdb != nil {
-		_ = n.rdb.Close()
-	}
-	n.log.Info("node stopped")
-	return err
+	done := make(chan struct{})
+	go func() { defer close(done); n.keepPresence(heartbeats) }()
+	n.stopHeartbeats = func() { stopHeartbeats(); <-done }
 }
 
-// Shutdown drains the node: it refuses new WebSockets, closes open ones with
-// 1012 spread over the drain window and removes the node from presence. The
-// HTTP API keeps answering meanwhile (sends still reach the connections that
-// remain). If ctx ends first the remaining connections close at once.
-func (n *Node) Shutdown(ctx context.Context) {
+// Config returns the node's configuration, defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// Logger is the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+// Metrics is the node's Prometheus registry; transports register their own
+// metrics in it.
+func (n *Node) Metrics() *prometheus.Registry { return n.metrics.reg }
+
+// Shutdown drains the node and stops it. It refuses new connections at once
+// (Connect returns ErrDraining, Ready reports not ready), closes open ones
+// with 1012 spread over the drain window (at once if ctx ends first),
+// removes the node from presence, then stops its background work and closes
+// its Redis clients. Sends, publishes and the other calls keep working
+// while the drain lasts, and reach the connections that remain; after
+// Shutdown returns they fail. It does not stop a transport: the transport's
+// own Shutdown calls this one. A second call waits for the first.
+func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Lock()
 	already := n.draining
 	n.draining = true
 	n.mu.Unlock()
 	if already {
-		return
+		select {
+		case <-n.stopped:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	defer close(n.stopped)
+	n.drain(ctx)
+	n.stopHeartbeats()
+	if err := n.store.Leave(ctx); err != nil {
+		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)
+	}
+	n.connCancel() // whatever survived the drain ends now
+	n.stopBG()
+	n.loops.Wait()
+	if n.rdb != nil {
+		_ = n.rdb.Close()
+	}
+	n.log.Info("node stopped")
+	return ctx.Err()
+}
+
+// Stopped is closed once Shutdown has finished.
+func (n *Node) Stopped() <-chan struct{} { return n.stopped }
+
+// drain closes the connections with 1012 over the drain window and waits
+// until their sessions ended.
+func (n *Node) drain(ctx context.Context) {
 	conns := n.hub.Conns()
 	n.log.Info("draining", "connections", len(conns), "window", n.cfg.DrainWindow)
 	start := time.Now()
@@ -267,32 +266,22 @@ func (n *Node) Shutdown(ctx context.Context) {
 	}
 	done := make(chan struct{})
 	go func() { n.active.Wait(); close(done) }()
-	// A handler admitted just before draining began may register its
+	// A session admitted just before draining began may register its
 	// connection after the snapshot above: close such stragglers too.
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-wait:
 	for {
 		select {
 		case <-done:
-			break wait
+			return
 		case <-tick.C:
 			for _, c := range n.hub.Conns() {
 				c.Close(protocol.CloseServiceRestart, "server shutting down")
 			}
 		case <-ctx.Done():
 			n.log.Warn("connections still closing at the end of the drain", "err", ctx.Err())
-			break wait
+			return
 		}
-	}
-	n.mu.Lock()
-	stop := n.stopHeartbeats
-	n.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
-	if err := n.store.Leave(ctx); err != nil {
-		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)
 	}
 }
 
@@ -302,17 +291,17 @@ func (n *Node) isDraining() bool {
 	return n.draining
 }
 
-// notReady returns why the node is not ready, or "" when it is.
-func (n *Node) notReady() string {
+// Ready returns nil when the node takes traffic, or an error saying why not.
+func (n *Node) Ready() error {
 	switch {
 	case n.isDraining():
-		return "node is draining"
+		return retryLater(Errorf(KindUnavailable, "not_ready", "node is draining"), time.Second)
 	case !n.presenceOK.Load():
-		return "presence not registered (redis unreachable?)"
+		return retryLater(Errorf(KindUnavailable, "not_ready", "presence not registered (redis unreachable?)"), time.Second)
 	case !n.router.Ready():
-		return "not subscribed to the cluster bus (redis unreachable?)"
+		return retryLater(Errorf(KindUnavailable, "not_ready", "not subscribed to the cluster bus (redis unreachable?)"), time.Second)
 	}
-	return ""
+	return nil
 }
 
 // connRemoved keeps presence and topic subscriptions in line when a

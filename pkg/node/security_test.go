@@ -3,20 +3,10 @@ package node_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +14,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/node"
@@ -390,18 +379,23 @@ func TestListeningBeyondLoopbackNeedsAuthOrInsecure(t *testing.T) {
 		t.Fatalf("open node on 0.0.0.0: %v", err)
 	}
 	for name, cfg := range map[string]node.Config{
-		"insecure": {NodeID: "a", Listen: "0.0.0.0:8080", Insecure: true},
+		"insecure": {NodeID: "a", Listen: "0.0.0.0:8080", Security: node.Security{Insecure: true}},
 		"loopback": {NodeID: "a", Listen: "127.0.0.1:8080"},
 	} {
-		if _, err := node.New(cfg); err != nil {
+		n, err := node.New(cfg)
+		if err != nil {
 			t.Errorf("%s: %v", name, err)
+			continue
 		}
+		n.Shutdown(context.Background())
 	}
 	cfg := node.Config{NodeID: "a", Listen: ":8080"}
 	secured(t)(&cfg)
-	if _, err := node.New(cfg); err != nil {
-		t.Errorf("secured node on all interfaces: %v", err)
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatalf("secured node on all interfaces: %v", err)
 	}
+	n.Shutdown(context.Background())
 }
 
 func TestRedisWithAPasswordAndAnACLUser(t *testing.T) {
@@ -420,92 +414,10 @@ func TestRedisWithAPasswordAndAnACLUser(t *testing.T) {
 		})
 	}
 	// A wrong password leaves the node unready rather than half-working.
-	n, err := node.New(node.Config{NodeID: "c", Redis: redisconn.Config{URL: "redis://:wrong@" + r.Addr()}, Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { n.Serve(ctx, l); close(done) }()
-	defer func() { cancel(); <-done }()
+	serve(t, node.Config{NodeID: "c", Redis: redisconn.Config{URL: "redis://:wrong@" + r.Addr()}, Listen: "127.0.0.1:0"}, l)
 	time.Sleep(1500 * time.Millisecond) // a second probe has run
 	if status, _ := get(t, "http://"+l.Addr().String()+"/readyz"); status != 503 {
 		t.Fatalf("node with a wrong Redis password reads %d, want 503", status)
 	}
-}
-
-func TestTLSServesHTTPSAndWSS(t *testing.T) {
-	certFile, keyFile, pool := selfSigned(t)
-	n := startNodeTLS(t, certFile, keyFile, pool)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	ws, _, err := websocket.Dial(context.Background(), "wss://"+n.Addr+"/v1/ws?key=u1", &websocket.DialOptions{HTTPClient: client})
-	if err != nil {
-		t.Fatalf("wss dial: %v", err)
-	}
-	defer ws.CloseNow()
-	resp, err := client.Post("https://"+n.Addr+"/v1/send?key=u1", "text/plain", strings.NewReader("over tls"))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("https send: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	_, b, err := ws.Read(context.Background())
-	if err != nil || !strings.Contains(string(b), `"over tls"`) {
-		t.Fatalf("wss read: %s %v", b, err)
-	}
-	// Plain HTTP on the TLS port is answered with an error, never served.
-	if resp, err := http.Get("http://" + n.Addr + "/healthz"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			t.Fatal("plain HTTP served on the TLS listener")
-		}
-	}
-}
-
-func startNodeTLS(t *testing.T, certFile, keyFile string, pool *x509.CertPool) *testNode {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.New(node.Config{NodeID: "tls", Listen: l.Addr().String(), TLSCertFile: certFile, TLSKeyFile: keyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { n.Serve(ctx, l); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	nodetest.WaitReady(t, "https://"+l.Addr().String()+"/readyz", client)
-	return &testNode{ID: "tls", Addr: l.Addr().String()}
-}
-
-// selfSigned writes a certificate for 127.0.0.1 and its key.
-func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "herald test"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
 }

@@ -20,6 +20,10 @@ import (
 // Timeout bounds the Redis work of one request or one background step.
 const Timeout = 5 * time.Second
 
+// DefaultReplicaTimeout is how long WAIT waits when Config.ReplicaTimeout
+// is zero.
+const DefaultReplicaTimeout = 500 * time.Millisecond
+
 // Topology is how the node reaches Redis.
 type Topology uint8
 
@@ -125,7 +129,7 @@ func (c Config) Validate() error {
 func (c Config) Replication() Replication {
 	t := c.ReplicaTimeout
 	if t == 0 {
-		t = 500 * time.Millisecond
+		t = DefaultReplicaTimeout
 	}
 	return Replication{Min: c.MinReplicas, Timeout: t}
 }

@@ -1,15 +1,16 @@
-package node
+package httpapi
 
 import (
 	"encoding/json"
 	"testing"
 
+	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
 // FuzzSendBody feeds arbitrary bodies, content types and ?key= values through
 // the send decoder and key validation. Whatever comes in, a request is either
-// refused with a requestError or yields valid JSON data within the limit and
+// refused with a *node.Error or yields valid JSON data within the limit and
 // 1..max valid, distinct keys.
 func FuzzSendBody(f *testing.F) {
 	f.Add([]byte(`{"key":"u1","data":{"gold":5}}`), "application/json", "", false)
@@ -20,20 +21,22 @@ func FuzzSendBody(f *testing.F) {
 	f.Add([]byte("\xff\xfe"), "text/plain", "u1", true)
 	f.Add([]byte(`{"key":"u1","data":`), "application/vnd.api+json", "", false)
 	const maxData, maxKeys = 1024, 8
-	n := &Node{cfg: Config{MaxKeysPerSend: maxKeys}}
 	f.Fuzz(func(t *testing.T, body []byte, contentType, queryKey string, hasQueryKey bool) {
 		p, err := parsePayload(body, contentType, queryKey, hasQueryKey, true, maxData)
 		if err != nil {
-			if _, ok := err.(*requestError); !ok {
-				t.Fatalf("error %T %v is not a requestError", err, err)
+			if _, ok := err.(*node.Error); !ok {
+				t.Fatalf("error %T %v is not a *node.Error", err, err)
 			}
 			return
 		}
 		if !json.Valid(p.Data) || len(p.Data) > maxData {
 			t.Fatalf("accepted data %q", p.Data)
 		}
-		keys, err := n.sendKeys(p)
+		keys, err := p.keys()
 		if err != nil {
+			return
+		}
+		if keys, err = node.CheckKeys(keys, maxKeys); err != nil {
 			return
 		}
 		if len(keys) == 0 || len(keys) > maxKeys {

@@ -1,0 +1,159 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+// payload is a request's message: its data and, for sends, its keys.
+type payload struct {
+	Key       *string         `json:"key"`
+	Keys      []string        `json:"keys"`
+	Data      json.RawMessage `json:"data"`
+	Store     bool            `json:"store"`
+	Wait      string          `json:"wait"`       // "", "delivered" or "acked"
+	TimeoutMS int             `json:"timeout_ms"` // for wait
+}
+
+func badRequest(code, format string, args ...any) *node.Error {
+	return node.Errorf(node.KindInvalid, code, format, args...)
+}
+
+func tooLarge(format string, args ...any) *node.Error {
+	return node.Errorf(node.KindTooLarge, "message_too_large", format, args...)
+}
+
+// readPayload reads a request body. A JSON body (Content-Type
+// application/json) is an object holding "data" (and, with allowKeys, "key"
+// or "keys"); any other body is the message as text, which becomes a JSON
+// string, its key for a send taken from ?key=. A send without ?key= must
+// be the JSON object whatever its Content-Type (curl -d sends form type).
+func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, error) {
+	limit := int64(s.cfg.MaxMessageBytes)
+	if allowKeys {
+		// Room for the envelope and a full list of maximal keys.
+		limit += int64(s.cfg.MaxKeysPerSend*(protocol.MaxNameLen+3) + 1024)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return payload{}, tooLarge("request body over %d bytes", limit)
+		}
+		return payload{}, badRequest("unreadable_body", "reading the body failed: %v", err)
+	}
+	queryKey, hasQueryKey := c.GetQuery("key")
+	return parsePayload(body, c.GetHeader("Content-Type"), queryKey, hasQueryKey, allowKeys, s.cfg.MaxMessageBytes)
+}
+
+// parsePayload turns a request body into a payload; see readPayload. It
+// does no I/O, which is what lets it be fuzzed directly.
+func parsePayload(body []byte, contentType, queryKey string, hasQueryKey, allowKeys bool, maxData int) (payload, error) {
+	var p payload
+	isJSON, err := jsonContentType(contentType)
+	if err != nil {
+		return p, err
+	}
+	switch {
+	case isJSON && hasQueryKey:
+		return p, badRequest("invalid_request", "with a JSON body, name the key in the body, not in ?key=")
+	case isJSON, allowKeys && !hasQueryKey:
+		if err := decodeStrict(body, &p); err != nil {
+			if !isJSON {
+				return p, badRequest(err.Code, "%s (send JSON with Content-Type: application/json, or text with ?key=)", err.Message)
+			}
+			return p, err
+		}
+		if p.Data == nil {
+			return p, badRequest("missing_data", `the body has no "data" field`)
+		}
+	default:
+		if hasQueryKey && !allowKeys {
+			return p, badRequest("invalid_request", "?key= is only for POST /v1/send")
+		}
+		if len(body) == 0 {
+			return p, badRequest("missing_data", "the body is empty")
+		}
+		if !utf8.Valid(body) {
+			return p, badRequest("invalid_text", "a text body must be UTF-8")
+		}
+		p.Data, _ = json.Marshal(string(body))
+		if hasQueryKey {
+			p.Key = &queryKey
+		}
+	}
+	if !allowKeys && (p.Key != nil || p.Keys != nil || p.Store || p.Wait != "" || p.TimeoutMS != 0) {
+		return p, badRequest("unknown_field", `this endpoint takes only "data"`)
+	}
+	switch p.Wait {
+	case "", "delivered", "acked":
+	default:
+		return p, badRequest("invalid_wait", `wait must be "delivered" or "acked"`)
+	}
+	if p.TimeoutMS < 0 || (p.TimeoutMS > 0 && p.Wait == "") {
+		return p, badRequest("invalid_timeout", `timeout_ms must be positive and goes with "wait"`)
+	}
+	if len(p.Data) > maxData {
+		return p, tooLarge("data is %d bytes, over the limit of %d", len(p.Data), maxData)
+	}
+	return p, nil
+}
+
+func jsonContentType(header string) (bool, error) {
+	if header == "" {
+		return false, nil
+	}
+	mt, _, err := mime.ParseMediaType(header)
+	if err != nil {
+		return false, node.Errorf(node.KindUnsupported, "unsupported_media_type", "unparsable Content-Type")
+	}
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		return true, nil
+	case mt == "text/plain" || mt == "application/x-www-form-urlencoded":
+		return false, nil
+	}
+	return false, node.Errorf(node.KindUnsupported, "unsupported_media_type",
+		"Content-Type %s is not accepted: use application/json or text/plain", mt)
+}
+
+// decodeStrict decodes exactly one JSON object with no unknown fields.
+func decodeStrict(body []byte, v any) *node.Error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			return badRequest("unknown_field", "%s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return badRequest("invalid_json", "the body is not a valid JSON object: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("invalid_json", "the body holds more than one JSON value")
+	}
+	return nil
+}
+
+// keys returns a send's keys as the body names them.
+func (p payload) keys() ([]string, error) {
+	switch {
+	case p.Key != nil && p.Keys != nil:
+		return nil, badRequest("invalid_request", `give "key" or "keys", not both`)
+	case p.Key != nil:
+		if !protocol.ValidName(*p.Key) {
+			return nil, node.InvalidName("invalid_key", "key", *p.Key)
+		}
+		return []string{*p.Key}, nil
+	}
+	return p.Keys, nil
+}

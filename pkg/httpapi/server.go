@@ -1,0 +1,208 @@
+// Package httpapi is herald's HTTP and WebSocket API: a thin adapter that
+// reads requests, applies the HTTP-side limits and API-key auth, calls the
+// engine (pkg/node) and answers, mapping the engine's typed errors to HTTP
+// in one place. The WebSocket endpoint (ws.go) is its own small adapter
+// over the engine's Connect. The API is described by openapi.json, served
+// at /v1/openapi.json.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/ratelimit"
+)
+
+// ErrServerClosed is what Serve returns after Shutdown.
+var ErrServerClosed = http.ErrServerClosed
+
+// Server serves one node's API.
+type Server struct {
+	node    *node.Node
+	cfg     node.Config
+	log     *slog.Logger
+	engine  *gin.Engine
+	metrics *metrics
+	reqIDs  *requestIDs
+
+	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
+
+	mu       sync.Mutex
+	srv      *http.Server
+	shutdown chan struct{} // closed by Shutdown
+	once     sync.Once
+}
+
+// New returns the API of n. Its Handler works on any http.Server (or
+// httptest.Server); Serve runs one configured from n's Config.
+func New(n *node.Node) (*Server, error) {
+	cfg := n.Config()
+	s := &Server{
+		node:       n,
+		cfg:        cfg,
+		log:        n.Logger(),
+		metrics:    newMetrics(n.Metrics()),
+		reqIDs:     newRequestIDs(),
+		publicRate: ratelimit.New(cfg.PublicRate, cfg.PublicBurst),
+		shutdown:   make(chan struct{}),
+	}
+	var err error
+	if s.engine, err = s.routes(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Handler is the API: sends, publishes, presence, admin, the WebSocket
+// endpoint, metrics, health, the OpenAPI document and the demo pages.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Run listens on the configured address and serves until ctx ends, then
+// shuts down gracefully (see Shutdown) and returns nil.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve serves on l, with TLS when the config names a certificate, until
+// ctx ends or Shutdown is called. When ctx ends Serve shuts down gracefully
+// itself and returns nil; after a Shutdown it returns ErrServerClosed once
+// that Shutdown has finished. Any other error of the listener is returned
+// after a shutdown too.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	select {
+	case <-s.shutdown:
+		l.Close()
+		return ErrServerClosed
+	default:
+	}
+	srv := &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: s.cfg.HTTPReadHeaderTimeout,
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
+		WriteTimeout:      s.cfg.HTTPWriteTimeout,
+		IdleTimeout:       s.cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	serveErr := make(chan error, 1)
+	tls := s.cfg.TLSCertFile != ""
+	go func() {
+		if tls {
+			serveErr <- srv.ServeTLS(l, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		} else {
+			serveErr <- srv.Serve(l)
+		}
+	}()
+	s.log.Info("node serving", "addr", l.Addr().String(), "tls", tls, "redis", s.cfg.Redis.Topology().String())
+	if s.cfg.Open() {
+		s.log.Warn("OPEN DEVELOPMENT MODE: without API keys anyone who reaches this node may send, " +
+			"and without a token key any client may claim any key; do not expose it")
+	}
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(sctx)
+		return nil
+	case <-s.shutdown:
+		<-serveErr
+		<-s.stopped()
+		return ErrServerClosed
+	case err := <-serveErr:
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(sctx)
+		return fmt.Errorf("serve: %w", err)
+	}
+}
+
+// Shutdown stops the node's API gracefully. First it drains the node
+// (node.Node.Shutdown): /readyz turns 503 and new WebSockets are refused at
+// once, open ones are closed with 1012 spread over the drain window, and the
+// node leaves presence; sends and the rest of the API keep answering
+// meanwhile and reach the connections that remain. Then it closes the
+// listener, waits for requests in flight, and stops the node's background
+// work and its Redis clients. Serve returns ErrServerClosed once Shutdown
+// is done. If ctx ends first, remaining connections are closed at once and
+// ctx's error is returned. Shutdown does not close connections it did not
+// accept (a Handler mounted on a server of your own: stop that server
+// yourself).
+func (s *Server) Shutdown(ctx context.Context) error {
+	first := false
+	s.once.Do(func() {
+		first = true
+		close(s.shutdown)
+	})
+	if !first {
+		select {
+		case <-s.stopped():
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	err := s.node.Shutdown(ctx)
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv != nil {
+		if serr := srv.Shutdown(ctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			s.log.Warn("http shutdown", "err", serr)
+			err = errors.Join(err, serr)
+		}
+	}
+	return err
+}
+
+// stopped is closed once the node has stopped.
+func (s *Server) stopped() <-chan struct{} { return s.node.Stopped() }
+
+// metrics are the API's own: requests refused, by code, and the time to
+// answer a send.
+type metrics struct {
+	rejected     *prometheus.CounterVec   // code
+	sendDuration *prometheus.HistogramVec // kind
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_rejected_requests_total",
+			Help: "Requests answered with an error, by error code.",
+		}, []string{"code"}),
+		sendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_send_duration_seconds",
+			Help:    "Time from a send request's arrival to its answer, by kind.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"kind"}),
+	}
+	// Series exist at 0 from the start, so that rates and dashboards show 0
+	// rather than "no data" before the first event.
+	for _, kind := range []string{"send", "topic", "broadcast"} {
+		m.sendDuration.WithLabelValues(kind)
+	}
+	for _, code := range []string{"invalid_json", "unknown_field", "missing_data", "missing_key", "invalid_key",
+		"message_too_large", "missing_api_key", "invalid_api_key", "missing_token", "invalid_token", "forbidden",
+		"rate_limited", "too_many_connections", "unavailable"} {
+		m.rejected.WithLabelValues(code)
+	}
+	reg.MustRegister(m.rejected, m.sendDuration)
+	return m
+}

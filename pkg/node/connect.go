@@ -1,0 +1,262 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/herald-push/herald/pkg/auth"
+	"github.com/herald-push/herald/pkg/hub"
+	"github.com/herald-push/herald/pkg/ordering"
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+// ConnectRequest is a client asking to connect.
+type ConnectRequest struct {
+	// Key the client connects as: trusted in open mode; with tokens it
+	// must match the token's key, or be "".
+	Key    string
+	Token  string
+	Topics []string
+	// Raw clients receive only the data of each message.
+	Raw bool
+	// Since resumes the key's stream after this stored id; nil resumes
+	// after the key's acknowledged position.
+	Since *protocol.StoredID
+	// TopicSince resumes history topics after these ids.
+	TopicSince map[string]protocol.StoredID
+	// IP is the client's address, for the per-address limits.
+	IP string
+}
+
+// Session is an admitted connection: registered in the cluster, so
+// anything sent to its key or topics from now on reaches it, and waiting
+// for its socket. Serve hands it the socket; Abort gives it up.
+type Session struct {
+	n       *Node
+	conn    *hub.Conn
+	req     ConnectRequest
+	key     string
+	history []ordering.StreamID
+	expires time.Time // zero without tokens
+	release func()
+}
+
+// Key is the key the session is connected as.
+func (s *Session) Key() string { return s.key }
+
+// Connect checks who the client is and what it may join, applies the
+// connection limits, and registers the connection (hub, presence, topic
+// subscriptions) before returning, so that by the time the client sees its
+// socket open any node can reach it and nothing sent afterwards is missed.
+func (n *Node) Connect(ctx context.Context, req ConnectRequest) (*Session, error) {
+	if err := n.checkConnect(&req); err != nil {
+		return nil, err
+	}
+	key, expires, err := n.authenticate(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Ready(); err != nil {
+		return nil, retryLater(unavailable("%s", AsError(err).Message), time.Second)
+	}
+	release, err := n.admit(req.IP)
+	if err != nil {
+		return nil, err
+	}
+	var history []ordering.StreamID
+	for _, t := range req.Topics {
+		if slices.Contains(n.cfg.HistoryTopics, t) {
+			history = append(history, ordering.TopicStream(t))
+		}
+	}
+	conn, err := n.hub.Add(key, req.Topics, history, req.Raw)
+	if err != nil {
+		release()
+		if errors.Is(err, hub.ErrKeyFull) {
+			return nil, Errorf(KindTooMany, "too_many_connections", "key already has %d connections on this node", n.cfg.MaxConnsPerKey)
+		}
+		return nil, retryLater(Errorf(KindUnavailable, "node_full", "this node holds all the connections it may; retry"), time.Second)
+	}
+	if err := n.register(ctx, conn); err != nil {
+		n.hub.Remove(conn)
+		release()
+		n.log.Warn("connection registration failed", "err", err)
+		return nil, retryLater(unavailable("could not register the connection in the cluster; retry"), time.Second)
+	}
+	return &Session{n: n, conn: conn, req: req, key: key, history: history, expires: expires, release: release}, nil
+}
+
+// checkConnect validates the request's names and resume points.
+func (n *Node) checkConnect(req *ConnectRequest) error {
+	if req.Key != "" && !protocol.ValidName(req.Key) {
+		return InvalidName("invalid_key", "key", req.Key)
+	}
+	if len(req.Topics) > n.cfg.MaxTopicsPerConn {
+		return invalid("too_many_topics", "%d topics, over the limit of %d per connection", len(req.Topics), n.cfg.MaxTopicsPerConn)
+	}
+	topics := make([]string, 0, len(req.Topics))
+	for _, t := range req.Topics {
+		if !protocol.ValidName(t) {
+			return InvalidName("invalid_topic", "topic", t)
+		}
+		if !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	req.Topics = topics
+	for topic := range req.TopicSince {
+		if !slices.Contains(topics, topic) || !slices.Contains(n.cfg.HistoryTopics, topic) {
+			return invalid("invalid_since", "since.%s must be a stored id of a joined topic that keeps history", clip(topic))
+		}
+	}
+	return nil
+}
+
+// authenticate returns the key the client connects as. With tokens on, the
+// token alone decides the key and the topics allowed: a key naming another
+// key is refused, never obeyed.
+func (n *Node) authenticate(req ConnectRequest) (string, time.Time, error) {
+	if n.cfg.Tokens == nil {
+		if req.Key == "" {
+			return "", time.Time{}, invalid("missing_key", "connect with ?key=<key>")
+		}
+		return req.Key, time.Time{}, nil
+	}
+	if req.Token == "" {
+		return "", time.Time{}, Errorf(KindUnauthenticated, "missing_token",
+			"connect with ?token=<token> or an Authorization: Bearer header; ?key= alone is not accepted")
+	}
+	claims, err := n.cfg.Tokens.Verify(req.Token)
+	if err != nil {
+		return "", time.Time{}, Errorf(KindUnauthenticated, "invalid_token", "%s", strings.TrimPrefix(err.Error(), auth.ErrInvalidToken.Error()+": "))
+	}
+	if req.Key != "" && req.Key != claims.Key {
+		return "", time.Time{}, Errorf(KindForbidden, "forbidden", "the token is for another key")
+	}
+	for _, t := range req.Topics {
+		if !slices.Contains(claims.Topics, t) {
+			return "", time.Time{}, Errorf(KindForbidden, "forbidden", "the token does not allow topic %q", t)
+		}
+	}
+	return claims.Key, claims.Expires, nil
+}
+
+// admit applies the per-IP limits and counts the session unless the node is
+// draining. The returned func undoes it when the session ends.
+func (n *Node) admit(ip string) (func(), error) {
+	if n.cfg.ConnRatePerIP > 0 {
+		if ok, wait := n.connRate.Allow(ip, time.Now()); !ok {
+			return nil, retryLater(Errorf(KindTooMany, "too_many_connection_attempts",
+				"over %g new connections per second from one address", n.cfg.ConnRatePerIP), ceilSecond(wait))
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.draining {
+		return nil, ErrDraining
+	}
+	if n.cfg.MaxConnsPerIP > 0 && n.perIP[ip] >= n.cfg.MaxConnsPerIP {
+		return nil, Errorf(KindTooMany, "too_many_connections", "address already has %d connections on this node", n.cfg.MaxConnsPerIP)
+	}
+	n.perIP[ip]++
+	n.active.Add(1)
+	return func() {
+		n.mu.Lock()
+		if n.perIP[ip]--; n.perIP[ip] <= 0 {
+			delete(n.perIP, ip)
+		}
+		n.mu.Unlock()
+		n.active.Done()
+	}, nil
+}
+
+// ceilSecond rounds a wait up to whole seconds, as Retry-After counts.
+func ceilSecond(d time.Duration) time.Duration {
+	return time.Duration(math.Ceil(d.Seconds())) * time.Second
+}
+
+func (n *Node) register(ctx context.Context, conn *hub.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	pending := n.presence.Mark(conn.Key)
+	if len(conn.Topics) > 0 {
+		if err := n.router.TopicsChanged(conn.Topics...).Wait(ctx); err != nil {
+			return fmt.Errorf("subscribe topics: %w", err)
+		}
+	}
+	if err := pending.Wait(ctx); err != nil {
+		return fmt.Errorf("write presence: %w", err)
+	}
+	return nil
+}
+
+// Abort gives the session up when its socket could not be opened.
+func (s *Session) Abort() {
+	s.n.hub.Remove(s.conn)
+	s.n.metrics.connEnds.WithLabelValues("upgrade_failed").Inc()
+	s.release()
+}
+
+// Serve takes over ws for the session and returns at once: the connection
+// lives on its own goroutines until it ends or the node stops. What the
+// client missed is replayed before anything live.
+func (s *Session) Serve(ws *websocket.Conn) {
+	n := s.n
+	var expiry *time.Timer
+	if !s.expires.IsZero() {
+		expiry = time.AfterFunc(time.Until(s.expires), func() {
+			s.conn.Close(protocol.CloseTokenExpired, "token expired: reconnect with a fresh token")
+		})
+	}
+	topics := len(s.req.Topics)
+	n.hub.Serve(n.connCtx, s.conn, ws, hub.ServeOptions{
+		PingInterval: n.cfg.PingInterval,
+		WriteTimeout: n.cfg.WriteTimeout,
+		ReadLimit:    n.cfg.ReadLimit,
+	}, func(end hub.End) {
+		if expiry != nil {
+			expiry.Stop()
+		}
+		n.metrics.connEnds.WithLabelValues(endLabel(end)).Inc()
+		n.log.Debug("connection ended", "topics", topics, "why", end.String())
+		s.release()
+	})
+	from, since := ordering.FromConnect, protocol.StoredID{}
+	if s.req.Since != nil {
+		from, since = ordering.FromSince, *s.req.Since
+	}
+	go n.catcher.CatchUp(n.connCtx, s.conn, s.key, ordering.KeyStream, from, since)
+	for _, stream := range s.history {
+		from, since := ordering.FromConnect, protocol.StoredID{}
+		topic, _ := stream.Topic()
+		if id, ok := s.req.TopicSince[topic]; ok {
+			from, since = ordering.FromSince, id
+		}
+		go n.catcher.CatchUp(n.connCtx, s.conn, s.key, stream, from, since)
+	}
+}
+
+// endLabel names why a connection ended, for metrics.
+func endLabel(e hub.End) string {
+	if e.Reason != hub.EndServerClosed {
+		return e.Reason.String()
+	}
+	switch e.Code {
+	case protocol.CloseSlowConsumer:
+		return "slow_consumer"
+	case protocol.CloseServiceRestart:
+		return "shutdown"
+	case protocol.CloseDisconnected:
+		return "disconnected"
+	case protocol.CloseTokenExpired:
+		return "token_expired"
+	}
+	return e.Reason.String()
+}

@@ -1,0 +1,120 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind is the class of a failed operation: what the caller can do about it.
+// Each transport maps kinds to its own answers (HTTP status codes, close
+// codes) in one place.
+type Kind uint8
+
+const (
+	// KindInternal: a fault of the node; the details are logged, not told.
+	KindInternal Kind = iota
+	// KindInvalid: the request is malformed or names something invalid.
+	KindInvalid
+	// KindUnauthenticated: no credentials, or unknown ones.
+	KindUnauthenticated
+	// KindForbidden: the credentials do not allow this.
+	KindForbidden
+	// KindNotFound: no such thing.
+	KindNotFound
+	// KindConflict: a request with the same Idempotency-Key is running.
+	KindConflict
+	// KindTooLarge: over a size limit.
+	KindTooLarge
+	// KindUnsupported: a body in a form not accepted.
+	KindUnsupported
+	// KindTooMany: over a rate or count limit; retry after RetryAfter.
+	KindTooMany
+	// KindUnavailable: Redis, the cluster or the node cannot do it now;
+	// nothing was done unless the message says otherwise.
+	KindUnavailable
+)
+
+var kindNames = [...]string{
+	KindInternal:        "internal",
+	KindInvalid:         "invalid",
+	KindUnauthenticated: "unauthenticated",
+	KindForbidden:       "forbidden",
+	KindNotFound:        "not_found",
+	KindConflict:        "conflict",
+	KindTooLarge:        "too_large",
+	KindUnsupported:     "unsupported",
+	KindTooMany:         "too_many",
+	KindUnavailable:     "unavailable",
+}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Error is a failed operation as its caller is told: a kind, the stable code
+// documented in the API (invalid_key, not_replicated, ...) and a message for
+// people.
+type Error struct {
+	Kind    Kind
+	Code    string
+	Message string
+	// RetryAfter, when positive, is when trying again makes sense.
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf returns an *Error of kind and code.
+func Errorf(kind Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func invalid(code, format string, args ...any) *Error {
+	return Errorf(KindInvalid, code, format, args...)
+}
+
+// InvalidName is the error for a key or topic outside the allowed alphabet.
+func InvalidName(code, what, name string) *Error {
+	return invalid(code, "%s %q must be 1-128 characters of [A-Za-z0-9_.:@-]", what, clip(name))
+}
+
+func unavailable(format string, args ...any) *Error {
+	return Errorf(KindUnavailable, "unavailable", format, args...)
+}
+
+func retryLater(e *Error, after time.Duration) *Error {
+	e.RetryAfter = after
+	return e
+}
+
+// ErrNotReplicated: a stored send's messages were stored on the Redis
+// masters, but too few replicas confirmed them in time, so they were not
+// sent. A retry with the same Idempotency-Key sends them once.
+var ErrNotReplicated = &Error{Kind: KindUnavailable, Code: "not_replicated", RetryAfter: time.Second,
+	Message: "the message was stored on the Redis master, but too few replicas confirmed it in time, so it was not sent yet; " +
+		"retry with the same Idempotency-Key: the retry sends it once, without storing it twice"}
+
+// ErrDraining: the node is shutting down and takes no new connections.
+var ErrDraining = retryLater(unavailable("node is draining"), time.Second)
+
+// AsError returns err as an *Error, or a KindInternal one that hides err's
+// text, which may name internals.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Kind: KindInternal, Code: "internal", Message: "internal error"}
+}
+
+// clip shortens a rejected name before it is echoed back.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
