@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/herald-push/herald/internal/apitest"
 	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/pkg/node"
 )
@@ -18,6 +20,10 @@ import (
 type syncBuffer struct {
 	ch chan string
 }
+
+// Every answer these tests receive is checked against the API's OpenAPI
+// document.
+func TestMain(m *testing.M) { os.Exit(apitest.Main(m)) }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/herald-push/herald/internal/apitest"
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/protocol"
@@ -29,7 +30,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := apitest.Main(m)
 	if binPath != "" && buildErr == nil {
 		os.RemoveAll(filepath.Dir(binPath))
 	}

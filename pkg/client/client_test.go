@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/herald-push/herald/internal/apitest"
 	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/auth"
@@ -19,6 +21,10 @@ import (
 )
 
 // startNodeCtx runs a node and returns a func stopping it gracefully.
+// Every answer these tests receive is checked against the API's OpenAPI
+// document.
+func TestMain(m *testing.M) { os.Exit(apitest.Main(m)) }
+
 func startNodeCtx(t *testing.T, tune func(*node.Config)) (func(), string) {
 	t.Helper()
 	var cfg node.Config

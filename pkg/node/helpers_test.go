@@ -7,16 +7,22 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/herald-push/herald/internal/apitest"
 	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
+
+// Every answer these stories receive is checked against the API's OpenAPI
+// document.
+func TestMain(m *testing.M) { os.Exit(apitest.Main(m)) }
 
 // testNode is a node serving on a loopback port.
 type testNode struct {

@@ -1,0 +1,59 @@
+package apitest
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// A server whose answers drift from the document is caught: a wrong field
+// type, an undocumented status, an error body of another shape. A matching
+// answer passes.
+func TestAnswersThatDriftFromTheDocumentAreCaught(t *testing.T) {
+	tests := []struct {
+		name, method, path string
+		status             int
+		contentType, body  string
+		ok                 bool
+	}{
+		{"matching presence", "GET", "/v1/presence/u1", 200, "application/json; charset=utf-8",
+			`{"key":"u1","online":true,"connections":1,"nodes":["a"]}`, true},
+		{"online is not a boolean", "GET", "/v1/presence/u1", 200, "application/json",
+			`{"key":"u1","online":"yes","connections":1,"nodes":["a"]}`, false},
+		{"a field the document does not have", "GET", "/v1/presence/u1", 200, "application/json",
+			`{"key":"u1","online":true,"connections":1,"nodes":[],"region":"eu"}`, false},
+		{"an undocumented status", "POST", "/v1/send", 418, "application/json",
+			`{"error":{"code":"teapot","message":"x"}}`, false},
+		{"an error code the status does not list", "POST", "/v1/send", 400, "application/json",
+			`{"error":{"code":"no_such_code","message":"x"}}`, false},
+		{"a documented error", "POST", "/v1/send", 400, "application/json",
+			`{"error":{"code":"invalid_key","message":"x"}}`, true},
+		{"a send answer missing offline", "POST", "/v1/send", 200, "application/json",
+			`{"id":"m1","online":[],"connections":0}`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(tc.status)
+				w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			c, err := NewChecker(http.DefaultTransport)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(`{"key":"u1","data":1}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := (&http.Client{Transport: c}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := len(c.Failures()) == 0; got != tc.ok {
+				t.Fatalf("valid = %v, want %v: %v", got, tc.ok, c.Failures())
+			}
+		})
+	}
+}
