@@ -1,8 +1,11 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,5 +92,25 @@ func TestTheHandlerServesOnAServerOfYourOwn(t *testing.T) {
 	defer cancel()
 	if _, b, err := ws.Read(ctx); err != nil || !strings.Contains(string(b), `"data":"hi"`) {
 		t.Fatalf("client read %s %v", b, err)
+	}
+}
+
+// A developer fetches the API's description from any node.
+func TestTheOpenAPIDocumentIsServed(t *testing.T) {
+	api := newAPI(t, node.Config{NodeID: "a"})
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(func() { srv.Close(); api.Shutdown(context.Background()) })
+	resp, err := http.Get(srv.URL + "/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, httpapi.OpenAPI()) {
+		t.Fatalf("GET /v1/openapi.json: %d, %d bytes; want 200 and the document", resp.StatusCode, len(body))
+	}
+	var doc struct{ OpenAPI string }
+	if err := json.Unmarshal(body, &doc); err != nil || doc.OpenAPI != "3.1.0" {
+		t.Fatalf("served document says openapi %q (%v), want 3.1.0", doc.OpenAPI, err)
 	}
 }
