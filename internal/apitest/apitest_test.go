@@ -36,6 +36,7 @@ func TestAnswersThatDriftFromTheDocumentAreCaught(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", tc.contentType)
+				w.Header().Set("X-Request-ID", "r1") // as herald's router sets on every answer
 				w.WriteHeader(tc.status)
 				w.Write([]byte(tc.body))
 			}))
@@ -55,5 +56,28 @@ func TestAnswersThatDriftFromTheDocumentAreCaught(t *testing.T) {
 				t.Fatalf("valid = %v, want %v: %v", got, tc.ok, c.Failures())
 			}
 		})
+	}
+}
+
+// An answer without X-Request-ID did not come from herald's router (a load
+// balancer's own 503, say) and is not held to the document.
+func TestAnswersFromInFrontOfHeraldAreNotChecked(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("<h1>503 Service Unavailable</h1>"))
+	}))
+	defer srv.Close()
+	c, err := NewChecker(http.DefaultTransport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: c}).Get(srv.URL + "/v1/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if f := c.Failures(); len(f) != 0 || c.Checked() != 1 {
+		t.Fatalf("a proxy's answer: failures %v, checked %d", f, c.Checked())
 	}
 }
