@@ -89,8 +89,11 @@ func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOpt
 	}()
 }
 
+// pongFrame answers a client's {"type":"ping"}.
+const pongFrame = `{"type":"pong"}`
+
 // read reads the client's frames until the connection ends: acks go to
-// Options.Acked, anything else is dropped.
+// Options.Acked, pings are answered, anything else is dropped.
 func (h *Hub) read(ctx context.Context, c *Conn, ws *websocket.Conn) End {
 	var msg struct {
 		Type string `json:"type"`
@@ -103,11 +106,19 @@ func (h *Hub) read(ctx context.Context, c *Conn, ws *websocket.Conn) End {
 			return c.endFor(ctx, err)
 		}
 		msg.Type, msg.ID = "", ""
-		if json.Unmarshal(b, &msg) != nil || msg.Type != "ack" {
+		if json.Unmarshal(b, &msg) != nil {
 			continue
 		}
-		if id, ok := protocol.ParseStoredID(msg.ID); ok {
-			h.opts.Acked(c, id)
+		switch msg.Type {
+		case "ack":
+			if id, ok := protocol.ParseStoredID(msg.ID); ok {
+				h.opts.Acked(c, id)
+			}
+		case "ping":
+			// An application-level ping, for clients whose WebSocket
+			// library hides protocol pings (.NET's): the pong is queued
+			// like any frame, so it also proves the queue moves.
+			c.offer(entry{frame: []byte(pongFrame)}, protocol.StoredID{})
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -381,4 +382,17 @@ func TestAClientThatStopsAnsweringPingsIsClosedAndGoesOffline(t *testing.T) {
 	wait.Until(t, 5*time.Second, "frozen client offline", func() bool {
 		return presenceOf(t, n, "frozen")["online"] == false
 	})
+}
+
+// A client whose WebSocket library hides protocol pings (.NET's) asks with a
+// ping of its own and gets a pong: proof that the node and its queue live.
+func TestAnApplicationPingIsAnsweredWithAPong(t *testing.T) {
+	n := startNode(t, "a", "")
+	c := dial(t, n, "key=u1")
+	if err := c.ws.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if b := c.nextRaw(); string(b) != `{"type":"pong"}` {
+		t.Fatalf("answer to a ping: %s", b)
+	}
 }
