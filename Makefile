@@ -8,7 +8,7 @@ run:
 	go run ./cmd/server
 
 # Install what the tests need (redis-server, redis-tools, redis-sentinel,
-# haproxy, Node.js, Chromium), then
+# haproxy, Node.js, Chromium, Mono for the C# client), then
 # run every test with the race detector, and the manifest checks.
 test: deps
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -24,6 +24,7 @@ deps:
 	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v mcs >/dev/null 2>&1 || missing="$$missing mono-mcs mono-devel"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
