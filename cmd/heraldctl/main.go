@@ -2,6 +2,7 @@
 //
 //	heraldctl send -key u1 '{"item":"sword"}'       # or -keys u1,u2; -store; -wait acked
 //	heraldctl publish -topic board 'fix the fountain'
+//	heraldctl batch -file items.json                # many sends in one request
 //	heraldctl listen -key u1 -topics board          # prints frames, resumes after reconnects
 //	heraldctl presence u1
 //	heraldctl cluster
@@ -47,6 +48,8 @@ commands:
   send      -key K | -keys K1,K2 [-store] [-wait delivered|acked] [-timeout 5s] [-idempotency-key X] DATA
   publish   -topic T DATA
   broadcast DATA
+  batch     -file ITEMS.json (- for stdin): up to --max-batch items in one request, each
+            {"key"|"keys"|"topic"|"broadcast":true, "data", ...}; prints each item's answer
   listen    -key K | (token) [-topics T1,T2] [-since ID] [-ack]
   presence  KEY
   cluster
@@ -129,6 +132,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return errors.Join(err, errors.New("publish: give -topic and DATA"))
 		}
 		return g.call(ctx, http.MethodPost, "/v1/topics/"+*topic, map[string]any{"data": data}, nil, stdout)
+	case "batch":
+		file := fs.String("file", "", "JSON file of items: an array, or {\"items\":[...]}; - for stdin")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		items, err := batchItems(*file)
+		if err != nil {
+			return fmt.Errorf("batch: %w", err)
+		}
+		return g.call(ctx, http.MethodPost, "/v1/batch", map[string]any{"items": items}, nil, stdout)
 	case "broadcast":
 		if err := fs.Parse(args); err != nil {
 			return err
@@ -236,4 +249,33 @@ func (g *global) listen(ctx context.Context, key, topics string, ack bool, stdou
 	}
 	enc := json.NewEncoder(stdout)
 	return c.Run(ctx, func(m client.Message) { enc.Encode(m) })
+}
+
+// batchItems reads the items of a batch from path ("-": standard input): a
+// JSON array of items, or an object holding them in "items".
+func batchItems(path string) (json.RawMessage, error) {
+	var raw []byte
+	var err error
+	switch path {
+	case "":
+		return nil, errors.New("give -file")
+	case "-":
+		raw, err = io.ReadAll(os.Stdin)
+	default:
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var wrapped struct {
+		Items json.RawMessage `json:"items"`
+	}
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) > 0 && raw[0] == '[':
+		return raw, nil
+	case json.Unmarshal(raw, &wrapped) == nil && wrapped.Items != nil:
+		return wrapped.Items, nil
+	}
+	return nil, errors.New("the file holds neither a JSON array of items nor {\"items\":[...]}")
 }

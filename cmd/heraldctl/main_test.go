@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,29 @@ func TestAnOperatorListensSendsAndLooksUpPresence(t *testing.T) {
 	out.Reset()
 	if err := run(context.Background(), []string{"cluster"}, env, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), `"ctl"`) {
 		t.Fatalf("cluster: %v %s", err, out.String())
+	}
+}
+
+// An operator sends a file of items in one request and reads each item's
+// answer.
+func TestAnOperatorSendsABatchFromAFile(t *testing.T) {
+	url := nodetest.Start(t, node.Config{NodeID: "ctl"}).URL("")
+	env := func(k string) string { return map[string]string{"HERALD_URL": url}[k] }
+	file := filepath.Join(t.TempDir(), "items.json")
+	os.WriteFile(file, []byte(`[{"key":"u1","data":"one"},{"key":"bad key","data":2},{"topic":"board","data":"post"}]`), 0o600)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"batch", "-file", file}, env, &out, &bytes.Buffer{}); err != nil {
+		t.Fatalf("batch: %v\n%s", err, out.String())
+	}
+	var answer struct {
+		Results []struct{ Status int }
+	}
+	if err := json.Unmarshal(out.Bytes(), &answer); err != nil || len(answer.Results) != 3 ||
+		answer.Results[0].Status != 200 || answer.Results[1].Status != 400 || answer.Results[2].Status != 200 {
+		t.Fatalf("batch printed %s (%v)", out.String(), err)
+	}
+	if err := run(context.Background(), []string{"batch", "-file", file + ".missing"}, env, &out, &bytes.Buffer{}); err == nil {
+		t.Fatal("a missing file was not an error")
 	}
 }
 

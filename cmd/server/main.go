@@ -174,6 +174,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.QueueBytes, "queue-bytes", d.QueueBytes, "bytes a connection's outgoing queue holds")
 	integer(&cfg.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest message data accepted")
 	integer(&cfg.MaxKeysPerSend, "max-keys-per-send", d.MaxKeysPerSend, "most keys in one send")
+	integer(&cfg.MaxBatch, "max-batch", d.MaxBatch, "most sends, publishes and broadcasts in one POST /v1/batch")
 	integer(&cfg.MaxTopicsPerConn, "max-topics-per-conn", d.MaxTopicsPerConn, "most topics one connection joins")
 	integer(&readLimit, "read-limit", int(d.ReadLimit), "largest frame a client may send (bytes); larger closes with 1009")
 	str(&level, "log-level", "info", "debug, info, warn or error")

@@ -58,6 +58,10 @@ func (s *Server) handleSend(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	s.answer(c, res.Replayed, sendAnswerOf(res))
+}
+
+func sendAnswerOf(res node.SendResult) sendAnswer {
 	out := sendAnswer{ID: res.ID, Online: res.Online, Offline: res.Offline, Connections: res.Connections}
 	if res.Results != nil {
 		out.Results = make(map[string]keyAnswer, len(res.Results))
@@ -65,7 +69,7 @@ func (s *Server) handleSend(c *gin.Context) {
 			out.Results[k] = keyAnswer{ID: r.ID, Status: r.Status.String()}
 		}
 	}
-	s.answer(c, res.Replayed, out)
+	return out
 }
 
 // answer writes a successful answer; a replayed one says so.

@@ -195,7 +195,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	}
 	// Series exist at 0 from the start, so that rates and dashboards show 0
 	// rather than "no data" before the first event.
-	for _, kind := range []string{"send", "topic", "broadcast"} {
+	for _, kind := range []string{"send", "topic", "broadcast", "batch"} {
 		m.sendDuration.WithLabelValues(kind)
 	}
 	for _, code := range []string{"invalid_json", "unknown_field", "missing_data", "missing_key", "invalid_key",

@@ -71,6 +71,8 @@ type Limits struct {
 	MaxMessageBytes int
 	// MaxKeysPerSend bounds the keys of one send.
 	MaxKeysPerSend int
+	// MaxBatch bounds the items of one POST /v1/batch.
+	MaxBatch int
 	// MaxTopicsPerConn bounds the topics one connection joins.
 	MaxTopicsPerConn int
 	// ReadLimit bounds a client frame; larger frames close the connection
@@ -169,6 +171,7 @@ func DefaultConfig() Config {
 			QueueBytes:       1 << 20,
 			MaxMessageBytes:  64 << 10,
 			MaxKeysPerSend:   1000,
+			MaxBatch:         1000,
 			MaxTopicsPerConn: 32,
 			ReadLimit:        4096,
 			MaxConns:         100000,
@@ -252,7 +255,7 @@ func (c Config) validate() error {
 	}
 	for name, n := range map[string]int{
 		"queue messages": c.QueueMessages, "queue bytes": c.QueueBytes,
-		"max message bytes": c.MaxMessageBytes, "max keys per send": c.MaxKeysPerSend,
+		"max message bytes": c.MaxMessageBytes, "max keys per send": c.MaxKeysPerSend, "max batch": c.MaxBatch,
 		"max topics per connection": c.MaxTopicsPerConn,
 	} {
 		if n < 0 {

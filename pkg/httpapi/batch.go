@@ -1,0 +1,219 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/herald-push/herald/pkg/auth"
+	"github.com/herald-push/herald/pkg/node"
+)
+
+// batchParallel bounds how many items of one batch run at once: enough for
+// the engine's Redis pipelines to merge them, not so many that one batch
+// crowds out other requests.
+const batchParallel = 64
+
+// batchItem is one item of POST /v1/batch: a send (key or keys), a topic
+// publish (topic) or a broadcast (broadcast: true), with its own
+// Idempotency-Key.
+type batchItem struct {
+	Key            *string         `json:"key"`
+	Keys           []string        `json:"keys"`
+	Topic          *string         `json:"topic"`
+	Broadcast      bool            `json:"broadcast"`
+	Data           json.RawMessage `json:"data"`
+	Store          bool            `json:"store"`
+	Wait           string          `json:"wait"`
+	TimeoutMS      int             `json:"timeout_ms"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+// batchResult is one item's answer: its status and either its result (the
+// body a single request would have had) or its error.
+type batchResult struct {
+	Status int          `json:"status"`
+	Result any          `json:"result,omitempty"`
+	Error  *errorDetail `json:"error,omitempty"`
+}
+
+// handleBatch serves POST /v1/batch: up to --max-batch items, each
+// validated, authorised and carried out on its own, answered in order. One
+// bad item does not fail the others.
+func (s *Server) handleBatch(c *gin.Context) {
+	start := time.Now()
+	defer func() { s.metrics.sendDuration.WithLabelValues("batch").Observe(time.Since(start).Seconds()) }()
+	var caller *auth.Caller
+	if s.cfg.APIKeys != nil {
+		cl, err := s.caller(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		caller = &cl
+	}
+	items, err := s.readBatch(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	results := make([]batchResult, len(items))
+	sem := make(chan struct{}, batchParallel)
+	// Items that share an idempotency_key run one after the other, so the
+	// repeat gets the first one's result rather than "in progress".
+	previous := map[string]chan struct{}{}
+	var wg sync.WaitGroup
+	for i, raw := range items {
+		var after chan struct{}
+		done := make(chan struct{})
+		if key := idempotencyKeyOf(raw); key != "" {
+			after = previous[key]
+			previous[key] = done
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer close(done)
+			if after != nil {
+				<-after
+			}
+			defer func() { <-sem }()
+			res, err := s.batchItem(c, caller, raw)
+			if err != nil {
+				e := node.AsError(err)
+				if e.Kind == node.KindInternal {
+					s.log.Error("batch item failed", "err", err)
+				}
+				s.metrics.rejected.WithLabelValues(e.Code).Inc()
+				results[i] = batchResult{Status: statusOf[e.Kind], Error: &errorDetail{Code: e.Code, Message: e.Message}}
+				return
+			}
+			results[i] = batchResult{Status: http.StatusOK, Result: res}
+		})
+	}
+	wg.Wait()
+	c.JSON(http.StatusOK, gin.H{"results": results})
+}
+
+// readBatch reads {"items":[...]} and returns each item undecoded, so that
+// a malformed item is that item's error alone.
+func (s *Server) readBatch(c *gin.Context) ([]json.RawMessage, error) {
+	if _, err := jsonContentType(c.GetHeader("Content-Type")); err != nil {
+		return nil, err
+	}
+	limit := int64(s.cfg.MaxBatch) * int64(s.cfg.MaxMessageBytes/4+2048)
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, tooLarge("request body over %d bytes", limit)
+		}
+		return nil, badRequest("unreadable_body", "reading the body failed: %v", err)
+	}
+	var envelope struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := decodeStrict(body, &envelope); err != nil {
+		return nil, err
+	}
+	switch {
+	case len(envelope.Items) == 0:
+		return nil, badRequest("missing_items", `the body has no "items", or none`)
+	case len(envelope.Items) > s.cfg.MaxBatch:
+		return nil, badRequest("too_many_items", "%d items in one batch, over the limit of %d", len(envelope.Items), s.cfg.MaxBatch)
+	}
+	return envelope.Items, nil
+}
+
+// idempotencyKeyOf peeks at an item's idempotency_key; "" for none, or for
+// an item too malformed to have one.
+func idempotencyKeyOf(raw json.RawMessage) string {
+	if !bytes.Contains(raw, []byte(`"idempotency_key"`)) {
+		return "" // the common case, without a second decode
+	}
+	var it struct {
+		IdempotencyKey string `json:"idempotency_key"`
+	}
+	_ = json.Unmarshal(raw, &it)
+	return it.IdempotencyKey
+}
+
+// batchItem carries out one item and returns what a single request would
+// have answered.
+func (s *Server) batchItem(c *gin.Context, caller *auth.Caller, raw json.RawMessage) (any, error) {
+	var it batchItem
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&it); err != nil {
+		return nil, badRequest("invalid_json", "the item is not a valid JSON object: %v", err)
+	}
+	if it.Data == nil {
+		return nil, badRequest("missing_data", `the item has no "data" field`)
+	}
+	if len(it.Data) > s.cfg.MaxMessageBytes {
+		return nil, tooLarge("data is %d bytes, over the limit of %d", len(it.Data), s.cfg.MaxMessageBytes)
+	}
+	name := ""
+	if caller != nil {
+		name = caller.Name()
+	}
+	ctx := c.Request.Context()
+	kinds := 0
+	for _, set := range []bool{it.Key != nil || it.Keys != nil, it.Topic != nil, it.Broadcast} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		return nil, badRequest("invalid_request", `an item is a send ("key" or "keys"), a publish ("topic") or a broadcast ("broadcast": true)`)
+	}
+	if it.Key == nil && it.Keys == nil && (it.Store || it.Wait != "" || it.TimeoutMS != 0) {
+		return nil, badRequest("unknown_field", `"store", "wait" and "timeout_ms" are for sends`)
+	}
+	switch {
+	case it.Topic != nil:
+		if caller != nil && !caller.CanPublish(*it.Topic) {
+			return nil, node.Errorf(node.KindForbidden, "forbidden", "api key %q may not publish to %s", name, *it.Topic)
+		}
+		res, err := s.node.Publish(ctx, node.PublishRequest{Topic: *it.Topic, Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name})
+		if err != nil {
+			return nil, err
+		}
+		return publishAnswer{ID: res.ID, Nodes: res.Nodes, Topic: res.Topic}, nil
+	case it.Broadcast:
+		if caller != nil && !caller.Can(auth.ScopeBroadcast) {
+			return nil, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeBroadcast)
+		}
+		res, err := s.node.Broadcast(ctx, node.PublishRequest{Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name})
+		if err != nil {
+			return nil, err
+		}
+		return publishAnswer{ID: res.ID, Nodes: res.Nodes}, nil
+	}
+	if caller != nil && !caller.Can(auth.ScopeSend) {
+		return nil, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeSend)
+	}
+	p := payload{Key: it.Key, Keys: it.Keys, Data: it.Data, Store: it.Store, Wait: it.Wait, TimeoutMS: it.TimeoutMS}
+	wait, ok := waits[p.Wait]
+	if !ok {
+		return nil, badRequest("invalid_wait", `wait must be "delivered" or "acked"`)
+	}
+	if p.TimeoutMS < 0 || (p.TimeoutMS > 0 && p.Wait == "") {
+		return nil, badRequest("invalid_timeout", `timeout_ms must be positive and goes with "wait"`)
+	}
+	keys, err := p.keys()
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.node.Send(ctx, node.SendRequest{Keys: keys, Data: p.Data, Store: p.Store, Wait: wait,
+		Timeout: time.Duration(p.TimeoutMS) * time.Millisecond, IdempotencyKey: it.IdempotencyKey, Caller: name})
+	if err != nil {
+		return nil, err
+	}
+	return sendAnswerOf(res), nil
+}
