@@ -46,14 +46,15 @@ scenario() {
 	latency)
 		for i in $(seq "$runs"); do
 			start
-			bench latency -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -keys 2000 -rate 5000 -duration "$dur" -key-prefix "l$i"
+			bench latency -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -keys 2000 -rate 5000 -duration "$dur" -key-prefix "l$i" -redis 127.0.0.1:6479
 			stop
 		done ;;
 	throughput)
 		for i in $(seq "$runs"); do
 			start
-			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9101 -keys 1000 -senders 64 -duration 15s -key-prefix "s$i"
-			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -keys 1000 -senders 64 -duration 15s -key-prefix "x$i"
+			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9101 -keys 1000 -senders 64 -duration 15s -key-prefix "s$i" -redis 127.0.0.1:6479
+			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -keys 1000 -senders 64 -duration 15s -key-prefix "x$i" -redis 127.0.0.1:6479
+			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9101 -keys 1000 -batch 100 -senders 8 -duration 15s -key-prefix "y$i" -redis 127.0.0.1:6479
 			bench throughput -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9101 -keys 1000 -keys-per-send 1000 -senders 4 -duration 15s -key-prefix "m$i"
 			stop
 		done ;;

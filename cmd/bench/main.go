@@ -67,6 +67,7 @@ func main() {
 // common flags of every mode.
 type common struct {
 	ws, send  string
+	redis     string // host:port, to read Redis's CPU time; empty: not measured
 	prefix    string
 	sources   int
 	dialConc  int
@@ -77,9 +78,46 @@ type common struct {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ws, "ws", "ws://127.0.0.1:8080", "node (or balancer) clients connect to; several, comma-separated, are used in turn")
 	fs.StringVar(&c.send, "send", "http://127.0.0.1:8080", "node sends go through")
+	fs.StringVar(&c.redis, "redis", "", "host:port of the cluster's Redis, to report its CPU time per send (INFO cpu before and after)")
 	fs.StringVar(&c.prefix, "key-prefix", "b", "prefix of client keys, distinct per bench process")
 	fs.IntVar(&c.sources, "sources", 8, "spread clients over 127.0.0.1..127.0.0.N source addresses (28,232 ports each)")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
+}
+
+// redisCPU returns Redis's used_cpu_sys + used_cpu_user in seconds, or -1
+// when not measured.
+func (c *common) redisCPU() float64 {
+	if c.redis == "" {
+		return -1
+	}
+	conn, err := net.DialTimeout("tcp", c.redis, 5*time.Second)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("INFO cpu\r\n")); err != nil {
+		return -1
+	}
+	buf := make([]byte, 4096)
+	n, _ := io.ReadAtLeast(conn, buf, 64)
+	total := 0.0
+	for _, line := range strings.Split(string(buf[:n]), "\r\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if ok && (name == "used_cpu_sys" || name == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return total
+}
+
+// microsPerSend is Redis's CPU time between two redisCPU readings per send.
+func microsPerSend(before, after float64, sends int64) float64 {
+	if before < 0 || after < 0 || sends == 0 {
+		return 0
+	}
+	return math.Round((after-before)/float64(sends)*1e6*100) / 100
 }
 
 // dialer spreads connections over loopback source addresses.
@@ -228,6 +266,8 @@ type latencyResult struct {
 	LatencyMS     map[string]float64 `json:"latency_ms"`
 	MaxLagMS      float64            `json:"max_schedule_lag_ms"`
 	BenchCPUShare float64            `json:"bench_cpu_cores"`
+	// RedisMicrosPerSend is Redis's CPU time (INFO cpu) per accepted send.
+	RedisMicrosPerSend float64 `json:"redis_cpu_us_per_send,omitempty"`
 }
 
 // message data: when the send was due (unix ns) and its sequence number.
@@ -314,7 +354,7 @@ func latency(ctx context.Context, args []string) (any, error) {
 	var maxLag atomic.Int64
 	interval := time.Second / time.Duration(*rate)
 	total := int64(*rate) * int64(dur.Seconds())
-	cpu0 := cpuSeconds()
+	cpu0, redis0 := cpuSeconds(), c.redisCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	// Open loop: send i is due at start+i*interval, whatever earlier sends
@@ -347,7 +387,7 @@ func latency(ctx context.Context, args []string) (any, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
-	cpu := cpuSeconds() - cpu0
+	cpu, redis1 := cpuSeconds()-cpu0, c.redisCPU()
 	time.Sleep(*grace)
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
@@ -356,11 +396,12 @@ func latency(ctx context.Context, args []string) (any, error) {
 		Sent: sent.Load(), Accepted: accepted.Load(), HTTPErrors: httpErrs.Load(),
 		Received: int64(len(rcv.latencies)), Duplicates: rcv.dups,
 		LatencyMS: percentiles(rcv.latencies), MaxLagMS: float64(maxLag.Load()) / 1e6,
-		BenchCPUShare: math.Round(cpu/elapsed*100) / 100,
+		BenchCPUShare:      math.Round(cpu/elapsed*100) / 100,
+		RedisMicrosPerSend: microsPerSend(redis0, redis1, accepted.Load()),
 	}
 	res.Lost = res.Accepted - res.Received
-	fmt.Fprintf(os.Stderr, "latency: %d sends/s to %d keys for %.0fs: accepted %d, received %d, lost %d, dup %d, http errors %d; ms %v; schedule lag max %.1fms; bench used %.2f cores\n",
-		*rate, *keys, elapsed, res.Accepted, res.Received, res.Lost, res.Duplicates, res.HTTPErrors, res.LatencyMS, res.MaxLagMS, res.BenchCPUShare)
+	fmt.Fprintf(os.Stderr, "latency: %d sends/s to %d keys for %.0fs: accepted %d, received %d, lost %d, dup %d, http errors %d; ms %v; schedule lag max %.1fms; bench used %.2f cores; Redis %.2f µs CPU per send\n",
+		*rate, *keys, elapsed, res.Accepted, res.Received, res.Lost, res.Duplicates, res.HTTPErrors, res.LatencyMS, res.MaxLagMS, res.BenchCPUShare, res.RedisMicrosPerSend)
 	return res, nil
 }
 
@@ -375,6 +416,9 @@ type throughputResult struct {
 	DeliveriesPerSec float64 `json:"deliveries_per_second"`
 	HTTPErrors       int64   `json:"http_errors"`
 	BenchCPUCores    float64 `json:"bench_cpu_cores"`
+	Batch            int     `json:"batch,omitempty"`
+	// RedisMicrosPerSend is Redis's CPU time (INFO cpu) per accepted send.
+	RedisMicrosPerSend float64 `json:"redis_cpu_us_per_send,omitempty"`
 }
 
 func throughput(ctx context.Context, args []string) (any, error) {
@@ -385,6 +429,7 @@ func throughput(ctx context.Context, args []string) (any, error) {
 	perSend := fs.Int("keys-per-send", 1, "keys named in each send (a multi-key send when > 1)")
 	senders := fs.Int("senders", 64, "concurrent closed-loop senders")
 	dur := fs.Duration("duration", 20*time.Second, "how long to send")
+	batch := fs.Int("batch", 0, "send through POST /v1/batch, this many single-key sends per request")
 	fs.Parse(args)
 
 	conns, _, err := c.dialAll(ctx, *keys, "")
@@ -408,7 +453,7 @@ func throughput(ctx context.Context, args []string) (any, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *senders}, Timeout: 10 * time.Second}
 	var ok, errs atomic.Int64
 	deadline := time.Now().Add(*dur)
-	cpu0 := cpuSeconds()
+	cpu0, redis0 := cpuSeconds(), c.redisCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for s := range *senders {
@@ -416,6 +461,10 @@ func throughput(ctx context.Context, args []string) (any, error) {
 			var body bytes.Buffer
 			for i := s; time.Now().Before(deadline); i += *senders {
 				body.Reset()
+				if *batch > 0 {
+					ok.Add(sendBatch(client, c.send, &body, conns, i*(*batch), *batch, &errs))
+					continue
+				}
 				if *perSend == 1 {
 					fmt.Fprintf(&body, `{"key":%q,"data":%d}`, conns[i%len(conns)].key, i)
 				} else {
@@ -445,17 +494,54 @@ func throughput(ctx context.Context, args []string) (any, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
+	redis1 := c.redisCPU()
 	time.Sleep(time.Second) // let the last frames land
 	res := throughputResult{
+		Batch: *batch, RedisMicrosPerSend: microsPerSend(redis0, redis1, ok.Load()),
 		Keys: *keys, KeysPerSend: *perSend, Senders: *senders, Seconds: math.Round(elapsed*10) / 10,
 		SendsPerSecond:   math.Round(float64(ok.Load()) / elapsed),
 		DeliveriesPerSec: math.Round(float64(frames.Load()) / elapsed),
 		HTTPErrors:       errs.Load(),
 		BenchCPUCores:    math.Round((cpuSeconds()-cpu0)/elapsed*100) / 100,
 	}
-	fmt.Fprintf(os.Stderr, "throughput: %.0f sends/s, %.0f deliveries/s (%d keys per send, %d senders, %d errors, bench %.2f cores)\n",
-		res.SendsPerSecond, res.DeliveriesPerSec, *perSend, *senders, res.HTTPErrors, res.BenchCPUCores)
+	fmt.Fprintf(os.Stderr, "throughput: %.0f sends/s, %.0f deliveries/s (%d keys per send, batch %d, %d senders, %d errors, bench %.2f cores, Redis %.2f µs CPU per send)\n",
+		res.SendsPerSecond, res.DeliveriesPerSec, *perSend, *batch, *senders, res.HTTPErrors, res.BenchCPUCores, res.RedisMicrosPerSend)
 	return res, nil
+}
+
+// sendBatch posts n single-key sends starting at key index first as one
+// POST /v1/batch and returns how many items were answered 200.
+func sendBatch(client *http.Client, node string, body *bytes.Buffer, conns []*conn, first, n int, errs *atomic.Int64) int64 {
+	body.WriteString(`{"items":[`)
+	for k := range n {
+		if k > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(body, `{"key":%q,"data":%d}`, conns[(first+k)%len(conns)].key, first+k)
+	}
+	body.WriteString(`]}`)
+	resp, err := client.Post(node+"/v1/batch", "application/json", body)
+	if err != nil {
+		errs.Add(1)
+		return 0
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Results []struct{ Status int }
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&answer) != nil {
+		errs.Add(1)
+		return 0
+	}
+	var ok int64
+	for _, r := range answer.Results {
+		if r.Status == 200 {
+			ok++
+		} else {
+			errs.Add(1)
+		}
+	}
+	return ok
 }
 
 // --- broadcast -------------------------------------------------------------
