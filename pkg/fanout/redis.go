@@ -15,7 +15,10 @@ import (
 // to a key held on two other nodes costs exactly two publishes.
 const broadcastChannel = "herald:broadcast"
 
-func nodeChannel(id string) string     { return "herald:node:" + id }
+// nodeChannelPrefix + a node's id is the channel the node listens on.
+const nodeChannelPrefix = "herald:node:"
+
+func nodeChannel(id string) string     { return nodeChannelPrefix + id }
 func topicChannel(topic string) string { return "herald:topic:" + topic }
 
 // RedisOptions tune a Redis bus. Zero values take the defaults.

@@ -20,6 +20,13 @@ type Presence interface {
 	Lookup(ctx context.Context, keys []string) ([][]presence.Holder, error)
 }
 
+// Route is presence that can also publish: it looks up keys' holders and
+// publishes a payload to each live holder's channel in one Redis round trip
+// (presence.Redis, outside Redis Cluster).
+type Route interface {
+	Route(ctx context.Context, keys []string, skip, channelPrefix string, payload []byte) (presence.Routed, error)
+}
+
 // Local is this node's own connections.
 type Local interface {
 	// SendKey queues d for every local connection of key and returns how
@@ -29,6 +36,8 @@ type Local interface {
 	SendAll(d hub.Delivery) int
 	// CloseKey closes every local connection of key and returns how many.
 	CloseKey(key string) int
+	// KeyConns returns how many local connections key has.
+	KeyConns(key string) int
 	// TopicConns returns how many local connections subscribe to topic.
 	TopicConns(topic string) int
 }
@@ -44,6 +53,7 @@ type Router struct {
 	log      *slog.Logger
 	topics   *reconcile.Loop
 
+	route      Route           // nil: look up, then publish
 	subscribed map[string]bool // touched only by the topics loop
 	unroutable func(n int)     // messages that reached no node that should have had them
 	delivered  func(key string, id protocol.StoredID)
@@ -62,6 +72,10 @@ type RouterConfig struct {
 	// Delivered is told, on the node whose sender waits, that key's stored
 	// message id was written to a connection somewhere. Optional.
 	Delivered func(key string, id protocol.StoredID)
+	// Route, when set, sends to keys in one Redis round trip: it must
+	// publish to the Bus's node channels (a classic Redis bus on the same
+	// Redis). Optional.
+	Route Route
 }
 
 // NewRouter returns a Router; call Run before routing.
@@ -75,6 +89,7 @@ func NewRouter(c RouterConfig) *Router {
 		subscribed: make(map[string]bool),
 		unroutable: c.Unroutable,
 		delivered:  c.Delivered,
+		route:      c.Route,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -157,6 +172,9 @@ type KeysResult struct {
 // SendKeys routes m (KindKeys) to every connection of m.Keys in the cluster.
 // Nothing is delivered when presence cannot be read; the error says so.
 func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
+	if r.route != nil && !r.anyLocal(m.Keys) {
+		return r.sendKeysInOneTrip(ctx, m)
+	}
 	holders, err := r.presence.Lookup(ctx, m.Keys)
 	if err != nil {
 		return KeysResult{}, err
@@ -220,6 +238,64 @@ func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
 				}
 			}
 		}
+	}
+	return res, nil
+}
+
+// anyLocal reports whether a key has a connection on this node. Such a send
+// looks up first: its keys are most likely here only, and a lookup costs
+// Redis less than the script, which pays off only for keys held elsewhere.
+func (r *Router) anyLocal(keys []string) bool {
+	for _, k := range keys {
+		if r.local.KeyConns(k) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// sendKeysInOneTrip delivers to local connections, then has Redis look up
+// the keys' holders and publish m, whole, once to each other node holding
+// any of them: one round trip. A node delivers only to the keys it holds.
+func (r *Router) sendKeysInOneTrip(ctx context.Context, m *Message) (KeysResult, error) {
+	res := KeysResult{Online: make([]bool, len(m.Keys))}
+	for i, key := range m.Keys {
+		if n := r.local.SendKey(key, keyDelivery(m, i)); n > 0 {
+			res.Online[i] = true
+			res.Conns += n
+		}
+	}
+	payload, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
+	if err != nil {
+		return KeysResult{}, err
+	}
+	routed, err := r.route.Route(ctx, m.Keys, r.self, nodeChannelPrefix, payload)
+	if err != nil {
+		// Looking up and publishing are one step here: what was not
+		// delivered locally did not go anywhere.
+		res.RouteErr = fmt.Errorf("route: %w", err)
+		res.Unreached = make([]bool, len(m.Keys))
+		for i := range m.Keys {
+			res.Unreached[i] = !res.Online[i]
+		}
+		return res, nil
+	}
+	gone := 0
+	for i, hs := range routed.Holders {
+		for _, h := range hs {
+			if h.Node == r.self {
+				continue
+			}
+			if routed.Receivers[h.Node] > 0 {
+				res.Online[i] = true
+				res.Conns += h.Conns
+			} else {
+				gone++
+			}
+		}
+	}
+	if gone > 0 {
+		r.unroutable(gone)
 	}
 	return res, nil
 }

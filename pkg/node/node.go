@@ -156,6 +156,13 @@ func New(cfg Config) (*Node, error) {
 		ReadFailed:  func() { n.metrics.redisErrors.WithLabelValues("inbox_read").Inc() },
 		Log:         n.log,
 	}
+	var route fanout.Route
+	if t := cfg.Redis.Topology(); t == redisconn.Single || t == redisconn.Sentinel {
+		// Every key on one server: a send's lookup and publishes are one
+		// script, one round trip (not in Redis Cluster, where a script
+		// may touch one slot only).
+		route, _ = n.store.(fanout.Route)
+	}
 	n.router = fanout.NewRouter(fanout.RouterConfig{
 		Self:       cfg.NodeID,
 		Bus:        bus,
@@ -164,6 +171,7 @@ func New(cfg Config) (*Node, error) {
 		Logger:     n.log,
 		Unroutable: func(k int) { n.metrics.dropUnroutable.Add(uint64(k)) },
 		Delivered:  n.waits.delivered,
+		Route:      route,
 	})
 	n.presence = reconcile.New(n.writePresence, time.Second)
 	n.acks = newAckBuffer(n.inbox, n.log)

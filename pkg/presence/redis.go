@@ -94,7 +94,8 @@ type Redis struct {
 	ttl time.Duration
 
 	lookups *batch.Batcher[lookupReq]
-	batched atomic.Bool // Run is merging concurrent lookups
+	routes  *batch.Batcher[routeReq]
+	batched atomic.Bool // Run is merging concurrent lookups and routes
 	live    liveness
 
 	mu    sync.Mutex
@@ -122,6 +123,7 @@ type lookupRes struct {
 func NewRedis(rdb redis.UniversalClient, id string, ttl time.Duration) *Redis {
 	r := &Redis{rdb: rdb, id: id, ttl: ttl}
 	r.lookups = batch.New(256, r.lookupBatch)
+	r.routes = batch.New(256, r.routeBatch)
 	return r
 }
 
@@ -130,7 +132,10 @@ func NewRedis(rdb redis.UniversalClient, id string, ttl time.Duration) *Redis {
 func (r *Redis) Run(ctx context.Context) {
 	r.batched.Store(true)
 	defer r.batched.Store(false)
+	var routes sync.WaitGroup
+	routes.Go(func() { r.routes.Run(ctx) })
 	r.lookups.Run(ctx)
+	routes.Wait()
 }
 
 func (r *Redis) deadline(now time.Time) int64 {
