@@ -32,7 +32,7 @@ func (s *Server) handleWebSocket(c *gin.Context) {
 	rc := http.NewResponseController(c.Writer)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
-	ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	ws, err := websocket.Accept(leanHijacker{c.Writer}, c.Request, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		session.Abort() // Accept has answered the client already (400, 403 or 426)
 		return

@@ -1,0 +1,55 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Buffer sizes of an upgraded connection. net/http hands a hijacker a 4 KiB
+// reader and a fresh 4 KiB writer, and coder/websocket keeps both for the
+// connection's life: 8 KiB of an idle connection's ~20. Clients send almost
+// nothing (acks, pongs), so the reader needs little; a frame that does not
+// fit the writer goes out in two writes instead of one, and herald's frames
+// are mostly a few hundred bytes (docs/benchmarks.md has the measurements).
+const (
+	wsReadBuffer  = 256
+	wsWriteBuffer = 2048
+)
+
+// leanHijacker hands coder/websocket smaller buffers than net/http's at the
+// hijack. Bytes the client sent after its handshake, which net/http's
+// reader may hold already, are carried over.
+type leanHijacker struct {
+	gin.ResponseWriter
+}
+
+func (w leanHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := w.ResponseWriter.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("flush before the hijack: %w", err)
+	}
+	var src io.Reader = conn
+	early, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	if len(early) > 0 {
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	br := bufio.NewReaderSize(src, max(wsReadBuffer, len(early)))
+	if len(early) > 0 {
+		// Buffer them now: coder/websocket keeps what is buffered and
+		// points the reader at the connection itself.
+		if _, err := br.Peek(len(early)); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsWriteBuffer)), nil
+}
