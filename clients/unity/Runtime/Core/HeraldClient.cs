@@ -99,7 +99,7 @@ namespace Herald
             if (t != null) SendQuietly(t, "{\"type\":\"ack\",\"id\":" + JsonWriter.Quote(m.Id) + "}");
         }
 
-        /// <summary>Stops: closes the connection (1000) and ends the background loop within a second.</summary>
+        /// <summary>Stops: closes the connection (1000, waiting at most 0.5 s for the close to go out) and waits at most 1 s more for the background loop to end.</summary>
         public void Dispose()
         {
             Stopped = true;
