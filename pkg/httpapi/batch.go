@@ -199,18 +199,14 @@ func (s *Server) batchItem(c *gin.Context, caller *auth.Caller, raw json.RawMess
 		return nil, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeSend)
 	}
 	p := payload{Key: it.Key, Keys: it.Keys, Data: it.Data, Store: it.Store, Wait: it.Wait, TimeoutMS: it.TimeoutMS}
-	wait, ok := waits[p.Wait]
-	if !ok {
-		return nil, badRequest("invalid_wait", `wait must be "delivered" or "acked"`)
-	}
-	if p.TimeoutMS < 0 || (p.TimeoutMS > 0 && p.Wait == "") {
-		return nil, badRequest("invalid_timeout", `timeout_ms must be positive and goes with "wait"`)
+	if err := p.checkWait(); err != nil {
+		return nil, err
 	}
 	keys, err := p.keys()
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.node.Send(ctx, node.SendRequest{Keys: keys, Data: p.Data, Store: p.Store, Wait: wait,
+	res, err := s.node.Send(ctx, node.SendRequest{Keys: keys, Data: p.Data, Store: p.Store, Wait: waits[p.Wait],
 		Timeout: time.Duration(p.TimeoutMS) * time.Millisecond, IdempotencyKey: it.IdempotencyKey, Caller: name})
 	if err != nil {
 		return nil, err

@@ -96,13 +96,8 @@ func parsePayload(body []byte, contentType, queryKey string, hasQueryKey, allowK
 	if !allowKeys && (p.Key != nil || p.Keys != nil || p.Store || p.Wait != "" || p.TimeoutMS != 0) {
 		return p, badRequest("unknown_field", `this endpoint takes only "data"`)
 	}
-	switch p.Wait {
-	case "", "delivered", "acked":
-	default:
-		return p, badRequest("invalid_wait", `wait must be "delivered" or "acked"`)
-	}
-	if p.TimeoutMS < 0 || (p.TimeoutMS > 0 && p.Wait == "") {
-		return p, badRequest("invalid_timeout", `timeout_ms must be positive and goes with "wait"`)
+	if err := p.checkWait(); err != nil {
+		return p, err
 	}
 	if len(p.Data) > maxData {
 		return p, tooLarge("data is %d bytes, over the limit of %d", len(p.Data), maxData)
@@ -140,6 +135,17 @@ func decodeStrict(body []byte, v any) *node.Error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("invalid_json", "the body holds more than one JSON value")
+	}
+	return nil
+}
+
+// checkWait checks a send's "wait" and "timeout_ms".
+func (p payload) checkWait() error {
+	if _, ok := waits[p.Wait]; !ok {
+		return badRequest("invalid_wait", `wait must be "delivered" or "acked"`)
+	}
+	if p.TimeoutMS < 0 || (p.TimeoutMS > 0 && p.Wait == "") {
+		return badRequest("invalid_timeout", `timeout_ms must be positive and goes with "wait"`)
 	}
 	return nil
 }

@@ -115,22 +115,20 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		s.log.Warn("OPEN DEVELOPMENT MODE: without API keys anyone who reaches this node may send, " +
 			"and without a token key any client may claim any key; do not expose it")
 	}
+	var err error
 	select {
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(sctx)
-		return nil
 	case <-s.shutdown:
 		<-serveErr
 		<-s.stopped()
 		return ErrServerClosed
-	case err := <-serveErr:
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(sctx)
-		return fmt.Errorf("serve: %w", err)
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
 	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+10*time.Second)
+	defer cancel()
+	_ = s.Shutdown(sctx)
+	return err
 }
 
 // Shutdown stops the node's API gracefully. First it drains the node
