@@ -548,8 +548,9 @@ func sendBatch(client *http.Client, node string, body *bytes.Buffer, conns []*co
 
 type broadcastResult struct {
 	Subscribers   int     `json:"subscribers"`
-	Received      int64   `json:"received"`
-	FirstMS       float64 `json:"first_ms"`
+	Rounds        int     `json:"rounds"`
+	Received      int64   `json:"received"` // over all rounds
+	FirstMS       float64 `json:"first_ms"` // medians over the rounds
 	LastMS        float64 `json:"last_ms"`
 	NodeMS        float64 `json:"node_last_write_ms,omitempty"`
 	BenchCPUCores float64 `json:"bench_cpu_cores_during_fanout"`
@@ -580,11 +581,34 @@ func fanoutSum(metricsURL string) (sum, count float64, err error) {
 	return sum, count, nil
 }
 
+// fanoutRound is one message's arrival at every subscriber.
+type fanoutRound struct {
+	start       time.Time
+	got         atomic.Int64
+	first, last atomic.Int64 // ns after start
+	done        chan struct{}
+}
+
+func (r *fanoutRound) arrived(n int64) {
+	at := time.Since(r.start).Nanoseconds()
+	r.first.CompareAndSwap(0, at)
+	for {
+		cur := r.last.Load()
+		if at <= cur || r.last.CompareAndSwap(cur, at) {
+			break
+		}
+	}
+	if r.got.Add(1) == n {
+		close(r.done)
+	}
+}
+
 func broadcast(ctx context.Context, args []string) (any, error) {
 	var c common
 	fs := flag.NewFlagSet("broadcast", flag.ExitOnError)
 	c.register(fs)
 	n := fs.Int("n", 10000, "subscribers of the topic")
+	rounds := fs.Int("rounds", 1, "messages posted, one after another; the figures are medians over them")
 	topic := fs.String("topic", "bench", "topic")
 	metrics := fs.String("metrics", "", "the subscribers' node's /metrics URL, to read its own fan-out time")
 	fs.Parse(args)
@@ -593,60 +617,73 @@ func broadcast(ctx context.Context, args []string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var got atomic.Int64
-	var first, last atomic.Int64
-	done := make(chan struct{})
-	var start time.Time
+	rs := make([]*fanoutRound, *rounds)
+	for i := range rs {
+		rs[i] = &fanoutRound{done: make(chan struct{})}
+	}
 	for _, cn := range conns {
 		go func() {
-			if _, _, err := cn.ws.Read(ctx); err != nil {
-				return
-			}
-			at := time.Since(start).Nanoseconds()
-			first.CompareAndSwap(0, at)
-			for {
-				cur := last.Load()
-				if at <= cur || last.CompareAndSwap(cur, at) {
-					break
+			for _, r := range rs {
+				if _, _, err := cn.ws.Read(ctx); err != nil {
+					return
 				}
-			}
-			if got.Add(1) == int64(*n) {
-				close(done)
+				r.arrived(int64(*n))
 			}
 		}()
 	}
 	time.Sleep(time.Second)
-	var sum0, count0 float64
-	if *metrics != "" {
-		if sum0, count0, err = fanoutSum(*metrics); err != nil {
-			return nil, err
+	res := broadcastResult{Subscribers: *n, Rounds: *rounds}
+	var firsts, lasts, nodes []float64
+	var cpu, elapsed float64
+	for _, r := range rs {
+		var sum0, count0 float64
+		if *metrics != "" {
+			if sum0, count0, err = fanoutSum(*metrics); err != nil {
+				return nil, err
+			}
 		}
-	}
-	cpu0 := cpuSeconds()
-	start = time.Now()
-	resp, err := http.Post(c.send+"/v1/topics/"+*topic, "text/plain", strings.NewReader("fan out"))
-	if err != nil {
-		return nil, err
-	}
-	resp.Body.Close()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-	}
-	elapsed := time.Since(start).Seconds()
-	res := broadcastResult{Subscribers: *n, Received: got.Load(),
-		FirstMS: float64(first.Load()) / 1e6, LastMS: float64(last.Load()) / 1e6,
-		BenchCPUCores: math.Round((cpuSeconds()-cpu0)/elapsed*100) / 100}
-	if *metrics != "" {
-		sum1, count1, err := fanoutSum(*metrics)
+		cpu0 := cpuSeconds()
+		r.start = time.Now()
+		resp, err := http.Post(c.send+"/v1/topics/"+*topic, "text/plain", strings.NewReader("fan out"))
 		if err != nil {
 			return nil, err
 		}
-		if count1 > count0 {
-			res.NodeMS = math.Round((sum1-sum0)/(count1-count0)*1e6) / 1e3
+		resp.Body.Close()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
 		}
+		elapsed += time.Since(r.start).Seconds()
+		cpu += cpuSeconds() - cpu0
+		res.Received += r.got.Load()
+		firsts = append(firsts, float64(r.first.Load())/1e6)
+		lasts = append(lasts, float64(r.last.Load())/1e6)
+		if *metrics != "" {
+			sum1, count1, err := fanoutSum(*metrics)
+			if err != nil {
+				return nil, err
+			}
+			if count1 > count0 {
+				nodes = append(nodes, math.Round((sum1-sum0)/(count1-count0)*1e6)/1e3)
+			}
+		}
+		time.Sleep(200 * time.Millisecond) // let the last round's reads settle
 	}
-	fmt.Fprintf(os.Stderr, "broadcast: %d of %d subscribers got it; first after %.2fms, last after %.2fms (bench used %.2f cores meanwhile); inside the node, last write %.2fms after arrival\n",
-		res.Received, *n, res.FirstMS, res.LastMS, res.BenchCPUCores, res.NodeMS)
+	res.FirstMS, res.LastMS = median(firsts), median(lasts)
+	if len(nodes) > 0 {
+		res.NodeMS = median(nodes)
+	}
+	res.BenchCPUCores = math.Round(cpu/elapsed*100) / 100
+	fmt.Fprintf(os.Stderr, "broadcast: %d of %d copies arrived over %d rounds; median round: first after %.2fms, last after %.2fms (bench used %.2f cores meanwhile); inside the node, last write %.2fms after arrival (per round: %v)\n",
+		res.Received, *n**rounds, *rounds, res.FirstMS, res.LastMS, res.BenchCPUCores, res.NodeMS, nodes)
 	return res, nil
+}
+
+// median of v (sorted in place); zero when empty.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }

@@ -8,27 +8,32 @@ import (
 	"net"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/herald-push/herald/pkg/hub"
 )
 
 // Buffer sizes of an upgraded connection. net/http hands a hijacker a 4 KiB
 // reader and a fresh 4 KiB writer, and coder/websocket keeps both for the
 // connection's life: 8 KiB of an idle connection's ~20. Clients send almost
-// nothing (acks, pongs), so the reader needs little; a frame that does not
-// fit the writer goes out in two writes instead of one, and herald's frames
-// are mostly a few hundred bytes (docs/benchmarks.md has the measurements).
+// nothing (acks, pongs), so the reader needs little. The writer flushes into
+// a hub.Out, which gathers the hub's frames in a buffer shared between
+// connections and writes them in one system call, so the writer itself only
+// needs to hold a control frame (at most 127 bytes: pings, pongs, the close)
+// in one write; docs/benchmarks.md has the measurements.
 const (
 	wsReadBuffer  = 256
-	wsWriteBuffer = 2048
+	wsWriteBuffer = 128
 )
 
 // leanHijacker hands coder/websocket smaller buffers than net/http's at the
-// hijack. Bytes the client sent after its handshake, which net/http's
-// reader may hold already, are carried over.
+// hijack, its writer flushing into out. Bytes the client sent after its
+// handshake, which net/http's reader may hold already, are carried over.
 type leanHijacker struct {
 	gin.ResponseWriter
+	out *hub.Out // set by Hijack
 }
 
-func (w leanHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *leanHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := w.ResponseWriter.Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -51,5 +56,6 @@ func (w leanHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsWriteBuffer)), nil
+	w.out = hub.NewOut(conn)
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.out, wsWriteBuffer)), nil
 }

@@ -32,14 +32,15 @@ func (s *Server) handleWebSocket(c *gin.Context) {
 	rc := http.NewResponseController(c.Writer)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
-	ws, err := websocket.Accept(leanHijacker{c.Writer}, c.Request, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	lean := &leanHijacker{ResponseWriter: c.Writer}
+	ws, err := websocket.Accept(lean, c.Request, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		session.Abort() // Accept has answered the client already (400, 403 or 426)
 		return
 	}
 	// From here the connection lives on its own goroutines, not this
 	// handler's: returning frees the request's stack and gin's context.
-	session.Serve(ws)
+	session.Serve(ws, lean.out)
 }
 
 // connectRequest reads who the request connects as and what it joins.

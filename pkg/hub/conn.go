@@ -79,7 +79,8 @@ type Conn struct {
 	opts      ServeOptions
 	cancel    context.CancelFunc
 	ping      *time.Timer
-	writing   bool      // a writer goroutine is draining the queue
+	out       *Out      // nil: frames are written one by one
+	writing   bool      // a writer is draining the queue
 	endReason EndReason // why the server ended the connection, if it did
 	endErr    error
 }
@@ -119,7 +120,7 @@ func (c *Conn) offer(e entry, prev protocol.StoredID) offerResult {
 	start := c.needsWriterLocked()
 	c.mu.Unlock()
 	if start {
-		go c.hub.write(c)
+		c.hub.schedule(c)
 	}
 	return result
 }
@@ -130,11 +131,11 @@ func (c *Conn) kick() {
 	start := c.needsWriterLocked()
 	c.mu.Unlock()
 	if start {
-		go c.hub.write(c)
+		c.hub.schedule(c)
 	}
 }
 
-// needsWriterLocked reports, and claims, the need for a writer goroutine:
+// needsWriterLocked reports, and claims, the need for a writer:
 // there is something to write (or a close to send) and none is running.
 // Before Serve the queue waits: there is no socket yet.
 func (c *Conn) needsWriterLocked() bool {
@@ -206,7 +207,7 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) bool {
 	c.mu.Unlock()
 	c.signal(c.drained)
 	if start {
-		go c.hub.write(c)
+		c.hub.schedule(c)
 	}
 	return !was
 }
@@ -252,6 +253,18 @@ func (c *Conn) take() (entries []entry, closed bool) {
 	c.mu.Unlock()
 	c.signal(c.drained)
 	return entries, false
+}
+
+// more reports whether the writer must go on: frames were queued, or a
+// close asked for, while it wrote. If not, the writer lets go of c.
+func (c *Conn) more() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 && !c.closed {
+		c.writing = false
+		return false
+	}
+	return true
 }
 
 func (c *Conn) recycle(entries []entry) {

@@ -11,6 +11,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,8 @@ type Hub struct {
 
 	queued       atomic.Uint64
 	slowConsumer atomic.Uint64
+
+	writers writers
 }
 
 // New returns an empty hub.
@@ -95,6 +98,9 @@ func New(opts Options) *Hub {
 		keys:   make(map[string][]*Conn),
 		topics: make(map[string][]*Conn),
 		all:    make(map[*Conn]struct{}),
+		// Shared writers never wait for a socket: more of them than
+		// processors would only take turns.
+		writers: writers{max: 2 * runtime.GOMAXPROCS(0)},
 	}
 }
 

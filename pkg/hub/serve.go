@@ -16,6 +16,11 @@ type ServeOptions struct {
 	PingInterval time.Duration // how often the server pings
 	WriteTimeout time.Duration // a write or a ping's pong may take this long
 	ReadLimit    int64         // largest client frame; larger closes with 1009
+	// Out, when set, is the stream under ws's buffered writer: the
+	// connection's frames are then written by the hub's shared writers,
+	// all that are queued in one system call. Without it each frame is a
+	// write of its own, from a goroutine per connection while frames wait.
+	Out *Out
 }
 
 // EndReason is why a connection ended.
@@ -67,7 +72,8 @@ func (e End) String() string {
 // connection's reading goroutine, once it has ended and left the hub.
 //
 // An idle connection costs one parked goroutine (reading: the client's acks,
-// pongs and close) and one timer (pings). A writer goroutine exists only
+// pongs and close) and one timer (pings). Queued frames are written by the
+// hub's shared writers (with an Out) or by a goroutine that exists only
 // while frames are queued, so that a send never waits on a socket and an
 // idle connection keeps no second stack. The request that upgraded the
 // connection has returned by then: neither its context nor its goroutine
@@ -76,7 +82,7 @@ func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOpt
 	ws.SetReadLimit(o.ReadLimit)
 	ctx, cancel := context.WithCancel(ctx)
 	c.mu.Lock()
-	c.ctx, c.ws, c.opts, c.cancel = ctx, ws, o, cancel
+	c.ctx, c.ws, c.opts, c.cancel, c.out = ctx, ws, o, cancel, o.Out
 	c.ping = time.AfterFunc(o.PingInterval, func() { h.ping(ctx, c) })
 	c.mu.Unlock()
 	c.kick() // what was queued before the handshake
@@ -160,27 +166,21 @@ func (c *Conn) fail(reason EndReason, err error) {
 	}
 }
 
-// write drains c's queue to the socket, then exits; offer and Close start it
-// again when there is more.
+// write drains c's queue to the socket one frame per write, then exits;
+// offer and Close start it again when there is more. It serves connections
+// without an Out (every write may wait) and ends every connection: the close
+// handshake may take seconds.
 func (h *Hub) write(c *Conn) {
 	for {
 		entries, closing := c.take()
 		if closing {
-			code, reason := c.closeStatus()
-			// Leave the hub before the close handshake, which may take
-			// seconds: presence must not wait for it.
-			h.Remove(c)
-			_ = c.ws.Close(code, reason)
+			h.closeSocket(c)
 			return
 		}
 		if len(entries) == 0 {
-			c.mu.Lock()
-			if len(c.queue) == 0 && !c.closed {
-				c.writing = false
-				c.mu.Unlock()
+			if !c.more() {
 				return
 			}
-			c.mu.Unlock()
 			continue
 		}
 		for i, e := range entries {
@@ -188,19 +188,42 @@ func (h *Hub) write(c *Conn) {
 			err := c.ws.Write(wctx, websocket.MessageText, e.frame)
 			cancel()
 			if err != nil {
-				for _, rest := range entries[i:] {
-					rest.fanout.written()
-				}
-				c.fail(EndWriteFailed, err)
+				c.failWrite(entries[i:], err)
 				return
 			}
-			if e.notice != nil && e.notice.First() {
-				h.opts.Delivered(e.notice)
-			}
-			e.fanout.written()
+			h.written(entries[i : i+1])
 		}
 		c.recycle(entries)
 	}
+}
+
+// closeSocket sends the close frame c was asked for and waits for the
+// client's answer.
+func (h *Hub) closeSocket(c *Conn) {
+	code, reason := c.closeStatus()
+	// Leave the hub before the close handshake: presence must not wait for
+	// it.
+	h.Remove(c)
+	_ = c.ws.Close(code, reason)
+}
+
+// written accounts for entries that are out: delivery notices and fan-out
+// timing.
+func (h *Hub) written(entries []entry) {
+	for _, e := range entries {
+		if e.notice != nil && e.notice.First() {
+			h.opts.Delivered(e.notice)
+		}
+		e.fanout.written()
+	}
+}
+
+// failWrite ends c after a failed write; entries will never be written.
+func (c *Conn) failWrite(entries []entry, err error) {
+	for _, e := range entries {
+		e.fanout.written()
+	}
+	c.fail(EndWriteFailed, err)
 }
 
 // ping runs from c's timer: a pong within the write timeout keeps the

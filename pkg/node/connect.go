@@ -207,7 +207,11 @@ func (s *Session) Abort() {
 // Serve takes over ws for the session and returns at once: the connection
 // lives on its own goroutines until it ends or the node stops. What the
 // client missed is replayed before anything live.
-func (s *Session) Serve(ws *websocket.Conn) {
+//
+// out, when not nil, is the stream under ws's buffered writer (see
+// hub.Out): the connection's frames are then gathered and written by the
+// node's shared writers.
+func (s *Session) Serve(ws *websocket.Conn, out *hub.Out) {
 	n := s.n
 	var expiry *time.Timer
 	if !s.expires.IsZero() {
@@ -220,6 +224,7 @@ func (s *Session) Serve(ws *websocket.Conn) {
 		PingInterval: n.cfg.PingInterval,
 		WriteTimeout: n.cfg.WriteTimeout,
 		ReadLimit:    n.cfg.ReadLimit,
+		Out:          out,
 	}, func(end hub.End) {
 		if expiry != nil {
 			expiry.Stop()

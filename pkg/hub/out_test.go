@@ -1,0 +1,207 @@
+package hub
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+func TestWhatIsGatheredGoesOutOnlyWhenReleasedAndInOrder(t *testing.T) {
+	server, client := tcpPair(t)
+	o := NewOut(server)
+	o.hold(nil)
+	var want []byte
+	for i := range 16 {
+		p := fmt.Appendf(nil, "frame %d;", i)
+		want = append(want, p...)
+		if _, err := o.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := client.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the client read %d bytes (%v) while they were held", n, err)
+	}
+	buf, done, err := o.tryRelease()
+	if err != nil || !done {
+		t.Fatalf("tryRelease = done %v, %v; want all written", done, err)
+	}
+	if o.writes != 1 {
+		t.Errorf("16 gathered frames took %d writes, want 1", o.writes)
+	}
+	if cap(buf) < len(want) {
+		t.Errorf("the gathering buffer was not handed back for reuse (cap %d)", cap(buf))
+	}
+	got := make([]byte, len(want))
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("client read %q (%v), want %q", got, err, want)
+	}
+
+	// Outside a hold, a write (a ping, the close) goes straight out.
+	if _, err := o.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, got[:4]); err != nil || string(got[:4]) != "ping" {
+		t.Fatalf("client read %q (%v), want ping", got[:4], err)
+	}
+}
+
+func TestASlowClientsRestIsFinishedWithAWaitAndANeverReadingOneTimesOut(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB: more than the socket buffers take
+	for _, tc := range []struct {
+		name      string
+		reads     bool
+		wantError error
+	}{
+		{"the client reads late: everything arrives", true, nil},
+		{"the client never reads: the write times out", false, os.ErrDeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := tcpPair(t)
+			o := NewOut(server)
+			o.hold(nil)
+			o.Write(big)
+			if _, done, err := o.tryRelease(); done || err != nil {
+				t.Fatalf("tryRelease of 4 MiB to a client not reading = done %v, %v; want not done", done, err)
+			}
+			// A ping written meanwhile queues behind what is held.
+			o.Write([]byte("ping"))
+			got := make(chan []byte, 1)
+			if tc.reads {
+				go func() {
+					b, _ := io.ReadAll(io.LimitReader(client, int64(len(big)+4)))
+					got <- b
+				}()
+			}
+			err := o.release(300 * time.Millisecond)
+			if !errors.Is(err, tc.wantError) {
+				t.Fatalf("release = %v, want %v", err, tc.wantError)
+			}
+			if tc.reads {
+				if b := <-got; !bytes.Equal(b, append(big, "ping"...)) {
+					t.Fatalf("client read %d bytes, want the 4 MiB then the ping (%d)", len(b), len(big)+4)
+				}
+			}
+		})
+	}
+}
+
+func TestAConnectionThatIsNotPlainTCPIsWrittenWithAWait(t *testing.T) {
+	server, client := net.Pipe()
+	defer server.Close()
+	defer client.Close()
+	o := NewOut(server)
+	o.hold(nil)
+	o.Write([]byte("hello"))
+	if _, done, err := o.tryRelease(); done || err != nil {
+		t.Fatalf("tryRelease on a pipe = done %v, %v; want not done, without error", done, err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		b := make([]byte, 5)
+		io.ReadFull(client, b)
+		got <- string(b)
+	}()
+	if err := o.release(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "hello" {
+		t.Fatalf("client read %q, want hello", s)
+	}
+}
+
+// outHijacker gives coder/websocket a small writer flushing into an Out, as
+// herald's HTTP adapter does.
+type outHijacker struct {
+	http.ResponseWriter
+	out *Out
+}
+
+func (w *outHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := w.ResponseWriter.(http.Hijacker).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.out = NewOut(conn)
+	return conn, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(w.out, 128)), nil
+}
+
+func TestFramesQueuedTogetherReachTheClientInOrderInOneWrite(t *testing.T) {
+	h := New(Options{QueueMessages: 64, QueueBytes: 1 << 20})
+	c := mustAdd(t, h, "u1", nil, false)
+	for i := range 50 { // queued before the handshake ends: one burst
+		h.SendKey("u1", Delivery{ID: fmt.Sprint(i), TS: 1, Data: []byte(`"` + strings.Repeat("x", 100) + `"`)})
+	}
+	outs := make(chan *Out, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &outHijacker{ResponseWriter: w}
+		ws, err := websocket.Accept(hj, r, nil)
+		if err != nil {
+			return
+		}
+		outs <- hj.out
+		h.Serve(context.Background(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: 5 * time.Second, ReadLimit: 64, Out: hj.out}, func(End) {})
+	}))
+	defer srv.Close()
+	ws, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	out := <-outs
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := range 50 {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`{"id":"%d",`, i); !strings.HasPrefix(string(b), want) {
+			t.Fatalf("frame %d is %s, want it to start %s", i, b, want)
+		}
+	}
+	out.mu.Lock()
+	writes := out.writes
+	out.mu.Unlock()
+	if writes != 1 {
+		t.Errorf("50 queued frames took %d writes, want 1", writes)
+	}
+}

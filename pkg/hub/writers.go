@@ -1,0 +1,128 @@
+package hub
+
+import (
+	"context"
+	"sync"
+
+	"github.com/coder/websocket"
+)
+
+// writers is the hub's shared set of writer goroutines. A connection with
+// frames queued waits in ready, at most once; a writer takes it, writes all
+// its queued frames in one system call and puts it back at the end of the
+// line if more came meanwhile. A broadcast to many connections so costs one
+// write each and no goroutine each. The set grows to max only while work
+// waits and shrinks to none when there is none.
+type writers struct {
+	mu      sync.Mutex
+	ready   []*Conn
+	head    int // ready[head:] wait
+	running int
+	max     int
+}
+
+// maxGatherBuffer is the largest gathering buffer a writer keeps between
+// connections; a larger one, grown by a big burst, is left to the collector.
+const maxGatherBuffer = 64 << 10
+
+// schedule has c's queue written; c's writer is claimed
+// (needsWriterLocked).
+func (h *Hub) schedule(c *Conn) {
+	if c.out == nil {
+		go h.write(c)
+		return
+	}
+	w := &h.writers
+	w.mu.Lock()
+	w.ready = append(w.ready, c)
+	start := w.running < w.max
+	if start {
+		w.running++
+	}
+	w.mu.Unlock()
+	if start {
+		go h.writeReady()
+	}
+}
+
+// next takes the connection waiting longest, or says there is none and
+// stops counting the caller as running.
+func (w *writers) next() *Conn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.head == len(w.ready) {
+		clear(w.ready)
+		w.ready, w.head = w.ready[:0], 0
+		w.running--
+		return nil
+	}
+	c := w.ready[w.head]
+	w.ready[w.head] = nil
+	w.head++
+	return c
+}
+
+func (h *Hub) writeReady() {
+	var buf []byte
+	for c := h.writers.next(); c != nil; c = h.writers.next() {
+		buf = h.writeBurst(c, buf)
+		if cap(buf) > maxGatherBuffer {
+			buf = nil
+		}
+	}
+}
+
+// writeBurst writes what c has queued, gathered in buf, and returns buf for
+// the next connection.
+func (h *Hub) writeBurst(c *Conn, buf []byte) []byte {
+	entries, closing := c.take()
+	if closing {
+		go h.closeSocket(c)
+		return buf
+	}
+	if len(entries) > 0 {
+		c.out.hold(buf)
+		for i, e := range entries {
+			// Into memory: no timeout needed. It can wait only behind a
+			// ping being written to a full socket, which the ping's own
+			// timeout bounds.
+			if err := c.ws.Write(context.Background(), websocket.MessageText, e.frame); err != nil {
+				c.out.drop()
+				c.failWrite(entries[i:], err)
+				return buf
+			}
+		}
+		sent, done, err := c.out.tryRelease()
+		if err != nil {
+			c.failWrite(entries, err)
+			return buf
+		}
+		if !done {
+			// A slow client, or a connection that cannot be written without
+			// waiting: finish on a goroutine of its own.
+			go h.finishBurst(c, entries)
+			return buf
+		}
+		buf = sent
+		h.written(entries)
+		c.recycle(entries)
+	}
+	if c.more() {
+		h.schedule(c)
+	}
+	return buf
+}
+
+// finishBurst writes the rest of c's burst, waiting at most the write
+// timeout, and hands c back to the shared writers.
+func (h *Hub) finishBurst(c *Conn, entries []entry) {
+	if err := c.out.release(c.opts.WriteTimeout); err != nil {
+		c.failWrite(entries, err)
+		return
+	}
+	h.written(entries)
+	c.recycle(entries)
+	if c.more() {
+		h.schedule(c)
+	}
+}
