@@ -66,7 +66,7 @@ type Conn struct {
 	queue   []entry
 	spare   []entry // the previous queue's backing array, reused
 	bytes   int
-	streams map[ordering.StreamID]*ordering.Cursor[entry]
+	streams []streamCursor // the key's stream first
 	closed  bool
 	code    websocket.StatusCode
 	reason  string
@@ -74,10 +74,9 @@ type Conn struct {
 
 	hub *Hub
 	// Set by Serve.
-	ctx       context.Context // ends with the connection
+	ctx       context.Context // the serving context: pings and writes end with it
 	ws        *websocket.Conn
 	opts      ServeOptions
-	cancel    context.CancelFunc
 	ping      *time.Timer
 	out       *Out      // nil: frames are written one by one
 	writing   bool      // a writer is draining the queue
@@ -89,13 +88,33 @@ func newConn(h *Hub, key string, topics []string, history []ordering.StreamID, r
 	c := &Conn{
 		hub: h, Key: key, Topics: topics, Raw: raw,
 		maxMsgs: maxMsgs, maxBytes: maxBytes,
-		streams: map[ordering.StreamID]*ordering.Cursor[entry]{ordering.KeyStream: ordering.NewCursor[entry]()},
+		streams: make([]streamCursor, 0, 1+len(history)),
 		drained: make(chan struct{}, 1),
 	}
+	c.streams = append(c.streams, streamCursor{ordering.KeyStream, ordering.NewCursor[entry]()})
 	for _, s := range history {
-		c.streams[s] = ordering.NewCursor[entry]()
+		c.streams = append(c.streams, streamCursor{s, ordering.NewCursor[entry]()})
 	}
 	return c
+}
+
+// streamCursor is the order of one stream a connection follows. A
+// connection follows its key and a few history topics: a slice costs an
+// idle connection less than a map and is searched as fast.
+type streamCursor struct {
+	id  ordering.StreamID
+	cur *ordering.Cursor[entry]
+}
+
+// cursorLocked returns c's cursor of stream s, or nil if c does not follow
+// s.
+func (c *Conn) cursorLocked(s ordering.StreamID) *ordering.Cursor[entry] {
+	for _, sc := range c.streams {
+		if sc.id == s {
+			return sc.cur
+		}
+	}
+	return nil
 }
 
 // fullLocked reports whether frame would overflow the queue. One frame
@@ -152,7 +171,7 @@ func (c *Conn) offerLocked(e entry, prev protocol.StoredID) offerResult {
 	}
 	var cur *ordering.Cursor[entry]
 	if !e.id.IsZero() { // only stored messages need their stream's order
-		cur = c.streams[e.stream]
+		cur = c.cursorLocked(e.stream)
 	}
 	if cur == nil { // not stored, or a stream this connection does not follow
 		if c.fullLocked(e.frame) {
@@ -190,7 +209,7 @@ func (c *Conn) signal(ch chan struct{}) {
 func (c *Conn) Last(s ordering.StreamID) protocol.StoredID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur := c.streams[s]; cur != nil {
+	if cur := c.cursorLocked(s); cur != nil {
 		return cur.Last()
 	}
 	return protocol.StoredID{}
@@ -230,8 +249,8 @@ func (c *Conn) closeLocked(code websocket.StatusCode, reason string) {
 	}
 	clear(c.queue)
 	c.queue = c.queue[:0]
-	for _, cur := range c.streams {
-		for _, m := range cur.Drop() {
+	for _, sc := range c.streams {
+		for _, m := range sc.cur.Drop() {
 			m.V.fanout.written() // dropped with the connection
 		}
 	}

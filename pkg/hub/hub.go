@@ -326,7 +326,7 @@ func (c *Conn) Replay(s ordering.StreamID, start protocol.StoredID, ms []orderin
 		es[i] = entry{frame: f.frame(c.Raw), id: m.ID, stream: s, notice: m.Notice}
 	}
 	c.mu.Lock()
-	cur := c.streams[s]
+	cur := c.cursorLocked(s)
 	if cur == nil {
 		c.mu.Unlock()
 		return len(ms)
@@ -353,7 +353,7 @@ func (c *Conn) Replay(s ordering.StreamID, start protocol.StoredID, ms []orderin
 // was catching up, in order, and says what is left to do.
 func (c *Conn) EndCatchUp(s ordering.StreamID) ordering.State {
 	c.mu.Lock()
-	cur := c.streams[s]
+	cur := c.cursorLocked(s)
 	if cur == nil || c.closed {
 		c.mu.Unlock()
 		return ordering.CaughtUp
@@ -389,9 +389,9 @@ func (c *Conn) MarkBehind() []ordering.StreamID {
 		return nil
 	}
 	var marked []ordering.StreamID
-	for s, cur := range c.streams {
-		if cur.MarkBehind() {
-			marked = append(marked, s)
+	for _, sc := range c.streams {
+		if sc.cur.MarkBehind() {
+			marked = append(marked, sc.id)
 		}
 	}
 	return marked

@@ -80,16 +80,14 @@ func (e End) String() string {
 // lives on.
 func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOptions, done func(End)) {
 	ws.SetReadLimit(o.ReadLimit)
-	ctx, cancel := context.WithCancel(ctx)
 	c.mu.Lock()
-	c.ctx, c.ws, c.opts, c.cancel, c.out = ctx, ws, o, cancel, o.Out
+	c.ctx, c.ws, c.opts, c.out = ctx, ws, o, o.Out
 	c.ping = time.AfterFunc(o.PingInterval, func() { h.ping(ctx, c) })
 	c.mu.Unlock()
 	c.kick() // what was queued before the handshake
 	go func() {
 		end := h.read(ctx, c, ws)
 		c.ping.Stop()
-		cancel()
 		h.Remove(c)
 		done(end)
 	}()
@@ -100,13 +98,18 @@ const pongFrame = `{"type":"pong"}`
 
 // read reads the client's frames until the connection ends: acks go to
 // Options.Acked, pings are answered, anything else is dropped.
+//
+// The reads take no context: one that can end would register a watcher per
+// connection (coder/websocket's context.AfterFunc, and an entry in the
+// parent's children), a few hundred bytes of every idle connection. ctx's
+// end is CloseNow's job instead.
 func (h *Hub) read(ctx context.Context, c *Conn, ws *websocket.Conn) End {
 	var msg struct {
 		Type string `json:"type"`
 		ID   string `json:"id"`
 	}
 	for {
-		_, b, err := ws.Read(ctx)
+		_, b, err := ws.Read(context.Background())
 		if err != nil {
 			_ = ws.CloseNow()
 			return c.endFor(ctx, err)
@@ -151,6 +154,15 @@ func (c *Conn) endFor(ctx context.Context, err error) End {
 		return End{Reason: EndReadLimit, Err: err}
 	}
 	return End{Reason: EndReadFailed, Err: err}
+}
+
+// CloseNow ends every connection at once, without a close handshake: for a
+// node that stops after its connections had their chance to close cleanly.
+// Each reports EndStopped.
+func (h *Hub) CloseNow() {
+	for _, c := range h.Conns() {
+		c.fail(EndStopped, context.Canceled)
+	}
 }
 
 // fail ends the connection at once for reason; the reader then reports it.

@@ -244,6 +244,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)
 	}
 	n.connCancel() // whatever survived the drain ends now
+	n.hub.CloseNow()
 	n.stopBG()
 	n.loops.Wait()
 	if n.rdb != nil {
