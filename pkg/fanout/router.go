@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/herald-push/herald/pkg/hub"
@@ -179,6 +180,67 @@ func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
 	if err != nil {
 		return KeysResult{}, err
 	}
+	return r.deliverKeys(ctx, m, holders), nil
+}
+
+// SendKeysMany routes several messages (KindKeys) as SendKeys would each,
+// looking up all their keys in one presence call: a batch of sends costs
+// one lookup, not one per send. Messages none of whose keys are local take
+// the one-trip route where there is one, concurrently, so that they share
+// its pipelines. Results and errors are in the order of ms; errs[i] is what
+// SendKeys would have returned for ms[i].
+func (r *Router) SendKeysMany(ctx context.Context, ms []*Message) (out []KeysResult, errs []error) {
+	out, errs = make([]KeysResult, len(ms)), make([]error, len(ms))
+	var lookedUp []int // of ms
+	var keys []string
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i, m := range ms {
+		if r.route != nil && !r.anyLocal(m.Keys) {
+			wg.Go(func() { out[i], errs[i] = r.sendKeysInOneTrip(ctx, m) })
+			continue
+		}
+		lookedUp = append(lookedUp, i)
+		keys = append(keys, m.Keys...)
+	}
+	if len(lookedUp) == 0 {
+		return out, errs
+	}
+	holders, err := r.presence.Lookup(ctx, keys)
+	if err != nil {
+		for _, i := range lookedUp {
+			errs[i] = err
+		}
+		return out, errs
+	}
+	for _, i := range lookedUp {
+		m := ms[i]
+		hs := holders[:len(m.Keys)]
+		holders = holders[len(m.Keys):]
+		if onlyLocal(hs, r.self) {
+			out[i] = r.deliverKeys(ctx, m, hs) // no publish to wait for
+			continue
+		}
+		wg.Go(func() { out[i] = r.deliverKeys(ctx, m, hs) })
+	}
+	return out, errs
+}
+
+// onlyLocal reports whether no holder is on another node.
+func onlyLocal(holders [][]presence.Holder, self string) bool {
+	for _, hs := range holders {
+		for _, h := range hs {
+			if h.Node != self {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// deliverKeys hands m to the local connections of its keys and publishes
+// it once to each other node holding any of them.
+func (r *Router) deliverKeys(ctx context.Context, m *Message, holders [][]presence.Holder) KeysResult {
 	res := KeysResult{Online: make([]bool, len(m.Keys))}
 	// Group remote keys by node so each node gets one message.
 	var remote map[string][]int
@@ -239,7 +301,7 @@ func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
 			}
 		}
 	}
-	return res, nil
+	return res
 }
 
 // anyLocal reports whether a key has a connection on this node. Such a send

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -64,15 +65,31 @@ func (s *Server) handleBatch(c *gin.Context) {
 		return
 	}
 	results := make([]batchResult, len(items))
+	ctx := c.Request.Context()
+	// Sends without an idempotency_key go to the engine together, which
+	// looks up their keys in one Redis call; every other item runs on its
+	// own, up to batchParallel at once.
+	var sendAt []int // of items
+	var sends []node.SendRequest
+	var wg sync.WaitGroup
 	sem := make(chan struct{}, batchParallel)
 	// Items that share an idempotency_key run one after the other, so the
 	// repeat gets the first one's result rather than "in progress".
 	previous := map[string]chan struct{}{}
-	var wg sync.WaitGroup
 	for i, raw := range items {
+		it, err := s.planItem(caller, raw)
+		if err != nil {
+			results[i] = s.itemFailed(err)
+			continue
+		}
+		if it.send != nil && it.send.IdempotencyKey == "" {
+			sendAt = append(sendAt, i)
+			sends = append(sends, *it.send)
+			continue
+		}
 		var after chan struct{}
 		done := make(chan struct{})
-		if key := idempotencyKeyOf(raw); key != "" {
+		if key := it.idempotencyKey; key != "" {
 			after = previous[key]
 			previous[key] = done
 		}
@@ -83,21 +100,36 @@ func (s *Server) handleBatch(c *gin.Context) {
 				<-after
 			}
 			defer func() { <-sem }()
-			res, err := s.batchItem(c, caller, raw)
+			res, err := it.run(ctx)
 			if err != nil {
-				e := node.AsError(err)
-				if e.Kind == node.KindInternal {
-					s.log.Error("batch item failed", "err", err)
-				}
-				s.metrics.rejected.WithLabelValues(e.Code).Inc()
-				results[i] = batchResult{Status: statusOf[e.Kind], Error: &errorDetail{Code: e.Code, Message: e.Message}}
+				results[i] = s.itemFailed(err)
 				return
 			}
 			results[i] = batchResult{Status: http.StatusOK, Result: res}
 		})
 	}
+	if len(sends) > 0 {
+		answers, errs := s.node.SendMany(ctx, sends)
+		for j, i := range sendAt {
+			if errs[j] != nil {
+				results[i] = s.itemFailed(errs[j])
+				continue
+			}
+			results[i] = batchResult{Status: http.StatusOK, Result: sendAnswerOf(answers[j])}
+		}
+	}
 	wg.Wait()
 	c.JSON(http.StatusOK, gin.H{"results": results})
+}
+
+// itemFailed is a failed item's answer, in the shape of a request's error.
+func (s *Server) itemFailed(err error) batchResult {
+	e := node.AsError(err)
+	if e.Kind == node.KindInternal {
+		s.log.Error("batch item failed", "err", err)
+	}
+	s.metrics.rejected.WithLabelValues(e.Code).Inc()
+	return batchResult{Status: statusOf[e.Kind], Error: &errorDetail{Code: e.Code, Message: e.Message}}
 }
 
 // readBatch reads {"items":[...]} and returns each item undecoded, so that
@@ -130,39 +162,33 @@ func (s *Server) readBatch(c *gin.Context) ([]json.RawMessage, error) {
 	return envelope.Items, nil
 }
 
-// idempotencyKeyOf peeks at an item's idempotency_key; "" for none, or for
-// an item too malformed to have one.
-func idempotencyKeyOf(raw json.RawMessage) string {
-	if !bytes.Contains(raw, []byte(`"idempotency_key"`)) {
-		return "" // the common case, without a second decode
-	}
-	var it struct {
-		IdempotencyKey string `json:"idempotency_key"`
-	}
-	_ = json.Unmarshal(raw, &it)
-	return it.IdempotencyKey
+// itemPlan is a validated item: a send for the engine's SendMany, or
+// something to run on its own.
+type itemPlan struct {
+	send           *node.SendRequest
+	run            func(context.Context) (any, error)
+	idempotencyKey string
 }
 
-// batchItem carries out one item and returns what a single request would
-// have answered.
-func (s *Server) batchItem(c *gin.Context, caller *auth.Caller, raw json.RawMessage) (any, error) {
+// planItem decodes, validates and authorises one item; running it answers
+// what a single request would have.
+func (s *Server) planItem(caller *auth.Caller, raw json.RawMessage) (itemPlan, error) {
 	var it batchItem
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&it); err != nil {
-		return nil, badRequest("invalid_json", "the item is not a valid JSON object: %v", err)
+		return itemPlan{}, badRequest("invalid_json", "the item is not a valid JSON object: %v", err)
 	}
 	if it.Data == nil {
-		return nil, badRequest("missing_data", `the item has no "data" field`)
+		return itemPlan{}, badRequest("missing_data", `the item has no "data" field`)
 	}
 	if len(it.Data) > s.cfg.MaxMessageBytes {
-		return nil, tooLarge("data is %d bytes, over the limit of %d", len(it.Data), s.cfg.MaxMessageBytes)
+		return itemPlan{}, tooLarge("data is %d bytes, over the limit of %d", len(it.Data), s.cfg.MaxMessageBytes)
 	}
 	name := ""
 	if caller != nil {
 		name = caller.Name()
 	}
-	ctx := c.Request.Context()
 	kinds := 0
 	for _, set := range []bool{it.Key != nil || it.Keys != nil, it.Topic != nil, it.Broadcast} {
 		if set {
@@ -170,46 +196,58 @@ func (s *Server) batchItem(c *gin.Context, caller *auth.Caller, raw json.RawMess
 		}
 	}
 	if kinds != 1 {
-		return nil, badRequest("invalid_request", `an item is a send ("key" or "keys"), a publish ("topic") or a broadcast ("broadcast": true)`)
+		return itemPlan{}, badRequest("invalid_request", `an item is a send ("key" or "keys"), a publish ("topic") or a broadcast ("broadcast": true)`)
 	}
 	if it.Key == nil && it.Keys == nil && (it.Store || it.Wait != "" || it.TimeoutMS != 0) {
-		return nil, badRequest("unknown_field", `"store", "wait" and "timeout_ms" are for sends`)
+		return itemPlan{}, badRequest("unknown_field", `"store", "wait" and "timeout_ms" are for sends`)
 	}
+	plan := itemPlan{idempotencyKey: it.IdempotencyKey}
 	switch {
 	case it.Topic != nil:
 		if caller != nil && !caller.CanPublish(*it.Topic) {
-			return nil, node.Errorf(node.KindForbidden, "forbidden", "api key %q may not publish to %s", name, *it.Topic)
+			return itemPlan{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q may not publish to %s", name, *it.Topic)
 		}
-		res, err := s.node.Publish(ctx, node.PublishRequest{Topic: *it.Topic, Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name})
-		if err != nil {
-			return nil, err
+		plan.run = func(ctx context.Context) (any, error) {
+			res, err := s.node.Publish(ctx, node.PublishRequest{Topic: *it.Topic, Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name})
+			if err != nil {
+				return nil, err
+			}
+			return publishAnswer{ID: res.ID, Nodes: res.Nodes, Topic: res.Topic}, nil
 		}
-		return publishAnswer{ID: res.ID, Nodes: res.Nodes, Topic: res.Topic}, nil
+		return plan, nil
 	case it.Broadcast:
 		if caller != nil && !caller.Can(auth.ScopeBroadcast) {
-			return nil, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeBroadcast)
+			return itemPlan{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeBroadcast)
 		}
-		res, err := s.node.Broadcast(ctx, node.PublishRequest{Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name})
-		if err != nil {
-			return nil, err
+		plan.run = func(ctx context.Context) (any, error) {
+			res, err := s.node.Broadcast(ctx, node.PublishRequest{Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name})
+			if err != nil {
+				return nil, err
+			}
+			return publishAnswer{ID: res.ID, Nodes: res.Nodes}, nil
 		}
-		return publishAnswer{ID: res.ID, Nodes: res.Nodes}, nil
+		return plan, nil
 	}
 	if caller != nil && !caller.Can(auth.ScopeSend) {
-		return nil, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeSend)
+		return itemPlan{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeSend)
 	}
 	p := payload{Key: it.Key, Keys: it.Keys, Data: it.Data, Store: it.Store, Wait: it.Wait, TimeoutMS: it.TimeoutMS}
 	if err := p.checkWait(); err != nil {
-		return nil, err
+		return itemPlan{}, err
 	}
 	keys, err := p.keys()
 	if err != nil {
-		return nil, err
+		return itemPlan{}, err
 	}
-	res, err := s.node.Send(ctx, node.SendRequest{Keys: keys, Data: p.Data, Store: p.Store, Wait: waits[p.Wait],
-		Timeout: time.Duration(p.TimeoutMS) * time.Millisecond, IdempotencyKey: it.IdempotencyKey, Caller: name})
-	if err != nil {
-		return nil, err
+	req := node.SendRequest{Keys: keys, Data: p.Data, Store: p.Store, Wait: waits[p.Wait],
+		Timeout: time.Duration(p.TimeoutMS) * time.Millisecond, IdempotencyKey: it.IdempotencyKey, Caller: name}
+	plan.send = &req
+	plan.run = func(ctx context.Context) (any, error) {
+		res, err := s.node.Send(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return sendAnswerOf(res), nil
 	}
-	return sendAnswerOf(res), nil
+	return plan, nil
 }

@@ -179,6 +179,26 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 		}
 	}
 	res, err := n.router.SendKeys(rctx, m)
+	out, err := n.sendResult(m, store, res, err)
+	if err != nil {
+		return SendResult{}, err
+	}
+	if store {
+		out.Results = make(map[string]KeyResult, len(keys))
+		for i, k := range keys {
+			out.Results[k] = KeyResult{ID: m.Stored[i].String(), Status: StatusStored}
+		}
+		if req.Wait != inbox.WaitNone {
+			n.await(ctx, req, m, delivered, out.Results)
+		}
+	}
+	return out, nil
+}
+
+// sendResult turns where a message went into the send's answer, and counts
+// it.
+func (n *Node) sendResult(m *fanout.Message, store bool, res fanout.KeysResult, err error) (SendResult, error) {
+	keys := m.Keys
 	if err != nil {
 		n.metrics.redisErrors.WithLabelValues("presence_lookup").Inc()
 		if !store {
@@ -209,16 +229,48 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 	n.metrics.dropOffline.Add(uint64(offline))
 	n.metrics.accepted.WithLabelValues("send").Inc()
 	n.metrics.sent.Add(1)
-	if store {
-		out.Results = make(map[string]KeyResult, len(keys))
-		for i, k := range keys {
-			out.Results[k] = KeyResult{ID: m.Stored[i].String(), Status: StatusStored}
-		}
-		if req.Wait != inbox.WaitNone {
-			n.await(ctx, req, m, delivered, out.Results)
-		}
-	}
 	return out, nil
+}
+
+// SendMany carries out several sends as Send would each, answered in order:
+// errs[i] is why reqs[i] failed, results[i] what it did otherwise. Plain
+// sends (not stored, no wait, no Idempotency-Key) are routed together, so
+// that their presence lookups are one Redis call; the others run as Sends
+// of their own, concurrently.
+func (n *Node) SendMany(ctx context.Context, reqs []SendRequest) (results []SendResult, errs []error) {
+	results, errs = make([]SendResult, len(reqs)), make([]error, len(reqs))
+	var plain []int // of reqs
+	var ms []*fanout.Message
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	now := time.Now().UnixMilli()
+	for i, req := range reqs {
+		if req.Store || req.Wait != inbox.WaitNone || req.IdempotencyKey != "" || n.cfg.StoreByDefault {
+			wg.Go(func() { results[i], errs[i] = n.Send(ctx, req) })
+			continue
+		}
+		keys, err := CheckKeys(req.Keys, n.cfg.MaxKeysPerSend)
+		if err == nil {
+			err = n.checkData(req.Data, n.cfg.MaxMessageBytes, "the limit")
+		}
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		plain = append(plain, i)
+		ms = append(ms, &fanout.Message{Kind: fanout.KindKeys, Origin: n.cfg.NodeID, ID: n.ids.next(),
+			TS: now, Keys: keys, Data: req.Data})
+	}
+	if len(ms) == 0 {
+		return results, errs
+	}
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	routed, routeErrs := n.router.SendKeysMany(rctx, ms)
+	for j, i := range plain {
+		results[i], errs[i] = n.sendResult(ms[j], false, routed[j], routeErrs[j])
+	}
+	return results, errs
 }
 
 // await waits, until the send's timeout, for each key's message to be
