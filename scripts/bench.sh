@@ -61,7 +61,7 @@ scenario() {
 	broadcast)
 		for i in $(seq "$runs"); do
 			start
-			bench broadcast -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -n 15000 -key-prefix "c$i" \
+			bench broadcast -send http://127.0.0.1:9101 -ws ws://127.0.0.1:9102 -n 15000 -rounds 20 -key-prefix "c$i" \
 				-metrics http://127.0.0.1:9102/metrics
 			stop
 		done ;;
