@@ -33,6 +33,12 @@ type Out struct {
 	// writes counts the writes made on conn: what the gathering saves,
 	// for tests.
 	writes int
+
+	// attempt is o.writeOnce, bound once: a closure made per write would
+	// be an allocation per write. wn and werr are its results.
+	attempt func(fd uintptr) bool
+	wn      int
+	werr    error
 }
 
 // NewOut returns the stream for conn.
@@ -40,7 +46,7 @@ func NewOut(conn net.Conn) *Out {
 	o := &Out{conn: conn}
 	if tcp, ok := conn.(*net.TCPConn); ok {
 		if raw, err := tcp.SyscallConn(); err == nil {
-			o.raw = raw
+			o.raw, o.attempt = raw, o.writeOnce
 		}
 	}
 	return o
@@ -83,15 +89,12 @@ func (o *Out) tryRelease() (buf []byte, done bool, err error) {
 		return nil, false, nil
 	}
 	for o.sent < len(o.buf) {
-		var n int
-		var werr error
 		o.writes++
-		if err := o.raw.Write(func(fd uintptr) bool {
-			n, werr = syscall.Write(int(fd), o.buf[o.sent:])
-			return true // one attempt: never park on the poller
-		}); err != nil {
-			werr = err
+		werr := o.raw.Write(o.attempt)
+		if werr == nil {
+			werr = o.werr
 		}
+		n := o.wn
 		switch {
 		case werr == syscall.EAGAIN:
 			return nil, false, nil
@@ -105,6 +108,13 @@ func (o *Out) tryRelease() (buf []byte, done bool, err error) {
 	}
 	buf, o.buf, o.held = o.buf[:0], nil, false
 	return buf, true, nil
+}
+
+// writeOnce writes what is left of buf once, without waiting (it answers
+// true: done, whatever happened), leaving the result in wn and werr.
+func (o *Out) writeOnce(fd uintptr) bool {
+	o.wn, o.werr = syscall.Write(int(fd), o.buf[o.sent:])
+	return true
 }
 
 // release writes the rest of what was gathered, waiting at most timeout,

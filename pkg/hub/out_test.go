@@ -205,3 +205,55 @@ func TestFramesQueuedTogetherReachTheClientInOrderInOneWrite(t *testing.T) {
 		t.Errorf("50 queued frames took %d writes, want 1", writes)
 	}
 }
+
+// BenchmarkBroadcastWrite is one broadcast to 200 real loopback WebSockets
+// served through Outs, until every client has read it: queueing, the shared
+// writers, coder/websocket's framing and one write(2) per connection.
+//
+//	go test -run '^$' -bench BroadcastWrite -benchtime 2000x ./pkg/hub
+func BenchmarkBroadcastWrite(b *testing.B) {
+	const conns = 200
+	h := New(Options{QueueMessages: 64, QueueBytes: 1 << 20})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := h.Add(r.URL.Query().Get("key"), nil, nil, false)
+		if err != nil {
+			return
+		}
+		hj := &outHijacker{ResponseWriter: w}
+		ws, err := websocket.Accept(hj, r, nil)
+		if err != nil {
+			h.Remove(c)
+			return
+		}
+		h.Serve(context.Background(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: 5 * time.Second, ReadLimit: 64, Out: hj.out}, func(End) {})
+	}))
+	defer srv.Close()
+	got := make(chan struct{}, conns)
+	for i := range conns {
+		ws, _, err := websocket.Dial(context.Background(), fmt.Sprintf("ws%s/?key=k%d", strings.TrimPrefix(srv.URL, "http"), i), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ws.CloseNow()
+		go func() {
+			for {
+				if _, _, err := ws.Read(context.Background()); err != nil {
+					return
+				}
+				got <- struct{}{}
+			}
+		}()
+	}
+	for h.Len() < conns {
+		time.Sleep(time.Millisecond)
+	}
+	d := Delivery{ID: "m", TS: 1, Data: []byte(`{"item":"sword"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.SendAll(d)
+		for range conns {
+			<-got
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns), "ns/copy")
+}
