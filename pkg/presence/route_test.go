@@ -15,8 +15,10 @@ import (
 
 // A send through node a to keys held on b and c is one script: it finds the
 // live holders and publishes once to each other node, and says how many
-// listened. A node that stopped heartbeating gets nothing, and a cluster
-// client is refused the shortcut.
+// listened. A node that stopped heartbeating gets nothing. Only holders
+// the caller's copy of the registry does not hold as live (the dead one,
+// and one that joined after the copy was read) are looked up in the
+// registry by the script.
 func TestRouteLooksUpAndPublishesInOneRoundTrip(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
@@ -59,16 +61,26 @@ func TestRouteLooksUpAndPublishesInOneRoundTrip(t *testing.T) {
 	if _, err := stores["a"].Route(ctx, []string{"warm-up"}, "a", "herald:node:", nil); err != nil {
 		t.Fatal(err)
 	}
+	late := presence.NewRedis(rdb, "late", ttl)
+	if err := late.Join(ctx, presence.Node{ID: "late"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Set(ctx, []presence.Count{{Key: "u3", Conns: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
 	trips := &roundTrips{}
 	rdb.AddHook(trips)
-	routed, err := stores["a"].Route(ctx, []string{"u1", "u2", "nobody"}, "a", "herald:node:", []byte("payload"))
+	routed, err := stores["a"].Route(ctx, []string{"u1", "u2", "nobody", "u3"}, "a", "herald:node:", []byte("payload"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := trips.n.Load(); n != 1 {
 		t.Errorf("Route took %d round trips, want 1", n)
 	}
-	want := [][]presence.Holder{{{Node: "a", Conns: 1}, {Node: "b", Conns: 2}}, {{Node: "c", Conns: 1}}, nil}
+	want := [][]presence.Holder{{{Node: "a", Conns: 1}, {Node: "b", Conns: 2}}, {{Node: "c", Conns: 1}}, nil, {{Node: "late", Conns: 1}}}
 	for i := range want {
 		if len(routed.Holders[i]) != len(want[i]) {
 			t.Fatalf("holders of key %d: %v, want %v", i, routed.Holders[i], want[i])
@@ -79,8 +91,15 @@ func TestRouteLooksUpAndPublishesInOneRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if routed.Receivers["b"] != 1 || routed.Receivers["c"] != 0 || len(routed.Receivers) != 2 {
-		t.Fatalf("receivers %v: want b 1 (it subscribed), c 0, a skipped, dead not published to", routed.Receivers)
+	if routed.Receivers["b"] != 1 || routed.Receivers["c"] != 0 || routed.Receivers["late"] != 0 || len(routed.Receivers) != 3 {
+		t.Fatalf("receivers %v: want b 1 (it subscribed), c and late 0, a skipped, dead not published to", routed.Receivers)
+	}
+	stats, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stats, "cmdstat_zscore:calls=2,") {
+		t.Errorf("the script looked up the registry other than for dead and late only:\n%s", stats)
 	}
 	msg, err := sub.ReceiveMessage(ctx)
 	if err != nil || msg.Payload != "payload" {
