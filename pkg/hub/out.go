@@ -64,11 +64,24 @@ func (o *Out) Write(p []byte) (int, error) {
 	return o.conn.Write(p)
 }
 
-// hold starts gathering into buf.
+// hold starts gathering into buf, waiting for a write outside a hold to
+// end.
 func (o *Out) hold(buf []byte) {
 	o.mu.Lock()
 	o.held, o.buf, o.sent = true, buf[:0], 0
 	o.mu.Unlock()
+}
+
+// tryHold starts gathering into buf, unless a write outside a hold is under
+// way: a ping or the close, which waits while the client is slow to read.
+// A shared writer must not wait for it.
+func (o *Out) tryHold(buf []byte) bool {
+	if !o.mu.TryLock() {
+		return false
+	}
+	o.held, o.buf, o.sent = true, buf[:0], 0
+	o.mu.Unlock()
+	return true
 }
 
 // drop ends the hold and forgets what was gathered: the connection is

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -256,4 +257,108 @@ func BenchmarkBroadcastWrite(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns), "ns/copy")
+}
+
+// smallSocketHijacker is an outHijacker whose socket, if small, takes only
+// a few KiB before a write would wait.
+type smallSocketHijacker struct {
+	outHijacker
+	small bool
+}
+
+func (w *smallSocketHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := w.outHijacker.Hijack()
+	if err == nil && w.small {
+		err = conn.(*net.TCPConn).SetWriteBuffer(4096)
+	}
+	return conn, brw, err
+}
+
+// A client stops reading while a shared writer moves on to another
+// connection: what the slow client had not taken yet stays intact, and
+// reaches it, in order, once it reads again.
+func TestASlowClientsPendingFramesSurviveTheSharedWriterMovingOn(t *testing.T) {
+	h := New(Options{QueueMessages: 1024, QueueBytes: 64 << 20})
+	h.writers.max = 1 // one shared writer: the next connection reuses its buffer
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := h.Add(r.URL.Query().Get("key"), nil, nil, false)
+		if err != nil {
+			return
+		}
+		hj := &smallSocketHijacker{outHijacker{ResponseWriter: w}, r.URL.Query().Get("key") == "slow"}
+		ws, err := websocket.Accept(hj, r, nil)
+		if err != nil {
+			h.Remove(c)
+			return
+		}
+		h.Serve(context.Background(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: 10 * time.Second, ReadLimit: 64, Out: hj.out}, func(End) {})
+	}))
+	defer srv.Close()
+	// The slow client's socket takes little too, so that the server's
+	// socket fills after a few KiB.
+	small := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	dial := func(key string) *websocket.Conn {
+		var opts *websocket.DialOptions
+		if key == "slow" {
+			opts = &websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: small.DialContext}}}
+		}
+		ws, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/?key="+key, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		ws.SetReadLimit(1 << 20)
+		return ws
+	}
+	slow, fast, other := dial("slow"), dial("fast"), dial("other")
+	for h.Len() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	frame := func(c byte, n int) []byte { return []byte(`"` + strings.Repeat(string(c), n) + `"`) }
+	// Hold the writers back while three connections get their frames, so
+	// that one writer takes them in a row: fast's 48 KiB frame grows its
+	// buffer, slow's 36 KiB burst fits in it but not in slow's socket, and
+	// other's frame comes next.
+	h.writers.mu.Lock()
+	h.writers.running = h.writers.max
+	h.writers.mu.Unlock()
+	h.SendKey("fast", Delivery{ID: "f", TS: 1, Data: frame('f', 48<<10)})
+	const slowFrames = 6
+	for i := range slowFrames {
+		h.SendKey("slow", Delivery{ID: fmt.Sprint("s", i), TS: 1, Data: frame(byte('a'+i), 6<<10)})
+	}
+	h.SendKey("other", Delivery{ID: "o", TS: 1, Data: frame('z', 40<<10)})
+	h.writers.mu.Lock()
+	h.writers.running = 1
+	h.writers.mu.Unlock()
+	go h.writeReady()
+	for _, c := range []struct {
+		ws   *websocket.Conn
+		want byte
+	}{{fast, 'f'}, {other, 'z'}} {
+		_, b, err := c.ws.Read(ctx)
+		if err != nil || !strings.Contains(string(b), strings.Repeat(string(c.want), 100)) {
+			t.Fatalf("read %.60s… (%v), want %c…", b, err, c.want)
+		}
+	}
+	for i := range slowFrames {
+		_, b, err := slow.Read(ctx)
+		if err != nil {
+			t.Fatalf("slow client, frame %d: %v", i, err)
+		}
+		want := fmt.Sprintf(`{"id":"s%d","key":"slow","data":"%s"`, i, strings.Repeat(string(byte('a'+i)), 6<<10))
+		if !strings.HasPrefix(string(b), want) {
+			at := 0
+			for at < len(b) && at < len(want) && b[at] == want[at] {
+				at++
+			}
+			t.Fatalf("slow client's frame %d differs from byte %d on: %.40q, want %.40q", i, at, b[at:], want[at:])
+		}
+	}
 }

@@ -81,16 +81,12 @@ func (h *Hub) writeBurst(c *Conn, buf []byte) []byte {
 		return buf
 	}
 	if len(entries) > 0 {
-		c.out.hold(buf)
-		for i, e := range entries {
-			// Into memory: no timeout needed. It can wait only behind a
-			// ping being written to a full socket, which the ping's own
-			// timeout bounds.
-			if err := c.ws.Write(context.Background(), websocket.MessageText, e.frame); err != nil {
-				c.out.drop()
-				c.failWrite(entries[i:], err)
-				return buf
-			}
+		if !c.out.tryHold(buf) {
+			go h.writeBurstWaiting(c, entries)
+			return buf
+		}
+		if err := c.gather(entries); err != nil {
+			return buf
 		}
 		sent, done, err := c.out.tryRelease()
 		if err != nil {
@@ -99,9 +95,10 @@ func (h *Hub) writeBurst(c *Conn, buf []byte) []byte {
 		}
 		if !done {
 			// A slow client, or a connection that cannot be written without
-			// waiting: finish on a goroutine of its own.
+			// waiting: finish on a goroutine of its own. What is left to
+			// write may be in buf, which goes with it.
 			go h.finishBurst(c, entries)
-			return buf
+			return nil
 		}
 		buf = sent
 		h.written(entries)
@@ -111,6 +108,31 @@ func (h *Hub) writeBurst(c *Conn, buf []byte) []byte {
 		h.schedule(c)
 	}
 	return buf
+}
+
+// gather writes entries through the WebSocket into c's held Out. On
+// failure c is failing and entries are accounted for.
+func (c *Conn) gather(entries []entry) error {
+	for i, e := range entries {
+		// Into memory: no timeout needed. It can wait only behind a ping
+		// being written to a full socket, which the ping's own timeout
+		// bounds.
+		if err := c.ws.Write(context.Background(), websocket.MessageText, e.frame); err != nil {
+			c.out.drop()
+			c.failWrite(entries[i:], err)
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBurstWaiting writes c's burst on a goroutine of its own, for when
+// c's socket is busy with a slow write.
+func (h *Hub) writeBurstWaiting(c *Conn, entries []entry) {
+	c.out.hold(nil)
+	if c.gather(entries) == nil {
+		h.finishBurst(c, entries)
+	}
 }
 
 // finishBurst writes the rest of c's burst, waiting at most the write
