@@ -362,3 +362,53 @@ func TestASlowClientsPendingFramesSurviveTheSharedWriterMovingOn(t *testing.T) {
 		}
 	}
 }
+
+// A node that stops ends its connections with CloseNow after cancelling the
+// context it serves them on; a connection whose handshake finishes only
+// after that ends at once too, instead of reading on.
+func TestCloseNowEndsEveryConnectionAndOneServedAfterIt(t *testing.T) {
+	h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20})
+	ctx, cancel := context.WithCancel(context.Background())
+	ends := make(chan End, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := h.Add(r.URL.Query().Get("key"), nil, nil, false)
+		if err != nil {
+			return
+		}
+		hj := &outHijacker{ResponseWriter: w}
+		ws, err := websocket.Accept(hj, r, nil)
+		if err != nil {
+			h.Remove(c)
+			return
+		}
+		h.Serve(ctx, c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: time.Second, ReadLimit: 64, Out: hj.out}, func(e End) { ends <- e })
+	}))
+	defer srv.Close()
+	dial := func(key string) *websocket.Conn {
+		ws, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/?key="+key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		return ws
+	}
+	before := dial("before")
+	for h.Len() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	h.CloseNow()
+	after := dial("after")
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rcancel()
+	for _, ws := range []*websocket.Conn{before, after} {
+		if _, _, err := ws.Read(rctx); err == nil || rctx.Err() != nil {
+			t.Fatalf("a client read on after the node stopped (%v)", err)
+		}
+	}
+	for range 2 {
+		if e := <-ends; e.Reason != EndStopped {
+			t.Errorf("a connection ended with %v, want stopped", e)
+		}
+	}
+}

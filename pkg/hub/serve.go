@@ -84,6 +84,10 @@ func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOpt
 	c.ctx, c.ws, c.opts, c.out = ctx, ws, o, o.Out
 	c.ping = time.AfterFunc(o.PingInterval, func() { h.ping(ctx, c) })
 	c.mu.Unlock()
+	if ctx.Err() != nil {
+		// CloseNow has run, or is about to without seeing c: end it here.
+		c.fail(EndStopped, ctx.Err())
+	}
 	c.kick() // what was queued before the handshake
 	go func() {
 		end := h.read(ctx, c, ws)
