@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -215,20 +216,7 @@ func TestFramesQueuedTogetherReachTheClientInOrderInOneWrite(t *testing.T) {
 func BenchmarkBroadcastWrite(b *testing.B) {
 	const conns = 200
 	h := New(Options{QueueMessages: 64, QueueBytes: 1 << 20})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := h.Add(r.URL.Query().Get("key"), nil, nil, false)
-		if err != nil {
-			return
-		}
-		hj := &outHijacker{ResponseWriter: w}
-		ws, err := websocket.Accept(hj, r, nil)
-		if err != nil {
-			h.Remove(c)
-			return
-		}
-		h.Serve(context.Background(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: 5 * time.Second, ReadLimit: 64, Out: hj.out}, func(End) {})
-	}))
-	defer srv.Close()
+	srv := outServer(b, h, context.Background(), func(End) {})
 	got := make(chan struct{}, conns)
 	for i := range conns {
 		ws, _, err := websocket.Dial(context.Background(), fmt.Sprintf("ws%s/?key=k%d", strings.TrimPrefix(srv.URL, "http"), i), nil)
@@ -259,6 +247,28 @@ func BenchmarkBroadcastWrite(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns), "ns/copy")
 }
 
+// outServer serves WebSockets, each for the key in its ?key=, into h
+// through Outs as herald's HTTP adapter does, on ctx; done hears how each
+// ended. The keys in small get a server socket that takes only a few KiB.
+func outServer(t testing.TB, h *Hub, ctx context.Context, done func(End), small ...string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.Query().Get("key")
+		c, err := h.Add(key, nil, nil, false)
+		if err != nil {
+			return
+		}
+		hj := &smallSocketHijacker{outHijacker{ResponseWriter: w}, slices.Contains(small, key)}
+		ws, err := websocket.Accept(hj, r, nil)
+		if err != nil {
+			h.Remove(c)
+			return
+		}
+		h.Serve(ctx, c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: 5 * time.Second, ReadLimit: 64, Out: hj.out}, done)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // smallSocketHijacker is an outHijacker whose socket, if small, takes only
 // a few KiB before a write would wait.
 type smallSocketHijacker struct {
@@ -280,20 +290,7 @@ func (w *smallSocketHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func TestASlowClientsPendingFramesSurviveTheSharedWriterMovingOn(t *testing.T) {
 	h := New(Options{QueueMessages: 1024, QueueBytes: 64 << 20})
 	h.writers.max = 1 // one shared writer: the next connection reuses its buffer
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := h.Add(r.URL.Query().Get("key"), nil, nil, false)
-		if err != nil {
-			return
-		}
-		hj := &smallSocketHijacker{outHijacker{ResponseWriter: w}, r.URL.Query().Get("key") == "slow"}
-		ws, err := websocket.Accept(hj, r, nil)
-		if err != nil {
-			h.Remove(c)
-			return
-		}
-		h.Serve(context.Background(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: 10 * time.Second, ReadLimit: 64, Out: hj.out}, func(End) {})
-	}))
-	defer srv.Close()
+	srv := outServer(t, h, context.Background(), func(End) {}, "slow")
 	// The slow client's socket takes little too, so that the server's
 	// socket fills after a few KiB.
 	small := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
@@ -370,20 +367,7 @@ func TestCloseNowEndsEveryConnectionAndOneServedAfterIt(t *testing.T) {
 	h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20})
 	ctx, cancel := context.WithCancel(context.Background())
 	ends := make(chan End, 2)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := h.Add(r.URL.Query().Get("key"), nil, nil, false)
-		if err != nil {
-			return
-		}
-		hj := &outHijacker{ResponseWriter: w}
-		ws, err := websocket.Accept(hj, r, nil)
-		if err != nil {
-			h.Remove(c)
-			return
-		}
-		h.Serve(ctx, c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: time.Second, ReadLimit: 64, Out: hj.out}, func(e End) { ends <- e })
-	}))
-	defer srv.Close()
+	srv := outServer(t, h, ctx, func(e End) { ends <- e })
 	dial := func(key string) *websocket.Conn {
 		ws, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/?key="+key, nil)
 		if err != nil {
