@@ -2,10 +2,14 @@
 package redistest
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +26,9 @@ type Server struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
+	// exited is closed once cmd has ended; out holds what it printed.
+	exited chan struct{}
+	out    *bytes.Buffer
 	// sentinel runs redis-server in sentinel mode on dir/sentinel.conf.
 	sentinel bool
 }
@@ -41,10 +48,29 @@ func StartWith(t testing.TB, args ...string) *Server {
 		t.Fatalf("redis-server not found (make test installs it): %v", err)
 	}
 	s := &Server{t: t, Port: freePort(t), dir: t.TempDir(), args: args}
-	s.start()
+	// A free port is free only until someone else binds it: tests of other
+	// packages, running at the same time, open thousands of connections
+	// from ephemeral ports. A server that lost its port starts again on
+	// new ones.
+	for attempt := 1; ; attempt++ {
+		err := s.start()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		s.Port = freePort(t)
+		if i := slices.Index(s.args, "--cluster-port"); i >= 0 && i+1 < len(s.args) {
+			s.args[i+1] = strconv.Itoa(freePort(t))
+		}
+	}
 	t.Cleanup(func() { s.Kill() })
 	return s
 }
+
+// errPortTaken: redis-server could not bind a port it was given.
+var errPortTaken = errors.New("a port redis-server was given is taken")
 
 // Addr is host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
@@ -59,7 +85,7 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
-func (s *Server) start() {
+func (s *Server) start() error {
 	s.t.Helper()
 	s.cmd = exec.Command("redis-server", append([]string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
@@ -68,22 +94,39 @@ func (s *Server) start() {
 		// Sentinels rewrite their config file: each has its own.
 		s.cmd = exec.Command("redis-server", filepath.Join(s.dir, "sentinel.conf"), "--sentinel")
 	}
+	s.out = new(bytes.Buffer)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
+	cmd, exited := s.cmd, make(chan struct{})
+	s.exited = exited
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		select {
+		case <-exited: // its output is complete once Wait returned
+			s.cmd = nil
+			if strings.Contains(s.out.String(), "Address already in use") {
+				return fmt.Errorf("redis-server on port %d: %w:\n%s", s.Port, errPortTaken, s.out)
+			}
+			return fmt.Errorf("redis-server on port %d exited:\n%s", s.Port, s.out)
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := c.Ping(ctx).Err()
 		cancel()
 		// An auth error means the server is up and wants a password.
 		if err == nil || strings.Contains(err.Error(), "NOAUTH") {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on port %d did not answer: %v", s.Port, err)
+			return fmt.Errorf("redis-server on port %d did not answer: %w", s.Port, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -105,7 +148,7 @@ func (s *Server) Kill() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	<-s.exited
 	s.cmd = nil
 }
 
@@ -114,7 +157,9 @@ func (s *Server) Kill() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
-	s.start()
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 func freePort(t testing.TB) int {

@@ -180,7 +180,9 @@ func StartSentinel(t testing.TB) *Sentinel {
 		if err := os.WriteFile(filepath.Join(s.dir, "sentinel.conf"), []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s.start()
+		if err := s.start(); err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { s.Kill() })
 		sn.Sentinels = append(sn.Sentinels, s)
 	}
