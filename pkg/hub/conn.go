@@ -74,7 +74,6 @@ type Conn struct {
 
 	hub *Hub
 	// Set by Serve.
-	ctx       context.Context // the serving context: pings and writes end with it
 	ws        *websocket.Conn
 	opts      ServeOptions
 	ping      *time.Timer

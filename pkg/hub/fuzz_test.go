@@ -38,12 +38,13 @@ func FuzzClientFrames(f *testing.F) {
 		if err != nil {
 			return
 		}
-		ws, err := websocket.Accept(w, r, nil)
+		hj := &outHijacker{ResponseWriter: w}
+		ws, err := websocket.Accept(hj, r, nil)
 		if err != nil {
 			h.Remove(c)
 			return
 		}
-		h.Serve(context.Background(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: time.Second, ReadLimit: 64}, func(End) {})
+		h.Serve(context.Background(), c, ws, ServeOptions{PingInterval: time.Hour, WriteTimeout: time.Second, ReadLimit: 64, Out: hj.out}, func(End) {})
 	}))
 	f.Cleanup(srv.Close)
 	addr := strings.TrimPrefix(srv.URL, "http://")

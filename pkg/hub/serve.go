@@ -16,10 +16,9 @@ type ServeOptions struct {
 	PingInterval time.Duration // how often the server pings
 	WriteTimeout time.Duration // a write or a ping's pong may take this long
 	ReadLimit    int64         // largest client frame; larger closes with 1009
-	// Out, when set, is the stream under ws's buffered writer: the
-	// connection's frames are then written by the hub's shared writers,
-	// all that are queued in one system call. Without it each frame is a
-	// write of its own, from a goroutine per connection while frames wait.
+	// Out is the stream under ws's buffered writer (required): the hub's
+	// shared writers gather the connection's queued frames there and write
+	// them in one system call.
 	Out *Out
 }
 
@@ -73,15 +72,17 @@ func (e End) String() string {
 //
 // An idle connection costs one parked goroutine (reading: the client's acks,
 // pongs and close) and one timer (pings). Queued frames are written by the
-// hub's shared writers (with an Out) or by a goroutine that exists only
-// while frames are queued, so that a send never waits on a socket and an
-// idle connection keeps no second stack. The request that upgraded the
+// hub's shared writers, so that a send never waits on a socket and an idle
+// connection keeps no second stack. The request that upgraded the
 // connection has returned by then: neither its context nor its goroutine
 // lives on.
 func (h *Hub) Serve(ctx context.Context, c *Conn, ws *websocket.Conn, o ServeOptions, done func(End)) {
+	if o.Out == nil {
+		panic("hub: Serve needs ServeOptions.Out")
+	}
 	ws.SetReadLimit(o.ReadLimit)
 	c.mu.Lock()
-	c.ctx, c.ws, c.opts, c.out = ctx, ws, o, o.Out
+	c.ws, c.opts, c.out = ws, o, o.Out
 	c.ping = time.AfterFunc(o.PingInterval, func() { h.ping(ctx, c) })
 	c.mu.Unlock()
 	if ctx.Err() != nil {
@@ -179,37 +180,6 @@ func (c *Conn) fail(reason EndReason, err error) {
 	c.mu.Unlock()
 	if ws != nil {
 		_ = ws.CloseNow()
-	}
-}
-
-// write drains c's queue to the socket one frame per write, then exits;
-// offer and Close start it again when there is more. It serves connections
-// without an Out (every write may wait) and ends every connection: the close
-// handshake may take seconds.
-func (h *Hub) write(c *Conn) {
-	for {
-		entries, closing := c.take()
-		if closing {
-			h.closeSocket(c)
-			return
-		}
-		if len(entries) == 0 {
-			if !c.more() {
-				return
-			}
-			continue
-		}
-		for i, e := range entries {
-			wctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
-			err := c.ws.Write(wctx, websocket.MessageText, e.frame)
-			cancel()
-			if err != nil {
-				c.failWrite(entries[i:], err)
-				return
-			}
-			h.written(entries[i : i+1])
-		}
-		c.recycle(entries)
 	}
 }
 

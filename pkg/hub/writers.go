@@ -28,10 +28,6 @@ const maxGatherBuffer = 64 << 10
 // schedule has c's queue written; c's writer is claimed
 // (needsWriterLocked).
 func (h *Hub) schedule(c *Conn) {
-	if c.out == nil {
-		go h.write(c)
-		return
-	}
 	w := &h.writers
 	w.mu.Lock()
 	w.ready = append(w.ready, c)

@@ -208,9 +208,8 @@ func (s *Session) Abort() {
 // lives on its own goroutines until it ends or the node stops. What the
 // client missed is replayed before anything live.
 //
-// out, when not nil, is the stream under ws's buffered writer (see
-// hub.Out): the connection's frames are then gathered and written by the
-// node's shared writers.
+// out is the stream under ws's buffered writer (see hub.Out), where the
+// node's shared writers gather the connection's frames.
 func (s *Session) Serve(ws *websocket.Conn, out *hub.Out) {
 	n := s.n
 	var expiry *time.Timer

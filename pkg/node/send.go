@@ -85,15 +85,9 @@ func (s *Status) UnmarshalText(b []byte) error {
 // Send delivers req.Data to every connection of req.Keys in the cluster,
 // storing it first when asked (or when the node stores by default).
 func (n *Node) Send(ctx context.Context, req SendRequest) (SendResult, error) {
-	keys, err := CheckKeys(req.Keys, n.cfg.MaxKeysPerSend)
+	keys, err := n.checkSend(req)
 	if err != nil {
 		return SendResult{}, err
-	}
-	if err := n.checkData(req.Data, n.cfg.MaxMessageBytes, "the limit"); err != nil {
-		return SendResult{}, err
-	}
-	if req.Wait != inbox.WaitNone && req.Timeout < 0 {
-		return SendResult{}, invalid("invalid_timeout", "the wait timeout must be positive")
 	}
 	dedupe := ""
 	if req.IdempotencyKey != "" {
@@ -104,6 +98,22 @@ func (n *Node) Send(ctx context.Context, req SendRequest) (SendResult, error) {
 	})
 	res.Replayed = replayed
 	return res, err
+}
+
+// checkSend returns req's keys, validated and without duplicates, or why
+// req cannot be sent.
+func (n *Node) checkSend(req SendRequest) ([]string, error) {
+	keys, err := CheckKeys(req.Keys, n.cfg.MaxKeysPerSend)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.checkData(req.Data, n.cfg.MaxMessageBytes, "the limit"); err != nil {
+		return nil, err
+	}
+	if req.Wait != inbox.WaitNone && req.Timeout < 0 {
+		return nil, invalid("invalid_timeout", "the wait timeout must be positive")
+	}
+	return keys, nil
 }
 
 // CheckKeys returns the keys of a send, validated and without duplicates,
@@ -249,10 +259,7 @@ func (n *Node) SendMany(ctx context.Context, reqs []SendRequest) (results []Send
 			wg.Go(func() { results[i], errs[i] = n.Send(ctx, req) })
 			continue
 		}
-		keys, err := CheckKeys(req.Keys, n.cfg.MaxKeysPerSend)
-		if err == nil {
-			err = n.checkData(req.Data, n.cfg.MaxMessageBytes, "the limit")
-		}
+		keys, err := n.checkSend(req)
 		if err != nil {
 			errs[i] = err
 			continue
