@@ -93,7 +93,7 @@ type Limits struct {
 	// IP) and per node, what stored sends cost Redis, in bytes per second
 	// and bytes (inbox.StoredCost); a send costing more than StoreBurst is
 	// refused outright. StoreRate -1: no limit.
-	StoreRate  float64
+	StoreRate  int
 	StoreBurst int
 }
 

@@ -104,7 +104,7 @@ func New(cfg Config) (*Node, error) {
 		connRate: ratelimit.New(cfg.ConnRatePerIP, cfg.ConnBurstPerIP),
 	}
 	if cfg.StoreRate > 0 {
-		n.storeRate = ratelimit.New(cfg.StoreRate, cfg.StoreBurst)
+		n.storeRate = ratelimit.New(float64(cfg.StoreRate), cfg.StoreBurst)
 	}
 	var bus fanout.Bus
 	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge, DedupeTTL: cfg.IdempotencyTTL}

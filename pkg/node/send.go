@@ -279,7 +279,7 @@ func (n *Node) takeStored(req SendRequest, keys int) error {
 	}
 	if ok, wait := n.storeRate.AllowN(who, float64(cost), time.Now()); !ok {
 		return retryLater(Errorf(KindTooMany, "store_rate_limited",
-			"stored sends are limited to %g bytes of Redis per second per sender on this node; this one costs %d", n.cfg.StoreRate, cost), wait)
+			"stored sends are limited to %d bytes of Redis per second per sender on this node; this one costs %d", n.cfg.StoreRate, cost), wait)
 	}
 	return nil
 }
