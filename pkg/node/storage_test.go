@@ -203,3 +203,46 @@ func TestAStoredSendOverTheSendersStoredBytesRateIsRefusedBeforeItIsStored(t *te
 		t.Fatal("a refused send stored something")
 	}
 }
+
+// In a batch each stored item counts against the sender's stored bytes:
+// the items past its burst are refused one by one, and the others are
+// carried out, so a batch stores at most --store-burst at once.
+func TestABatchOfStoredSendsStoresNoMoreThanTheSendersBurst(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, "a", r.URL(), func(c *node.Config) { c.StoreRate, c.StoreBurst = 1, 20000 })
+	data := `"` + strings.Repeat("x", 1000) + `"`
+	var items []string
+	for i := range 5 {
+		items = append(items, fmt.Sprintf(`{"key":"b%d","data":%s,"store":true,"idempotency_key":"i%d"}`, i, data, i))
+	}
+	items = append(items, `{"key":"b9","data":"live"}`)
+	status, out, _ := postJSON(t, a.URL("/v1/batch"), `{"items":[`+strings.Join(items, ",")+`]}`)
+	if status != http.StatusOK {
+		t.Fatalf("batch: %d %v", status, out)
+	}
+	results, _ := out["results"].([]any)
+	stored, limited := 0, 0
+	for i, res := range results {
+		item, _ := res.(map[string]any)
+		switch {
+		case item["status"] == float64(http.StatusOK):
+			if i < 5 {
+				stored++
+			}
+		case item["status"] == float64(http.StatusTooManyRequests) && errorCode(item) == "store_rate_limited":
+			limited++
+		default:
+			t.Fatalf("item %d: %v", i, item)
+		}
+	}
+	if stored != 3 || limited != 2 || results[5].(map[string]any)["status"] != float64(http.StatusOK) {
+		t.Fatalf("%d stored, %d refused, live item %v: want 3 stored (the burst), 2 refused, the live one sent", stored, limited, results[5])
+	}
+	n := 0
+	for i := range 5 {
+		n += int(r.Client().Exists(t.Context(), fmt.Sprintf("herald:{b%d}:inbox", i)).Val())
+	}
+	if n != 3 {
+		t.Fatalf("%d inboxes hold the message, want 3", n)
+	}
+}
