@@ -213,6 +213,8 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	dur(&cfg.InboxMaxAge, "inbox-max-age", d.InboxMaxAge, "how long stored messages are kept")
 	dur(&cfg.IdempotencyTTL, "idempotency-ttl", d.IdempotencyTTL, "how long the answer to a send with an Idempotency-Key is kept")
 	dur(&cfg.MaxWait, "max-wait", d.MaxWait, "longest a send may wait for delivery or an ack")
+	integer(&cfg.StoreRate, "store-rate", d.StoreRate, "bytes of Redis stored sends may cost per second per API key (open mode: per client IP) on each node (-1: no limit)")
+	integer(&cfg.StoreBurst, "store-burst", d.StoreBurst, "bytes of Redis stored sends may cost in a burst per API key or client IP; a costlier send is refused 413")
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, "", err

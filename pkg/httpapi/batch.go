@@ -76,8 +76,12 @@ func (s *Server) handleBatch(c *gin.Context) {
 	// Items that share an idempotency_key run one after the other, so the
 	// repeat gets the first one's result rather than "in progress".
 	previous := map[string]chan struct{}{}
+	client := ""
+	if caller == nil {
+		client = c.ClientIP() // open mode: stored bytes are counted per address
+	}
 	for i, raw := range items {
-		it, err := s.planItem(caller, raw)
+		it, err := s.planItem(caller, client, raw)
 		if err != nil {
 			results[i] = s.itemFailed(err)
 			continue
@@ -129,7 +133,8 @@ func (s *Server) itemFailed(err error) batchResult {
 		s.log.Error("batch item failed", "err", err)
 	}
 	s.metrics.rejected.WithLabelValues(e.Code).Inc()
-	return batchResult{Status: statusOf[e.Kind], Error: &errorDetail{Code: e.Code, Message: e.Message}}
+	d := detailOf(e, err)
+	return batchResult{Status: statusOf[e.Kind], Error: &d}
 }
 
 // readBatch reads {"items":[...]} and returns each item undecoded, so that
@@ -172,7 +177,7 @@ type itemPlan struct {
 
 // planItem decodes, validates and authorises one item; running it answers
 // what a single request would have.
-func (s *Server) planItem(caller *auth.Caller, raw json.RawMessage) (itemPlan, error) {
+func (s *Server) planItem(caller *auth.Caller, client string, raw json.RawMessage) (itemPlan, error) {
 	var it batchItem
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -240,7 +245,7 @@ func (s *Server) planItem(caller *auth.Caller, raw json.RawMessage) (itemPlan, e
 		return itemPlan{}, err
 	}
 	req := node.SendRequest{Keys: keys, Data: p.Data, Store: p.Store, Wait: waits[p.Wait],
-		Timeout: time.Duration(p.TimeoutMS) * time.Millisecond, IdempotencyKey: it.IdempotencyKey, Caller: name}
+		Timeout: time.Duration(p.TimeoutMS) * time.Millisecond, IdempotencyKey: it.IdempotencyKey, Caller: name, Client: client}
 	plan.send = &req
 	plan.run = func(ctx context.Context) (any, error) {
 		res, err := s.node.Send(ctx, req)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -17,6 +18,18 @@ type apiError struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Results, for partially_stored, is what became of each key.
+	Results map[string]keyAnswer `json:"results,omitempty"`
+}
+
+// detailOf is err's errorDetail; e is node.AsError(err).
+func detailOf(e *node.Error, err error) errorDetail {
+	d := errorDetail{Code: e.Code, Message: e.Message}
+	var partial *node.PartialError
+	if errors.As(err, &partial) {
+		d.Results = keyAnswersOf(partial.Results)
+	}
+	return d
 }
 
 // statusOf is the one mapping from the engine's error kinds to HTTP.
@@ -56,5 +69,5 @@ func (s *Server) fail(c *gin.Context, err error) {
 		c.Header("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
 	s.metrics.rejected.WithLabelValues(e.Code).Inc()
-	c.AbortWithStatusJSON(status, apiError{Error: errorDetail{Code: e.Code, Message: e.Message}})
+	c.AbortWithStatusJSON(status, apiError{Error: detailOf(e, err)})
 }

@@ -24,8 +24,8 @@ type sendAnswer struct {
 }
 
 type keyAnswer struct {
-	ID     string `json:"id"`
-	Status string `json:"status"` // stored, delivered or acked
+	ID     string `json:"id,omitempty"` // none when not_stored
+	Status string `json:"status"`       // stored, delivered, acked or not_stored
 }
 
 type publishAnswer struct {
@@ -49,11 +49,15 @@ func (s *Server) handleSend(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	res, err := s.node.Send(c.Request.Context(), node.SendRequest{
+	req := node.SendRequest{
 		Keys: keys, Data: p.Data, Store: p.Store, Wait: waits[p.Wait],
 		Timeout:        time.Duration(p.TimeoutMS) * time.Millisecond,
 		IdempotencyKey: c.GetHeader("Idempotency-Key"), Caller: c.GetString(callerNameKey),
-	})
+	}
+	if req.Caller == "" {
+		req.Client = c.ClientIP() // open mode: stored bytes are counted per address
+	}
+	res, err := s.node.Send(c.Request.Context(), req)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -63,11 +67,17 @@ func (s *Server) handleSend(c *gin.Context) {
 
 func sendAnswerOf(res node.SendResult) sendAnswer {
 	out := sendAnswer{ID: res.ID, Online: res.Online, Offline: res.Offline, Connections: res.Connections}
-	if res.Results != nil {
-		out.Results = make(map[string]keyAnswer, len(res.Results))
-		for k, r := range res.Results {
-			out.Results[k] = keyAnswer{ID: r.ID, Status: r.Status.String()}
-		}
+	out.Results = keyAnswersOf(res.Results)
+	return out
+}
+
+func keyAnswersOf(results map[string]node.KeyResult) map[string]keyAnswer {
+	if results == nil {
+		return nil
+	}
+	out := make(map[string]keyAnswer, len(results))
+	for k, r := range results {
+		out[k] = keyAnswer{ID: r.ID, Status: r.Status.String()}
 	}
 	return out
 }

@@ -5,6 +5,7 @@ package inbox
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/herald-push/herald/pkg/protocol"
@@ -25,8 +26,11 @@ type Entry struct {
 	ID protocol.StoredID // assigned by Append
 	// Prev is the key's newest id before this one (zero for the first):
 	// a receiver that last saw Prev knows nothing came in between.
-	Prev   protocol.StoredID
-	Data   []byte // the message's JSON
+	Prev protocol.StoredID
+	// Data is the message's JSON. A read returns an entry with nil Data
+	// when its data can no longer be read (a shared payload that expired
+	// before the entry did): the entry is unreadable and replay skips it.
+	Data   []byte
 	Origin string // the node that accepted the send: where delivery is reported
 	Wait   Wait
 	// Dedupe, when set, makes Append idempotent per key: appending an entry
@@ -48,6 +52,9 @@ type Options struct {
 	DedupeTTL time.Duration
 }
 
+// ErrPartiallyStored: Append stored the entry for some of its keys only.
+var ErrPartiallyStored = errors.New("stored for some keys only")
+
 // Store keeps each key's inbox and acknowledged position.
 //
 // Ids of one key strictly increase. Append is durable when it returns as far
@@ -57,7 +64,11 @@ type Store interface {
 	// Append stores e for every key and returns, in order, each key's new
 	// id and the id that preceded it. When every key's entry was stored but
 	// too few replicas confirmed it, Append returns the ids with an error
-	// wrapping redisconn.ErrNotReplicated.
+	// wrapping redisconn.ErrNotReplicated. When only some keys' entries
+	// were stored (Redis ran out of memory midway, say), Append returns the
+	// ids with zero ids for the keys not stored, and an error wrapping
+	// ErrPartiallyStored; appending again with the same Dedupe stores only
+	// those. When none was stored it returns no ids.
 	Append(ctx context.Context, keys []string, e Entry) (ids, prevs []protocol.StoredID, err error)
 	// After returns up to limit entries of key that come after id, oldest
 	// first.

@@ -1,6 +1,7 @@
 package inbox_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,6 +40,27 @@ func TestRedisClusterInbox(t *testing.T) {
 				}
 				opts.Replication = redisconn.Replication{Min: min, Timeout: time.Second}
 				return inbox.NewRedis(cc, opts)
+			})
+			// A payload shared by keys of every slot lives in a slot of its
+			// own: written, confirmed and read with commands of its own.
+			t.Run("ASendToKeysOfEverySlotSharesItsPayload", func(t *testing.T) {
+				in := inbox.NewRedis(cc, inbox.Options{MaxLen: 10, MaxAge: time.Hour,
+					Replication: redisconn.Replication{Min: min, Timeout: time.Second}})
+				keys := make([]string, 50)
+				for i := range keys {
+					keys[i] = fmt.Sprintf("slot-%d", i)
+				}
+				data := payload(2 * inbox.SharedMin)
+				ids, _, err := in.Append(t.Context(), keys, inbox.Entry{Data: data})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, k := range keys {
+					got, err := in.Tail(t.Context(), k, 1)
+					if err != nil || len(got) != 1 || got[0].ID != ids[i] || !bytes.Equal(got[0].Data, data) {
+						t.Fatalf("Tail(%s) = %d entries, %v", k, len(got), err)
+					}
+				}
 			})
 		})
 	}

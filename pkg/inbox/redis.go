@@ -2,6 +2,8 @@ package inbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,16 +18,52 @@ import (
 
 // Redis layout, under each key's hash tag so every script touches one slot:
 //
-//	herald:{<key>}:inbox   STREAM  fields d (data), o (origin node), w (wait), p (previous id)
+//	herald:{<key>}:inbox   STREAM  fields d (data) or r (payload key), o (origin node), w (wait), p (previous id)
 //	herald:{<key>}:acked   STRING  the acknowledged stream id
 //	herald:{<key>}:dedupe  HASH    dedupe key -> stream id, for retried appends
+//	herald:payload:{<sum>} STRING  data sent to many keys, stored once
 //
-// Both expire MaxAge after their last write, so idle keys leave nothing.
+// All expire after their last write: the per-key ones after MaxAge, so
+// idle keys leave nothing; a payload after twice MaxAge (see payloadTTL).
 func streamKey(key string) string { return "herald:{" + key + "}:inbox" }
 func ackedKey(key string) string  { return "herald:{" + key + "}:acked" }
 func dedupeKey(key string) string { return "herald:{" + key + "}:dedupe" }
 
+// payloadKey names data by its content, so that a retried send (or the
+// same data sent again) writes the same key rather than a second copy. It
+// is its own hash tag: in a cluster payloads spread over the slots.
+func payloadKey(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "herald:payload:{" + hex.EncodeToString(sum[:16]) + "}"
+}
+
+// SharedMin is the smallest data that a send to more than one key stores
+// once, referenced from each key's entry, instead of in every entry: below
+// it the payload's own key and the references cost about what they save.
+const SharedMin = 256
+
+// EntryOverhead bounds what Redis holds for one key's entry besides its
+// data, measured on Redis 7.0 (docs/operations.md): a key's first entry
+// creates its stream, whose first node Redis preallocates at
+// stream-node-max-bytes (4 KiB by default), about 4.7 KiB in all with its
+// dedupe hash; later entries fill that node at about 100 bytes each. A
+// sender choosing fresh keys pays the first, so it is what the
+// stored-bytes rate counts per key.
+const EntryOverhead = 5 << 10
+
+// StoredCost is about what Append of data to n keys costs Redis: the data
+// once when it is shared (see SharedMin), else once per key, and an entry
+// per key.
+func StoredCost(n, data int) int64 {
+	if n > 1 && data >= SharedMin {
+		return int64(data) + int64(n)*EntryOverhead
+	}
+	return int64(n) * int64(data+EntryOverhead)
+}
+
 // appendScript adds one entry and trims by length and by age in one step.
+// The entry holds the data (ARGV[9] 'd') or the name of its payload key
+// (ARGV[9] 'r').
 // It returns the new id and the newest id before it, which is also stored
 // in the entry (field p) so that replayed entries carry it too.
 //
@@ -55,7 +93,7 @@ end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = ''
 if last[1] then prev = last[1][1] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[4], 'o', ARGV[5], 'w', ARGV[6], 'p', prev)
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[9], ARGV[4], 'o', ARGV[5], 'w', ARGV[6], 'p', prev)
 redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[7] ~= '' then
@@ -114,42 +152,60 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 	wait := strconv.Itoa(int(e.Wait))
 	dedupeTTL := strconv.FormatInt(max(r.opts.DedupeTTL, r.opts.MaxAge).Milliseconds(), 10)
 	repl := r.opts.Replication
+	var notReplicated error
+	field, value := "d", any(e.Data)
+	if len(keys) > 1 && len(e.Data) >= SharedMin {
+		// Stored once, before any entry refers to it, and confirmed by the
+		// replicas like the entries are.
+		ref := payloadKey(e.Data)
+		err := repl.Write(ctx, r.rdb, ref, func(p redis.Pipeliner) { p.Set(ctx, ref, e.Data, r.payloadTTL()) })
+		switch {
+		case errors.Is(err, redisconn.ErrNotReplicated):
+			notReplicated = err
+		case err != nil:
+			return nil, nil, fmt.Errorf("store message for %d keys: %w", len(keys), err)
+		}
+		field, value = "r", ref
+	}
 	cmds := make([]*redis.Cmd, len(keys))
 	pending := make([]int, len(keys)) // indexes of keys not stored yet
 	for i := range pending {
 		pending[i] = i
 	}
-	var notReplicated error
+	var failed []int // keys whose script failed: not stored
+	var failure error
 	for attempt := 0; len(pending) > 0; attempt++ {
+		for _, i := range pending {
+			cmds[i] = nil
+		}
 		groups, err := r.groupByMaster(ctx, keys, pending)
 		if err != nil {
 			return nil, nil, err
 		}
 		var mu sync.Mutex
-		var failed error
 		var wg sync.WaitGroup
 		for _, g := range groups {
 			wg.Go(func() {
 				_, err := repl.Pipeline(ctx, r.rdb, streamKey(keys[g[0]]), func(p redis.Pipeliner) {
 					for _, i := range g {
 						cmds[i] = appendScript.EvalSha(ctx, p, []string{streamKey(keys[i]), dedupeKey(keys[i])},
-							maxLen, minID, ttl, e.Data, e.Origin, wait, e.Dedupe, dedupeTTL)
+							maxLen, minID, ttl, value, e.Origin, wait, e.Dedupe, dedupeTTL, field)
 					}
 				})
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case errors.Is(err, redisconn.ErrNotReplicated):
+				if errors.Is(err, redisconn.ErrNotReplicated) {
+					mu.Lock()
 					notReplicated = err
-				case err != nil && failed == nil && !redisconn.Redirected(err) && !isNoScript(err):
-					failed = err
+					mu.Unlock()
+				}
+				if cmds[g[0]] == nil { // the pipeline never ran: no master
+					for _, i := range g {
+						cmds[i] = redis.NewCmd(ctx)
+						cmds[i].SetErr(err)
+					}
 				}
 			})
 		}
 		wg.Wait()
-		if failed != nil {
-			return nil, nil, fmt.Errorf("store message for %d keys: %w", len(keys), failed)
-		}
 		// Retry only what did not run: a script that ran must not run twice.
 		var again []int
 		noScript := false
@@ -161,7 +217,12 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 			case redisconn.Redirected(err):
 				again = append(again, i)
 			case err != nil:
-				return nil, nil, fmt.Errorf("store message for %s: %w", keys[i], err)
+				// Out of memory, say: this key's entry is not stored, the
+				// others' may be.
+				failed = append(failed, i)
+				if failure == nil {
+					failure = fmt.Errorf("store message for %s: %w", keys[i], err)
+				}
 			}
 		}
 		pending = again
@@ -169,7 +230,11 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 			break
 		}
 		if attempt == 5 {
-			return nil, nil, fmt.Errorf("store message for %d keys: %w", len(keys), cmds[pending[0]].Err())
+			failed = append(failed, pending...)
+			if failure == nil {
+				failure = fmt.Errorf("store message for %d keys: %w", len(pending), cmds[pending[0]].Err())
+			}
+			break
 		}
 		if noScript {
 			// First use on this Redis, a restart or a promoted replica:
@@ -178,12 +243,22 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 				return nil, nil, fmt.Errorf("load append script: %w", err)
 			}
 		} else if !redisconn.Backoff(ctx, r.rdb, attempt) {
-			return nil, nil, fmt.Errorf("store message: %w", ctx.Err())
+			failed = append(failed, pending...)
+			if failure == nil {
+				failure = fmt.Errorf("store message: %w", ctx.Err())
+			}
+			break
 		}
+	}
+	if len(failed) == len(keys) {
+		return nil, nil, failure
 	}
 	ids := make([]protocol.StoredID, len(keys))
 	prevs := make([]protocol.StoredID, len(keys))
 	for i, c := range cmds {
+		if c.Err() != nil {
+			continue // not stored: zero ids
+		}
 		res, _ := c.Val().([]any)
 		var s, p string
 		if len(res) == 2 {
@@ -197,9 +272,18 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 		ids[i] = id
 		prevs[i], _ = protocol.ParseStoredID(p) // "" for a key's first message
 	}
+	if len(failed) > 0 {
+		return ids, prevs, fmt.Errorf("%w: %d of %d keys not stored: %w", ErrPartiallyStored, len(failed), len(keys), failure)
+	}
 	// Stored on every master; not confirmed on enough replicas.
 	return ids, prevs, notReplicated
 }
+
+// payloadTTL is how long a shared payload is kept: longer than the entries
+// that refer to it, whose stream lives MaxAge after its last append and
+// whose trimming by age is approximate. An entry that outlives it anyway
+// reads back with no data (see Store).
+func (r *Redis) payloadTTL() time.Duration { return 2 * r.opts.MaxAge }
 
 // groupByMaster splits the keys at idx into groups served by one master
 // each, so that each group's WAIT counts its own writes. Without a replica
@@ -236,13 +320,18 @@ func (r *Redis) After(ctx context.Context, key string, after protocol.StoredID, 
 	if err != nil {
 		return nil, fmt.Errorf("read inbox of %s: %w", key, err)
 	}
-	out := make([]Entry, 0, len(msgs))
-	for _, m := range msgs {
-		e, err := entryOf(m.ID, func(f string) string { s, _ := m.Values[f].(string); return s })
+	out := make([]Entry, len(msgs))
+	var refs []string
+	for i, m := range msgs {
+		var ref string
+		out[i], ref, err = entryOf(m.ID, func(f string) (string, bool) { s, ok := m.Values[f].(string); return s, ok })
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e)
+		refs = addRef(refs, i, len(msgs), ref)
+	}
+	if err := r.resolve(ctx, out, refs); err != nil {
+		return nil, fmt.Errorf("read inbox of %s: %w", key, err)
 	}
 	return out, nil
 }
@@ -259,8 +348,9 @@ func (r *Redis) Pending(ctx context.Context, key string, limit int) (protocol.St
 		}
 	}
 	raw, _ := res[1].([]any)
-	out := make([]Entry, 0, len(raw))
-	for _, item := range raw {
+	out := make([]Entry, len(raw))
+	var refs []string
+	for j, item := range raw {
 		pair, _ := item.([]any)
 		if len(pair) != 2 {
 			return acked, nil, errors.New("pending messages: malformed stream entry")
@@ -273,23 +363,86 @@ func (r *Redis) Pending(ctx context.Context, key string, limit int) (protocol.St
 			v, _ := fields[i+1].(string)
 			values[f] = v
 		}
-		e, err := entryOf(id, func(f string) string { return values[f] })
+		var ref string
+		out[j], ref, err = entryOf(id, func(f string) (string, bool) { v, ok := values[f]; return v, ok })
 		if err != nil {
 			return acked, nil, err
 		}
-		out = append(out, e)
+		refs = addRef(refs, j, len(raw), ref)
+	}
+	if err := r.resolve(ctx, out, refs); err != nil {
+		return acked, nil, fmt.Errorf("read pending messages of %s: %w", key, err)
 	}
 	return acked, out, nil
 }
 
-func entryOf(id string, field func(string) string) (Entry, error) {
+// entryOf decodes a stream entry. Its data is in the entry, or in the
+// payload key ref it names, which the caller resolves.
+func entryOf(id string, field func(string) (string, bool)) (e Entry, ref string, err error) {
 	sid, ok := protocol.ParseStoredID(id)
 	if !ok {
-		return Entry{}, fmt.Errorf("inbox entry with bad id %q", id)
+		return Entry{}, "", fmt.Errorf("inbox entry with bad id %q", id)
 	}
-	w, _ := strconv.Atoi(field("w"))
-	prev, _ := protocol.ParseStoredID(field("p"))
-	return Entry{ID: sid, Prev: prev, Data: []byte(field("d")), Origin: field("o"), Wait: Wait(w)}, nil
+	ws, _ := field("w")
+	w, _ := strconv.Atoi(ws)
+	ps, _ := field("p")
+	prev, _ := protocol.ParseStoredID(ps)
+	o, _ := field("o")
+	e = Entry{ID: sid, Prev: prev, Origin: o, Wait: Wait(w)}
+	if d, ok := field("d"); ok {
+		e.Data = []byte(d)
+	}
+	ref, _ = field("r")
+	return e, ref, nil
+}
+
+// addRef records entry i's payload key in refs (one per entry, allocated at
+// the first reference: most inboxes hold none).
+func addRef(refs []string, i, n int, ref string) []string {
+	if ref == "" {
+		return refs
+	}
+	if refs == nil {
+		refs = make([]string, n)
+	}
+	refs[i] = ref
+	return refs
+}
+
+// resolve reads the shared payloads that entries refer to (refs[i] for
+// out[i]), each once, in one pipeline: a cluster client splits it by slot.
+// An entry whose payload is gone keeps no data.
+func (r *Redis) resolve(ctx context.Context, out []Entry, refs []string) error {
+	if refs == nil {
+		return nil
+	}
+	gets := map[string]*redis.StringCmd{}
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, ref := range refs {
+			if _, ok := gets[ref]; ref != "" && !ok {
+				gets[ref] = p.Get(ctx, ref)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("read shared payloads: %w", err)
+	}
+	for i, ref := range refs {
+		if ref == "" {
+			continue
+		}
+		b, err := gets[ref].Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+			out[i].Data = nil // expired or lost: unreadable
+		case err != nil:
+			return fmt.Errorf("read shared payload %s: %w", ref, err)
+		default:
+			out[i].Data = b
+		}
+	}
+	return nil
 }
 
 func (r *Redis) Ack(ctx context.Context, key string, id protocol.StoredID) error {
@@ -324,12 +477,18 @@ func (r *Redis) Tail(ctx context.Context, key string, n int) ([]Entry, error) {
 		return nil, fmt.Errorf("read the newest of %s: %w", key, err)
 	}
 	out := make([]Entry, len(msgs))
+	var refs []string
 	for i, m := range msgs {
-		e, err := entryOf(m.ID, func(f string) string { s, _ := m.Values[f].(string); return s })
+		j := len(msgs) - 1 - i
+		var ref string
+		out[j], ref, err = entryOf(m.ID, func(f string) (string, bool) { s, ok := m.Values[f].(string); return s, ok })
 		if err != nil {
 			return nil, err
 		}
-		out[len(msgs)-1-i] = e
+		refs = addRef(refs, j, len(msgs), ref)
+	}
+	if err := r.resolve(ctx, out, refs); err != nil {
+		return nil, fmt.Errorf("read the newest of %s: %w", key, err)
 	}
 	return out, nil
 }

@@ -89,6 +89,12 @@ type Limits struct {
 	// MaxWait caps a send's "timeout_ms" when it waits for delivery or an
 	// ack; keep it under HTTPWriteTimeout.
 	MaxWait time.Duration
+	// StoreRate and StoreBurst bound, per API key (open mode: per client
+	// IP) and per node, what stored sends cost Redis, in bytes per second
+	// and bytes (inbox.StoredCost); a send costing more than StoreBurst is
+	// refused outright. StoreRate -1: no limit.
+	StoreRate  int
+	StoreBurst int
 }
 
 // Security is who may send and who may connect as whom.
@@ -180,6 +186,12 @@ func DefaultConfig() Config {
 			ConnRatePerIP:    20,
 			ConnBurstPerIP:   40,
 			MaxWait:          25 * time.Second,
+			// 4 MiB/s: about 700 stored 1 KiB single-key sends a second,
+			// or a 1000-key send every 1.3 s, per API key and node. The
+			// burst holds three of the costliest sends (64 KiB to 1000
+			// fresh keys: 5.1 MiB).
+			StoreRate:  4 << 20,
+			StoreBurst: 16 << 20,
 		},
 		Security: Security{
 			PublicMaxMessageBytes: 2048,
@@ -283,6 +295,9 @@ func (c Config) validate() error {
 	}
 	if c.HistoryReplay > c.InboxMaxLen && c.InboxMaxLen > 0 {
 		errs = append(errs, fmt.Errorf("history replay (%d) must not exceed the inbox length (%d)", c.HistoryReplay, c.InboxMaxLen))
+	}
+	if (c.StoreRate < 0 && c.StoreRate != -1) || c.StoreBurst < 0 {
+		errs = append(errs, errors.New("store rate must be positive (or -1: no limit) and store burst positive"))
 	}
 	if c.PublicRate < 0 || c.PublicMaxMessageBytes < 0 || c.PublicBurst < 0 {
 		errs = append(errs, errors.New("public topic limits must be positive"))

@@ -14,7 +14,9 @@ import (
 // idempotent carries do out once per key: a retry within the TTL gets the
 // first result (replayed) and carries out nothing. Only successes are kept;
 // a failed request may be retried (a stored send's retry stores nothing
-// twice: the inbox keeps dedupe with each entry). key "" runs do as it is;
+// twice: the inbox keeps dedupe with each entry). A send stored for some
+// keys only (PartialError) is a failure too, so its retry stores the rest
+// rather than being answered the partial failure again. key "" runs do as it is;
 // scoped is key as stored.
 func idempotent[R any](ctx context.Context, n *Node, key, scoped string, do func() (R, error)) (res R, replayed bool, err error) {
 	if key == "" {

@@ -72,6 +72,9 @@ type Node struct {
 	stopHeartbeats func()
 
 	connRate *ratelimit.Keyed // new connections per client IP
+	// storeRate is stored sends' cost to Redis, in bytes, per API key (or
+	// client IP); nil: no limit.
+	storeRate *ratelimit.Keyed
 
 	mu       sync.Mutex
 	draining bool
@@ -99,6 +102,9 @@ func New(cfg Config) (*Node, error) {
 		perIP:    make(map[string]int),
 		stopped:  make(chan struct{}),
 		connRate: ratelimit.New(cfg.ConnRatePerIP, cfg.ConnBurstPerIP),
+	}
+	if cfg.StoreRate > 0 {
+		n.storeRate = ratelimit.New(float64(cfg.StoreRate), cfg.StoreBurst)
 	}
 	var bus fanout.Bus
 	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge, DedupeTTL: cfg.IdempotencyTTL}

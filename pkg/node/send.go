@@ -30,6 +30,9 @@ type SendRequest struct {
 	// keys of its own.
 	IdempotencyKey string
 	Caller         string
+	// Client is the sender's address: whose stored bytes are counted when
+	// there is no Caller (open mode).
+	Client string
 }
 
 // SendResult says where a send went.
@@ -58,9 +61,10 @@ const (
 	StatusStored    Status = iota + 1 // kept in the key's inbox
 	StatusDelivered                   // written to a connection of the key
 	StatusAcked                       // acknowledged by a client of the key
+	StatusNotStored                   // Redis could not store it: not sent (see PartialError)
 )
 
-var statusNames = [...]string{StatusStored: "stored", StatusDelivered: "delivered", StatusAcked: "acked"}
+var statusNames = [...]string{StatusStored: "stored", StatusDelivered: "delivered", StatusAcked: "acked", StatusNotStored: "not_stored"}
 
 func (s Status) String() string {
 	if int(s) < len(statusNames) && statusNames[s] != "" {
@@ -163,6 +167,9 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	if store {
+		if err := n.takeStored(req, len(keys)); err != nil {
+			return SendResult{}, err
+		}
 		ids, prevs, err := n.inbox.Append(rctx, keys, inbox.Entry{Data: req.Data, Origin: n.cfg.NodeID, Wait: req.Wait, Dedupe: dedupe})
 		if errors.Is(err, redisconn.ErrNotReplicated) {
 			// Stored on the masters, not confirmed: not sent, because a
@@ -170,6 +177,12 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 			// clients twice. The retry finds it and sends it once.
 			n.metrics.notReplicated.Inc()
 			return SendResult{}, ErrNotReplicated
+		}
+		if errors.Is(err, inbox.ErrPartiallyStored) {
+			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
+			n.log.Warn("a stored send was stored for some of its keys only", "keys", len(keys), "err", err)
+			m.Wait = uint8(req.Wait)
+			return SendResult{}, n.sendPartial(rctx, m, ids, prevs)
 		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
@@ -203,6 +216,72 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 		}
 	}
 	return out, nil
+}
+
+// PartialError is the answer to a stored send that was stored for some of
+// its keys only (Redis ran out of memory midway, say): the stored ones were
+// sent as usual, the others not. Results says which: StatusStored with its
+// id, or StatusNotStored.
+type PartialError struct {
+	Err     *Error // partially_stored, for the transports
+	Results map[string]KeyResult
+}
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// sendPartial routes m to the keys whose entry was stored (ids[i] not
+// zero) and returns the PartialError that says so per key. The send is not
+// recorded as done: a retry with the same Idempotency-Key runs again, its
+// append finds the entries stored the first time, and only the others are
+// stored now.
+func (n *Node) sendPartial(ctx context.Context, m *fanout.Message, ids, prevs []protocol.StoredID) error {
+	results := make(map[string]KeyResult, len(m.Keys))
+	stored := *m
+	stored.Keys = make([]string, 0, len(m.Keys))
+	for i, k := range m.Keys {
+		if ids[i].IsZero() {
+			results[k] = KeyResult{Status: StatusNotStored}
+			continue
+		}
+		results[k] = KeyResult{ID: ids[i].String(), Status: StatusStored}
+		stored.Keys = append(stored.Keys, k)
+		stored.Stored = append(stored.Stored, ids[i])
+		stored.Prevs = append(stored.Prevs, prevs[i])
+	}
+	n.metrics.stored.Add(uint64(len(stored.Keys)))
+	res, err := n.router.SendKeys(ctx, &stored)
+	// Stored: its keys' clients get it when they resume if routing failed.
+	_, _ = n.sendResult(&stored, true, res, err)
+	e := Errorf(KindUnavailable, "partially_stored",
+		"Redis stored the message for %d of %d keys, and they were sent; the keys with status not_stored got nothing. "+
+			"Retry with the same Idempotency-Key (only the keys not stored are stored and sent), or send to those keys alone",
+		len(stored.Keys), len(m.Keys))
+	return &PartialError{Err: retryLater(e, time.Second), Results: results}
+}
+
+// takeStored counts what storing req for keys costs Redis against its
+// sender's stored-bytes rate, or says why it may not be stored now. Only a
+// send that is carried out counts: a replayed answer costs nothing.
+func (n *Node) takeStored(req SendRequest, keys int) error {
+	if n.storeRate == nil {
+		return nil
+	}
+	cost := inbox.StoredCost(keys, len(req.Data))
+	if cost > int64(n.cfg.StoreBurst) {
+		return Errorf(KindTooLarge, "store_too_large",
+			"storing this send costs Redis about %d bytes (%d keys of %d bytes), over the store burst of %d; send to fewer keys at once",
+			cost, keys, len(req.Data), n.cfg.StoreBurst)
+	}
+	who := req.Caller
+	if who == "" {
+		who = req.Client
+	}
+	if ok, wait := n.storeRate.AllowN(who, float64(cost), time.Now()); !ok {
+		return retryLater(Errorf(KindTooMany, "store_rate_limited",
+			"stored sends are limited to %d bytes of Redis per second per sender on this node; this one costs %d", n.cfg.StoreRate, cost), wait)
+	}
+	return nil
 }
 
 // sendResult turns where a message went into the send's answer, and counts

@@ -32,6 +32,14 @@ func New(rate float64, burst int) *Keyed {
 // Allow takes a token from key's bucket. When none is left it reports false
 // and how long until one is.
 func (k *Keyed) Allow(key string, now time.Time) (bool, time.Duration) {
+	return k.AllowN(key, 1, now)
+}
+
+// AllowN takes n tokens from key's bucket (a weight: bytes, say). When
+// fewer are left it takes none, and reports false and how long until n
+// are; n over the burst never fits (the wait is then how long until the
+// bucket is full).
+func (k *Keyed) AllowN(key string, n float64, now time.Time) (bool, time.Duration) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if now.Sub(k.lastSweep) > time.Minute {
@@ -44,11 +52,11 @@ func (k *Keyed) Allow(key string, now time.Time) (bool, time.Duration) {
 	}
 	b.tokens = math.Min(k.burst, b.tokens+now.Sub(b.at).Seconds()*k.rate)
 	b.at = now
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.tokens >= n {
+		b.tokens -= n
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / k.rate * float64(time.Second))
+	wait := time.Duration((math.Min(n, k.burst) - b.tokens) / k.rate * float64(time.Second))
 	return false, wait
 }
 

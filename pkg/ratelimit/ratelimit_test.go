@@ -34,3 +34,28 @@ func TestRefilledBucketsAreForgotten(t *testing.T) {
 		t.Fatal("a refilled bucket was kept")
 	}
 }
+
+// A sender of bytes takes as many tokens as it stores: a big send waits
+// longer than a small one, and a refused one takes nothing.
+func TestAWeightedTakeCountsItsWeightAndARefusedOneTakesNothing(t *testing.T) {
+	l := New(1000, 4000) // 1000 bytes per second, bursts of 4000
+	t0 := time.Unix(1000, 0)
+	cases := []struct {
+		at   time.Duration
+		n    float64
+		ok   bool
+		wait time.Duration
+	}{
+		{0, 3000, true, 0},
+		{0, 1500, false, 500 * time.Millisecond}, // 1000 left
+		{0, 1000, true, 0},                       // the refusal took nothing
+		{0, 9000, false, 4 * time.Second},        // over the burst: never fits; told when the bucket is full
+		{2 * time.Second, 2000, true, 0},
+	}
+	for i, c := range cases {
+		ok, wait := l.AllowN("key1", c.n, t0.Add(c.at))
+		if ok != c.ok || wait != c.wait {
+			t.Fatalf("take %d of %g: ok=%v wait=%v, want %v %v", i, c.n, ok, wait, c.ok, c.wait)
+		}
+	}
+}
