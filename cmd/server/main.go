@@ -50,6 +50,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	gin.SetMode(gin.ReleaseMode)
 	redis.SetLogger(redisLogger{cfg.Logger})
 
+	if err := checkOpenJoin(context.Background(), cfg, cfg.Logger); err != nil {
+		return err
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
@@ -161,7 +164,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	list(&cfg.Redis.SentinelAddrs, "redis-sentinel-addrs", "", "host:port of the Redis Sentinels that watch --redis-master-name")
 	str(&cfg.Redis.MasterName, "redis-master-name", "", "name of the master the sentinels watch")
 	str(&cfg.Redis.Username, "redis-username", "", "ACL user for --redis-cluster-addrs or --redis-sentinel-addrs (password in HERALD_REDIS_PASSWORD or --redis-password-file)")
-	str(&redisSecrets.passwordFile, "redis-password-file", "", "file holding the Redis password for cluster or sentinel (or the password itself in HERALD_REDIS_PASSWORD)")
+	str(&redisSecrets.passwordFile, "redis-password-file", "", "file holding the Redis password, for a --redis-url without one, cluster or sentinel (or the password itself in HERALD_REDIS_PASSWORD)")
 	str(&redisSecrets.sentinelPasswordFile, "redis-sentinel-password-file", "", "file holding the sentinels' own password (or the password itself in HERALD_REDIS_SENTINEL_PASSWORD)")
 	boolean(&cfg.Redis.TLS, "redis-tls", "connect to cluster or sentinel Redis with TLS")
 	integer(&cfg.Redis.MinReplicas, "redis-min-replicas", 0, "replicas that must confirm a stored send before it is answered (WAIT); 0: the master's word")
@@ -188,6 +191,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	str(&sec.tokens.Issuer, "token-issuer", "", "required iss claim of connection tokens")
 	dur(&sec.tokens.Leeway, "token-leeway", 30*time.Second, "clock skew allowed when checking exp and nbf")
 	boolean(&cfg.Insecure, "insecure", "allow listening beyond loopback without API keys and tokens")
+	boolean(&cfg.AllowOpenJoin, "allow-open-join", "DANGEROUS: start without API keys and tokens on a Redis where authenticated nodes are registered")
 	list(&cfg.PublicTopics, "public-topics", "", "topics anyone may post to without an API key")
 	list(&cfg.HistoryTopics, "history-topics", strings.Join(d.HistoryTopics, ","), "topics that keep history, so reconnecting subscribers get what they missed")
 	integer(&cfg.HistoryReplay, "history-replay", d.HistoryReplay, "newest messages of a history topic a new subscriber gets (0: none)")
@@ -196,6 +200,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.PublicBurst, "public-burst", d.PublicBurst, "public posts allowed in a burst per client IP and topic")
 	list(&cfg.TrustedProxies, "trusted-proxies", "", "CIDRs or IPs of proxies whose X-Forwarded-For is believed")
 	list(&cfg.AllowedOrigins, "allowed-origins", "", "browser origins (host patterns) allowed besides the node's own")
+	list(&cfg.AllowedHosts, "allowed-hosts", "", "Host names the API answers to (no port; *.domain for subdomains; * for any); default: any with API keys and tokens, else localhost and the listen host")
 	integer(&cfg.MaxConns, "max-conns", d.MaxConns, "connections per node (-1: no limit)")
 	integer(&cfg.MaxConnsPerKey, "max-conns-per-key", d.MaxConnsPerKey, "connections per key per node (-1: no limit)")
 	integer(&cfg.MaxConnsPerIP, "max-conns-per-ip", d.MaxConnsPerIP, "connections per client IP per node (-1: no limit)")

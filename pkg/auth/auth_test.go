@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/big"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,70 @@ func TestAPIKeyConfigurationMistakesAreRefused(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// A backend's token that bends the JWT format is refused, and an HS256
+// token is checked with the secret whatever key id it carries.
+func TestTokensBendingTheFormatAreRefusedAndHS256IgnoresKeyIDs(t *testing.T) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	b64 := base64.RawURLEncoding.EncodeToString
+	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{
+		{"kty": "RSA", "kid": "r1", "use": "sig", "n": b64(rsaKey.N.Bytes()), "e": b64(big.NewInt(int64(rsaKey.E)).Bytes())},
+	}})
+	v, err := auth.NewVerifier(auth.TokenConfig{HS256Secret: secret, JWKS: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(method jwt.SigningMethod, key any, header map[string]any, claims jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(method, claims)
+		for k, val := range header {
+			tok.Header[k] = val
+		}
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	hourAhead := time.Now().Add(time.Hour).Unix()
+	tests := []struct {
+		name  string
+		token string
+		ok    bool
+	}{
+		{"HS256 without kid", signed(jwt.SigningMethodHS256, secret, nil, valid()), true},
+		{"HS256 whose kid names a JWKS key", signed(jwt.SigningMethodHS256, secret, map[string]any{"kid": "r1"}, valid()), true},
+		{"HS256 whose kid names no key", signed(jwt.SigningMethodHS256, secret, map[string]any{"kid": "k9"}, valid()), true},
+		{"RS256 with its kid", signed(jwt.SigningMethodRS256, rsaKey, map[string]any{"kid": "r1"}, valid()), true},
+		{"crit naming an unknown extension", signed(jwt.SigningMethodHS256, secret, map[string]any{"crit": []string{"x-herald-never"}}, with(valid(), "x-herald-never", 1)), false},
+		{"crit naming exp", signed(jwt.SigningMethodHS256, secret, map[string]any{"crit": []string{"exp"}}, valid()), false},
+		{"empty crit", signed(jwt.SigningMethodHS256, secret, map[string]any{"crit": []string{}}, valid()), false},
+		{"crit on RS256", signed(jwt.SigningMethodRS256, rsaKey, map[string]any{"kid": "r1", "crit": []string{"b64"}}, valid()), false},
+		{"exp as a string", signed(jwt.SigningMethodHS256, secret, nil, with(valid(), "exp", strconv.FormatInt(hourAhead, 10))), false},
+		{"nbf as a string", signed(jwt.SigningMethodHS256, secret, nil, with(valid(), "nbf", "0")), false},
+		{"iat as a string", signed(jwt.SigningMethodHS256, secret, nil, with(valid(), "iat", "0")), false},
+		{"exp as a boolean", signed(jwt.SigningMethodHS256, secret, nil, with(valid(), "exp", true)), false},
+		{"exp with a fraction", signed(jwt.SigningMethodHS256, secret, nil, with(valid(), "exp", float64(hourAhead)+0.5)), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := v.Verify(tc.token)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused a good token: %v", err)
+				}
+				if c.Key != "u1" || c.Expires.IsZero() {
+					t.Fatalf("claims = %+v", c)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted a bad token: %+v", c)
+			}
+			if !errors.Is(err, auth.ErrInvalidToken) {
+				t.Fatalf("error %v does not wrap ErrInvalidToken", err)
+			}
+		})
 	}
 }

@@ -53,9 +53,42 @@ type Claims struct {
 	Expires time.Time
 }
 
+// tokenClaims are the claims herald reads. The dates are numericDates, not
+// jwt.NumericDate: that one also takes a quoted number ("exp":"1795726800"),
+// which RFC 7519 §2 does not allow, and a token that bends the format is
+// more likely forged or broken than meant.
 type tokenClaims struct {
-	jwt.RegisteredClaims
-	Topics []string `json:"topics,omitempty"`
+	Subject   string           `json:"sub"`
+	Issuer    string           `json:"iss"`
+	Audience  jwt.ClaimStrings `json:"aud"`
+	ExpiresAt *numericDate     `json:"exp"`
+	NotBefore *numericDate     `json:"nbf"`
+	IssuedAt  *numericDate     `json:"iat"`
+	Topics    []string         `json:"topics,omitempty"`
+}
+
+func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt.get(), nil }
+func (c *tokenClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore.get(), nil }
+func (c *tokenClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt.get(), nil }
+func (c *tokenClaims) GetAudience() (jwt.ClaimStrings, error)       { return c.Audience, nil }
+func (c *tokenClaims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *tokenClaims) GetSubject() (string, error)                  { return c.Subject, nil }
+
+// numericDate is a NumericDate that must be a JSON number.
+type numericDate struct{ jwt.NumericDate }
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return errors.New("a date claim must be a JSON number (NumericDate)")
+	}
+	return d.NumericDate.UnmarshalJSON(b)
+}
+
+func (d *numericDate) get() *jwt.NumericDate {
+	if d == nil {
+		return nil
+	}
+	return &d.NumericDate
 }
 
 // NewVerifier builds a Verifier from cfg.
@@ -217,6 +250,16 @@ func (v *Verifier) addJWKS(data []byte) error {
 // keyFor hands the parser the keys for the token's algorithm only: the
 // parser has already refused algorithms outside the configured ones.
 func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	// RFC 7515 §4.1.11: a recipient must refuse a token whose "crit" lists
+	// an extension it does not understand, and herald understands none.
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errors.New(`header "crit" names extensions herald does not understand`)
+	}
+	if _, ok := t.Method.(*jwt.SigningMethodHMAC); ok {
+		// Whatever its kid says: an HMAC token is checked with the secret
+		// only, never with a public key a kid happens to name.
+		return v.hmac, nil
+	}
 	if kid, _ := t.Header["kid"].(string); kid != "" {
 		if k, ok := v.byKID[kid]; ok {
 			return k, nil
@@ -224,8 +267,6 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 	}
 	var set jwt.VerificationKeySet
 	switch t.Method.(type) {
-	case *jwt.SigningMethodHMAC:
-		return v.hmac, nil
 	case *jwt.SigningMethodRSA:
 		for _, k := range v.rsa {
 			set.Keys = append(set.Keys, k)

@@ -33,7 +33,7 @@ func TestAFrameSentWithTheHandshakeIsNotLost(t *testing.T) {
 	for i, b := range ping {
 		frame = append(frame, b^byte(1+i%4))
 	}
-	handshake := "GET /v1/ws?key=u1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	handshake := "GET /v1/ws?key=u1 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	if _, err := conn.Write(append([]byte(handshake), frame...)); err != nil {
 		t.Fatal(err)

@@ -43,6 +43,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 		s.metrics.rejected.WithLabelValues("method_not_allowed").Inc()
 	})
 
+	r.Use(s.checkHost()) // first of the handlers below: a Host not allowed gets nothing else
 	v1 := r.Group("/v1")
 	v1.GET("/ws", s.handleWebSocket)
 	v1.POST("/send", s.require(auth.ScopeSend), s.handleSend)

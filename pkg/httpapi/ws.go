@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"encoding/base64"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -12,17 +15,33 @@ import (
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
-// handleWebSocket serves GET /v1/ws: it reads the query into a
-// node.ConnectRequest, lets the engine admit and register the connection,
-// and only then upgrades. Every refusal happens before the upgrade, as a
-// plain HTTP error the client can read.
+// handleWebSocket serves GET /v1/ws. Everything that can refuse the
+// client comes before anything is counted or registered for it: the Host
+// (checkHost), the browser origin, the query, the token and the node's
+// readiness (node.Authorize), and the handshake itself. Only then does the
+// engine admit and register the connection (node.Admit), and only then is
+// the socket upgraded, so a client that sees its socket open is reachable
+// from every node. Every refusal is a plain HTTP error the client can read.
 func (s *Server) handleWebSocket(c *gin.Context) {
+	if err := checkOrigin(c.Request, s.cfg.AllowedOrigins); err != nil {
+		s.fail(c, err)
+		return
+	}
 	req, err := s.connectRequest(c)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	session, err := s.node.Connect(c.Request.Context(), req)
+	grant, err := s.node.Authorize(req)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if code, msg := checkUpgrade(c.Request); code != "" {
+		s.refuseHandshake(c, code, msg)
+		return
+	}
+	session, err := s.node.Admit(c.Request.Context(), grant)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -33,14 +52,93 @@ func (s *Server) handleWebSocket(c *gin.Context) {
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 	lean := &leanHijacker{ResponseWriter: c.Writer}
-	ws, err := websocket.Accept(lean, c.Request, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	// The origin was checked above, with herald's error answer; checking
+	// it again here would only cost the parse twice.
+	ws, err := websocket.Accept(lean, c.Request, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
-		session.Abort() // Accept has answered the client already (400, 403 or 426)
+		session.Abort() // the handshake was checked: only a failed hijack gets here
 		return
 	}
 	// From here the connection lives on its own goroutines, not this
 	// handler's: returning frees the request's stack and gin's context.
 	session.Serve(ws, lean.out)
+}
+
+// checkOrigin refuses a browser whose page is on another origin than the
+// node's Host and than allowed (host patterns as in
+// websocket.AcceptOptions.OriginPatterns). Clients that are not browsers
+// send no Origin and pass: the origin check protects a browser's cookies
+// and ambient reach, which they do not have.
+func checkOrigin(r *http.Request, allowed []string) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return node.Errorf(node.KindForbidden, "origin_not_allowed", "the Origin header is not a URL with a host")
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	for _, p := range allowed {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return nil
+		}
+	}
+	return node.Errorf(node.KindForbidden, "origin_not_allowed", "pages from origin %s may not connect; see --allowed-origins", clipHost(u.Scheme+"://"+u.Host))
+}
+
+// checkUpgrade reports what makes r not a WebSocket handshake herald can
+// accept (RFC 6455 §4.2.1), as an error code and message, or "" when
+// websocket.Accept will take it.
+func checkUpgrade(r *http.Request) (code, msg string) {
+	if !r.ProtoAtLeast(1, 1) || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+		return "not_websocket", "this endpoint takes a WebSocket handshake (Connection: Upgrade, Upgrade: websocket)"
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		return "invalid_handshake", "Sec-WebSocket-Version must be 13"
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return "invalid_handshake", "the handshake needs exactly one Sec-WebSocket-Key"
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return "invalid_handshake", "Sec-WebSocket-Key must be 16 bytes in base64"
+	}
+	return "", ""
+}
+
+// headerHasToken reports whether the comma-separated header name lists
+// token, case-insensitively.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refuseHandshake answers a request that is no WebSocket handshake: 426
+// with the headers RFC 7230 §6.7 asks for, or 400 for a broken one.
+func (s *Server) refuseHandshake(c *gin.Context, code, msg string) {
+	status := http.StatusBadRequest
+	if code == "not_websocket" {
+		status = http.StatusUpgradeRequired
+		c.Header("Connection", "Upgrade")
+		c.Header("Upgrade", "websocket")
+	} else {
+		c.Header("Sec-WebSocket-Version", "13")
+	}
+	s.metrics.rejected.WithLabelValues(code).Inc()
+	c.AbortWithStatusJSON(status, apiError{Error: errorDetail{Code: code, Message: msg}})
 }
 
 // connectRequest reads who the request connects as and what it joins.

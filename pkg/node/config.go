@@ -106,6 +106,11 @@ type Security struct {
 	// Insecure allows listening beyond loopback without APIKeys and Tokens.
 	// Without it such a node refuses to start.
 	Insecure bool
+	// AllowOpenJoin lets a node without APIKeys and Tokens start on a Redis
+	// where authenticated nodes are registered (cmd/server checks at
+	// start). Dangerous: the open node takes anyone's sends to that
+	// cluster's clients, and lets anyone connect as any of its keys.
+	AllowOpenJoin bool
 	// PublicTopics may be posted to without an API key, each post limited
 	// to PublicMaxMessageBytes and, per client IP and topic, to PublicRate
 	// posts per second in bursts of PublicBurst.
@@ -120,6 +125,12 @@ type Security struct {
 	// websocket.AcceptOptions.OriginPatterns) allowed to open WebSockets
 	// besides the node's own. Empty: same origin only.
 	AllowedOrigins []string
+	// AllowedHosts are the host names (matched without the port,
+	// case-insensitively; "*.example.com" for subdomains) the API answers
+	// to; "*" is any. Empty: any with API keys and tokens, and in open mode
+	// only the loopback names and the listen and advertise hosts, so that a
+	// page on a rebound DNS name cannot reach an open node.
+	AllowedHosts []string
 }
 
 // HTTP is the HTTP server's TLS and limits. WebSockets are exempt from the

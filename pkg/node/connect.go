@@ -55,17 +55,50 @@ func (s *Session) Key() string { return s.key }
 // connection limits, and registers the connection (hub, presence, topic
 // subscriptions) before returning, so that by the time the client sees its
 // socket open any node can reach it and nothing sent afterwards is missed.
+// It is Authorize then Admit, for a transport with nothing to check between.
 func (n *Node) Connect(ctx context.Context, req ConnectRequest) (*Session, error) {
-	if err := n.checkConnect(&req); err != nil {
-		return nil, err
-	}
-	key, expires, err := n.authenticate(req)
+	g, err := n.Authorize(req)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.Ready(); err != nil {
-		return nil, retryLater(unavailable("%s", AsError(err).Message), time.Second)
+	return n.Admit(ctx, g)
+}
+
+// Grant is a connect request that passed every check that costs nothing:
+// its names, its credentials and the node's readiness. Nothing is counted
+// or registered for it yet.
+type Grant struct {
+	req     ConnectRequest
+	key     string
+	expires time.Time
+}
+
+// Key is the key the connection is granted.
+func (g Grant) Key() string { return g.key }
+
+// Authorize checks who the client is and what it may join, and that the
+// node takes connections, without counting or registering anything: a
+// transport calls it, then finishes its own checks (the WebSocket
+// handshake), and only then Admit, so a refused handshake never shows in
+// presence or uses up a limit.
+func (n *Node) Authorize(req ConnectRequest) (Grant, error) {
+	if err := n.checkConnect(&req); err != nil {
+		return Grant{}, err
 	}
+	key, expires, err := n.authenticate(req)
+	if err != nil {
+		return Grant{}, err
+	}
+	if err := n.Ready(); err != nil {
+		return Grant{}, retryLater(unavailable("%s", AsError(err).Message), time.Second)
+	}
+	return Grant{req: req, key: key, expires: expires}, nil
+}
+
+// Admit applies the connection limits to g and registers the connection
+// (hub, presence, topic subscriptions).
+func (n *Node) Admit(ctx context.Context, g Grant) (*Session, error) {
+	req, key := g.req, g.key
 	release, err := n.admit(req.IP)
 	if err != nil {
 		return nil, err
@@ -80,7 +113,9 @@ func (n *Node) Connect(ctx context.Context, req ConnectRequest) (*Session, error
 	if err != nil {
 		release()
 		if errors.Is(err, hub.ErrKeyFull) {
-			return nil, Errorf(KindTooMany, "too_many_connections", "key already has %d connections on this node", n.cfg.MaxConnsPerKey)
+			// A slot frees only when one of the key's connections ends:
+			// retrying at once would only be refused again.
+			return nil, retryLater(Errorf(KindTooMany, "too_many_connections", "key already has %d connections on this node", n.cfg.MaxConnsPerKey), connSlotWait)
 		}
 		return nil, retryLater(Errorf(KindUnavailable, "node_full", "this node holds all the connections it may; retry"), time.Second)
 	}
@@ -90,8 +125,14 @@ func (n *Node) Connect(ctx context.Context, req ConnectRequest) (*Session, error
 		n.log.Warn("connection registration failed", "err", err)
 		return nil, retryLater(unavailable("could not register the connection in the cluster; retry"), time.Second)
 	}
-	return &Session{n: n, conn: conn, req: req, key: key, history: history, expires: expires, release: release}, nil
+	return &Session{n: n, conn: conn, req: req, key: key, history: history, expires: g.expires, release: release}, nil
 }
+
+// connSlotWait is the Retry-After of a refusal for too many connections of
+// one key or address: long enough for a stale connection of the same
+// client to be noticed and closed (pings, a reconnecting client's old
+// socket), short enough for a player not to give up.
+const connSlotWait = 5 * time.Second
 
 // checkConnect validates the request's names and resume points.
 func (n *Node) checkConnect(req *ConnectRequest) error {
@@ -163,7 +204,7 @@ func (n *Node) admit(ip string) (func(), error) {
 		return nil, ErrDraining
 	}
 	if n.cfg.MaxConnsPerIP > 0 && n.perIP[ip] >= n.cfg.MaxConnsPerIP {
-		return nil, Errorf(KindTooMany, "too_many_connections", "address already has %d connections on this node", n.cfg.MaxConnsPerIP)
+		return nil, retryLater(Errorf(KindTooMany, "too_many_connections", "address already has %d connections on this node", n.cfg.MaxConnsPerIP), connSlotWait)
 	}
 	n.perIP[ip]++
 	n.active.Add(1)

@@ -386,7 +386,7 @@ func (n *Node) keepPresence(ctx context.Context) {
 
 // info is what this node tells the cluster about itself.
 func (n *Node) info() presence.Node {
-	return presence.Node{ID: n.cfg.NodeID, Addr: n.cfg.AdvertiseAddr, Started: n.started, Conns: n.hub.Len(),
+	return presence.Node{ID: n.cfg.NodeID, Addr: n.cfg.AdvertiseAddr, Started: n.started, Conns: n.hub.Len(), Open: n.cfg.Open(),
 		Sent: n.metrics.sent.Load(), Dropped: n.metrics.dropped(n)}
 }
 

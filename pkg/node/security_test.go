@@ -304,8 +304,8 @@ func TestConnectionLimitsPerKeyPerIPAndRateHold(t *testing.T) {
 		code  string
 		retry bool
 	}{
-		{"per key", func(c *node.Config) { c.MaxConnsPerKey = 2 }, []string{"u1", "u1", "u1"}, "too_many_connections", false},
-		{"per IP", func(c *node.Config) { c.MaxConnsPerIP = 2 }, []string{"u1", "u2", "u3"}, "too_many_connections", false},
+		{"per key", func(c *node.Config) { c.MaxConnsPerKey = 2 }, []string{"u1", "u1", "u1"}, "too_many_connections", true},
+		{"per IP", func(c *node.Config) { c.MaxConnsPerIP = 2 }, []string{"u1", "u2", "u3"}, "too_many_connections", true},
 		{"new connections per IP", func(c *node.Config) { c.ConnRatePerIP, c.ConnBurstPerIP = 0.01, 2 }, []string{"u1", "u2", "u3"}, "too_many_connection_attempts", true},
 		{"per node", func(c *node.Config) { c.MaxConns = 2 }, []string{"u1", "u2", "u3"}, "node_full", true},
 	}
@@ -315,9 +315,12 @@ func TestConnectionLimitsPerKeyPerIPAndRateHold(t *testing.T) {
 			for _, k := range tc.keys[:len(tc.keys)-1] {
 				dial(t, n, "key="+k)
 			}
-			resp, err := http.Get(n.URL("/v1/ws?key=" + tc.keys[len(tc.keys)-1]))
-			if err != nil {
-				t.Fatal(err)
+			// A real handshake: limits count only clients that could connect.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, resp, err := websocket.Dial(ctx, "ws://"+n.Addr+"/v1/ws?key="+tc.keys[len(tc.keys)-1], nil)
+			if resp == nil {
+				t.Fatalf("connection over the limit: %v", err)
 			}
 			out := decode(resp.Body)
 			resp.Body.Close()

@@ -59,6 +59,10 @@ type Node struct {
 	Addr    string    `json:"address"`
 	Started time.Time `json:"started"`
 	Conns   int       `json:"connections"`
+	// Open: the node takes anyone's sends or connections (no API keys or
+	// no token key). Nodes of an authenticated cluster refuse to be joined
+	// by one; a node that does not say counts as authenticated.
+	Open bool `json:"open"`
 	// Totals since the node started, as of its last heartbeat, from which
 	// a viewer derives rates.
 	Sent    uint64 `json:"sent"`

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -103,8 +105,11 @@ func (c Config) Validate() error {
 	if c.MasterName != "" && len(c.SentinelAddrs) == 0 {
 		errs = append(errs, errors.New("redis: --redis-master-name goes with --redis-sentinel-addrs"))
 	}
-	if c.URL != "" && (c.Username != "" || c.Password != "" || c.TLS || c.SentinelPassword != "") {
-		errs = append(errs, errors.New("redis: with --redis-url put the credentials in the URL and use rediss:// for TLS"))
+	if c.URL != "" && (c.Username != "" || c.TLS || c.SentinelPassword != "") {
+		errs = append(errs, errors.New("redis: with --redis-url put the credentials in the URL (the password may come from HERALD_REDIS_PASSWORD or --redis-password-file instead) and use rediss:// for TLS"))
+	}
+	if c.URL != "" && c.Password != "" && urlPassword(c.URL) != "" {
+		errs = append(errs, errors.New("redis: the password is in --redis-url and in HERALD_REDIS_PASSWORD or --redis-password-file: give it once"))
 	}
 	for _, a := range append(append([]string(nil), c.ClusterAddrs...), c.SentinelAddrs...) {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
@@ -154,7 +159,13 @@ func New(c Config) (redis.UniversalClient, error) {
 	case Single:
 		o, err := redis.ParseURL(c.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redis url: %w", err)
+			// Not wrapped: the parser's error may quote the whole URL,
+			// password included, and this one ends up in logs and on
+			// the terminal.
+			return nil, fmt.Errorf("redis url %s: %s", Redact(c.URL), redactIn(err.Error(), c.URL))
+		}
+		if o.Password == "" {
+			o.Password = c.Password
 		}
 		o.MaxRetries, o.DialerRetries, o.DialerRetryTimeout = 1, 1, 50*time.Millisecond
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
@@ -192,6 +203,69 @@ func New(c Config) (redis.UniversalClient, error) {
 		}), nil
 	}
 	return nil, errors.New("redis: no topology configured")
+}
+
+// Redact returns the Redis URL u with the password of its userinfo
+// replaced by "xxxxx", whether or not the rest of u parses: it is for
+// error messages and logs, which must never show the password.
+func Redact(u string) string {
+	start, end, ok := passwordSpan(u)
+	if !ok {
+		return u
+	}
+	return u[:start] + "xxxxx" + u[end:]
+}
+
+// urlPassword returns the password in u's userinfo, or "".
+func urlPassword(u string) string {
+	start, end, ok := passwordSpan(u)
+	if !ok {
+		return ""
+	}
+	return u[start:end]
+}
+
+// passwordSpan finds the password of u's userinfo by hand rather than with
+// url.Parse, so that a URL too malformed to parse is redacted too:
+// scheme://user:password@host..., the userinfo ending at the last '@'
+// before the path.
+func passwordSpan(u string) (start, end int, ok bool) {
+	_, rest, found := strings.Cut(u, "://")
+	if !found {
+		rest = u
+	}
+	off := len(u) - len(rest)
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return 0, 0, false
+	}
+	colon := strings.IndexByte(rest[:at], ':')
+	if colon < 0 || colon+1 == at {
+		return 0, 0, false
+	}
+	return off + colon + 1, off + at, true
+}
+
+// redactIn removes u's password from msg in every form an error message
+// may carry it: as written, unescaped, and quoted.
+func redactIn(msg, u string) string {
+	pw := urlPassword(u)
+	if pw == "" {
+		return msg
+	}
+	forms := []string{pw, strings.Trim(strconv.Quote(pw), `"`)}
+	if un, err := url.PathUnescape(pw); err == nil {
+		forms = append(forms, un, strings.Trim(strconv.Quote(un), `"`))
+	}
+	for _, f := range forms {
+		if f != "" {
+			msg = strings.ReplaceAll(msg, f, "xxxxx")
+		}
+	}
+	return msg
 }
 
 // ErrNotReplicated: a write reached the master but WAIT did not confirm

@@ -28,7 +28,9 @@ func TestAConfigNamesOneTopologyOrSaysWhatIsWrong(t *testing.T) {
 		{"two topologies", redisconn.Config{URL: "redis://r:6379", ClusterAddrs: []string{"a:1"}}, redisconn.Cluster, "exactly one of"},
 		{"sentinels without a master name", redisconn.Config{SentinelAddrs: []string{"s:1"}}, redisconn.Sentinel, "needs --redis-master-name"},
 		{"a master name alone", redisconn.Config{MasterName: "m"}, redisconn.None, "goes with --redis-sentinel-addrs"},
-		{"credentials beside a URL", redisconn.Config{URL: "redis://r:6379", Password: "p"}, redisconn.Single, "in the URL"},
+		{"a password beside a URL without one", redisconn.Config{URL: "redis://r:6379", Password: "p"}, redisconn.Single, ""},
+		{"a password beside a URL with one", redisconn.Config{URL: "redis://:q@r:6379", Password: "p"}, redisconn.Single, "give it once"},
+		{"a user beside a URL", redisconn.Config{URL: "redis://r:6379", Username: "u"}, redisconn.Single, "in the URL"},
 		{"an address without a port", redisconn.Config{ClusterAddrs: []string{"a"}}, redisconn.Cluster, "not host:port"},
 		{"replicas without Redis", redisconn.Config{MinReplicas: 1}, redisconn.None, "needs Redis"},
 		{"a replica timeout too long", redisconn.Config{URL: "redis://r:1", ReplicaTimeout: 2 * time.Second}, redisconn.Single, "between 0 and 1s"},
@@ -84,5 +86,42 @@ func TestTheEpochChangesWhenRedisRestarts(t *testing.T) {
 	})
 	if after == before {
 		t.Fatalf("epoch %q unchanged across a restart", after)
+	}
+}
+
+// Whatever a Redis URL looks like, what herald prints of it never holds
+// its password.
+func TestARedisURLIsPrintedWithoutItsPassword(t *testing.T) {
+	tests := []struct{ url, want string }{
+		{"redis://:s3cret@redis:6379/0", "redis://:xxxxx@redis:6379/0"},
+		{"rediss://herald:s3cret@redis:6380", "rediss://herald:xxxxx@redis:6380"},
+		{"redis://herald:p@ss:w0rd@redis:6379/0", "redis://herald:xxxxx@redis:6379/0"},
+		{"redis://herald:s3cret@redis:port/0", "redis://herald:xxxxx@redis:port/0"},
+		{"redis://herald@redis:6379", "redis://herald@redis:6379"},
+		{"redis://redis:6379/0?x=a@b", "redis://redis:6379/0?x=a@b"},
+		{"herald:s3cret@redis:6379", "herald:xxxxx@redis:6379"},
+		{"redis://redis:6379", "redis://redis:6379"},
+	}
+	for _, tc := range tests {
+		if got := redisconn.Redact(tc.url); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.url, got, tc.want)
+		}
+	}
+	for _, u := range []string{
+		"redis://herald:s3cret@redis:notaport/0",
+		"redis://herald:s3cret@redis:6379/notadb",
+		"http://herald:s3cret@redis:6379",
+		"redis://herald:s3cr%zzet@redis:6379",
+		"redis://herald:s3 cret@re dis:6379",
+		"redis://herald:s3cret@redis:6379/0?dial_timeout=soon",
+	} {
+		_, err := redisconn.New(redisconn.Config{URL: u})
+		if err == nil {
+			t.Errorf("%q: accepted", u)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3") || !strings.Contains(err.Error(), "redis url") {
+			t.Errorf("%q: error %q", u, err)
+		}
 	}
 }

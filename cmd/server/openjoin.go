@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/presence"
+	"github.com/herald-push/herald/pkg/redisconn"
+)
+
+// checkOpenJoin keeps open and authenticated nodes apart on one Redis.
+//
+// A node in open mode on an authenticated cluster's Redis would take anyone's
+// sends and route them to that cluster's clients, and let anyone connect as
+// any of its keys: it refuses to start unless cfg.AllowOpenJoin. An
+// authenticated node that finds open nodes registered starts anyway and
+// warns: refusing would let any leftover development node stop a production
+// rollout, and the hole is the open node, which the warning names.
+//
+// It reads the registered nodes once, before the node joins. An open node
+// that cannot read them refuses too: starting then would skip the check.
+func checkOpenJoin(ctx context.Context, cfg node.Config, log *slog.Logger) error {
+	if cfg.Redis.Topology() == redisconn.None || (cfg.Open() && cfg.AllowOpenJoin) {
+		return nil
+	}
+	rdb, err := redisconn.New(cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
+	defer cancel()
+	nodes, err := presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL).Nodes(ctx)
+	if err != nil {
+		if cfg.Open() {
+			return fmt.Errorf("cannot tell whether authenticated nodes use this Redis (%w): start this open node once Redis answers, or pass --allow-open-join", err)
+		}
+		return nil // the node waits for Redis as usual; it has nothing to warn about yet
+	}
+	var keyed, open []string
+	for _, n := range nodes {
+		if n.ID == cfg.NodeID {
+			continue // this node's previous process
+		}
+		if n.Open {
+			open = append(open, n.ID)
+		} else {
+			keyed = append(keyed, n.ID)
+		}
+	}
+	if cfg.Open() && len(keyed) > 0 {
+		return fmt.Errorf("refusing to join a cluster of authenticated nodes without authentication: %s on this Redis %s API keys and a token key; "+
+			"configure them here too, or pass --allow-open-join to accept that this node takes anyone's sends to that cluster's clients",
+			strings.Join(keyed, ", "), plural(len(keyed), "has", "have"))
+	}
+	if !cfg.Open() && len(open) > 0 {
+		log.Warn("open nodes (no API keys or no token key) are registered on this Redis: they take anyone's sends to this cluster's clients; stop them or give them keys",
+			"open_nodes", open)
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
