@@ -212,6 +212,8 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.InboxMaxLen, "inbox-max-len", d.InboxMaxLen, "stored messages kept per key")
 	dur(&cfg.InboxMaxAge, "inbox-max-age", d.InboxMaxAge, "how long stored messages are kept")
 	dur(&cfg.IdempotencyTTL, "idempotency-ttl", d.IdempotencyTTL, "how long the answer to a send with an Idempotency-Key is kept")
+	integer(&cfg.InboxMemoryBytes, "inbox-memory-bytes", d.InboxMemoryBytes, "single-node mode: bytes of stored messages held, all keys together (-1: no limit)")
+	integer(&cfg.IdempotencyMemoryBytes, "idempotency-memory-bytes", d.IdempotencyMemoryBytes, "single-node mode: bytes of remembered Idempotency-Key answers (-1: no limit)")
 	dur(&cfg.MaxWait, "max-wait", d.MaxWait, "longest a send may wait for delivery or an ack")
 
 	if err := fs.Parse(args); err != nil {

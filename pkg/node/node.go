@@ -101,7 +101,8 @@ func New(cfg Config) (*Node, error) {
 		connRate: ratelimit.New(cfg.ConnRatePerIP, cfg.ConnBurstPerIP),
 	}
 	var bus fanout.Bus
-	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge, DedupeTTL: cfg.IdempotencyTTL}
+	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge, DedupeTTL: cfg.IdempotencyTTL,
+		MemoryBytes: int64(cfg.InboxMemoryBytes)}
 	if cfg.Redis.Topology() == redisconn.None {
 		n.store = presence.NewMemory(cfg.PresenceTTL).Store(cfg.NodeID)
 		bus = fanout.NewMemory().Bus(cfg.NodeID)
@@ -193,8 +194,11 @@ func (n *Node) start() {
 		}
 	})
 	n.loops.Go(func() { n.presence.Run(bg) })
-	if r, ok := n.store.(interface{ Run(context.Context) }); ok {
-		n.loops.Go(func() { r.Run(bg) })
+	// In-process stores free what expired while no request comes.
+	for _, s := range []any{n.store, n.inbox, n.idem} {
+		if r, ok := s.(interface{ Run(context.Context) }); ok {
+			n.loops.Go(func() { r.Run(bg) })
+		}
 	}
 	n.loops.Go(func() { n.acks.loop.Run(bg) })
 	n.loops.Go(func() { n.sendReports(bg) })

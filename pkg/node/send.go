@@ -171,6 +171,9 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 			n.metrics.notReplicated.Inc()
 			return SendResult{}, ErrNotReplicated
 		}
+		if errors.Is(err, inbox.ErrFull) {
+			return SendResult{}, ErrStorageFull
+		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
 			return SendResult{}, unavailable("could not store the message; nothing was sent")
