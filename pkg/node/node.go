@@ -107,7 +107,7 @@ func New(cfg Config) (*Node, error) {
 		n.store = presence.NewMemory(cfg.PresenceTTL).Store(cfg.NodeID)
 		bus = fanout.NewMemory().Bus(cfg.NodeID)
 		n.inbox = inbox.NewMemory(inboxOpts)
-		n.idem = idempotency.NewMemory(cfg.IdempotencyTTL)
+		n.idem = idempotency.NewMemory(cfg.IdempotencyTTL, int64(cfg.IdempotencyMemoryBytes))
 	} else {
 		rdb, err := redisconn.New(cfg.Redis)
 		if err != nil {
