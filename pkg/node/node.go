@@ -60,7 +60,8 @@ type Node struct {
 	metrics  *metrics
 	ids      *idSource // message ids
 
-	presenceOK atomic.Bool // joined, last heartbeat succeeded, no resync pending
+	presenceOK atomic.Bool  // joined, last heartbeat succeeded, no resync pending
+	skipLogged atomic.Int64 // unix nanoseconds of the last skipped-entry log
 
 	// connCtx outlives requests: connections run on it after the request
 	// that admitted them returned, until the node stops.
@@ -151,10 +152,12 @@ func New(cfg Config) (*Node, error) {
 	n.catcher = &ordering.Catcher{
 		Store:       n.inbox,
 		Page:        replayPage,
+		MaxEntry:    cfg.MaxMessageBytes + frameOverhead,
 		TopicReplay: cfg.HistoryReplay,
 		Timeout:     redisTimeout,
 		Replayed:    func(k int) { n.metrics.replayed.Add(uint64(k)) },
 		ReadFailed:  func() { n.metrics.redisErrors.WithLabelValues("inbox_read").Inc() },
+		Skipped:     n.storedSkipped,
 		Log:         n.log,
 	}
 	var route fanout.Route
@@ -180,8 +183,27 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// replayPage is how many stored messages one read of a stream returns.
+// replayPage is how many stored messages one read of a stream returns at
+// most; fewer when the connection's queue has no room for that many of the
+// largest (MaxMessageBytes + frameOverhead).
 const replayPage = 256
+
+// frameOverhead bounds what a frame adds to a message's data: its id, key
+// or topic name and timestamp.
+const frameOverhead = 512
+
+// storedSkipped counts a stored entry no client can be given and logs it,
+// at most once a second: a poisoned stream would otherwise log on every
+// reconnect of every client.
+func (n *Node) storedSkipped(reason, stream string, id protocol.StoredID) {
+	n.metrics.storedSkipped.WithLabelValues(reason).Inc()
+	now := time.Now().UnixNano()
+	last := n.skipLogged.Load()
+	if now-last < int64(time.Second) || !n.skipLogged.CompareAndSwap(last, now) {
+		return
+	}
+	n.log.Warn("skipped a stored message no client can decode", "reason", reason, "stream", stream, "id", id.String())
+}
 
 // start runs the background loops until Shutdown.
 func (n *Node) start() {
