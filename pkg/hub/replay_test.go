@@ -55,7 +55,10 @@ func TestAReplayToAConnectionThatDoesNotReadReadsNoMoreThanItsQueueHolds(t *test
 	c := mustAdd(t, h, "u1", nil, false)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { defer close(done); k.CatchUp(ctx, c, "u1", ordering.KeyStream, ordering.FromSince, protocol.StoredID{}) }()
+	go func() {
+		defer close(done)
+		k.CatchUp(ctx, c, "u1", ordering.KeyStream, ordering.FromSince, protocol.StoredID{})
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 
 	wait.Until(t, 10*time.Second, "the replay to fill the queue and wait", func() bool {
