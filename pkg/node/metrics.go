@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/herald-push/herald/pkg/inbox"
 )
 
 // metrics is the node's Prometheus registry. Counters the hot paths bump are
@@ -109,6 +111,16 @@ func newMetrics(n *Node) *metrics {
 		counterFunc("herald_inbox_replayed_total", "Stored messages replayed to connections resuming or catching up.", &m.replayed),
 		counterFunc("herald_acks_total", "Acknowledgements received from clients.", &m.acks),
 		counterFunc("herald_idempotent_replays_total", "Sends answered from an earlier request with the same Idempotency-Key.", &m.idemReplays),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_inbox_memory_bytes",
+			Help: "Single-node mode: bytes the in-process inbox counts for what it holds (bounded by --inbox-memory-bytes); 0 with Redis.",
+		}, func() float64 {
+			if m, ok := n.inbox.(*inbox.Memory); ok {
+				_, bytes := m.Usage()
+				return float64(bytes)
+			}
+			return 0
+		}),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
