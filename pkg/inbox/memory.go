@@ -26,6 +26,7 @@ type Memory struct {
 	idle  inboxList // keys by last touch, idlest first
 	order []stored  // entries in append order, from head on
 	head  int
+	live  int   // entries held: order's slots beyond it are trimmed already
 	bytes int64 // what keys and entries hold, as sizeOf and keySize count it
 }
 
@@ -117,6 +118,19 @@ func (m *Memory) expireLocked(now time.Time) {
 		clear(m.order[n:])
 		m.order, m.head = m.order[:n], 0
 	}
+	// Slots of entries trimmed by MaxLen or with their key wait for their
+	// age; a key written without pause would let them pile up for MaxAge,
+	// so they go once they outnumber the live ones.
+	if pending := len(m.order) - m.head; pending > 1024 && pending > 2*m.live {
+		kept := m.order[:0]
+		for _, s := range m.order[m.head:] {
+			if !s.in.gone && len(s.in.entries) > 0 && !s.in.entries[0].ID.After(s.id) {
+				kept = append(kept, s)
+			}
+		}
+		clear(m.order[len(kept):])
+		m.order, m.head = kept, 0
+	}
 }
 
 // dropLocked removes in's n oldest entries.
@@ -134,10 +148,12 @@ func (m *Memory) dropLocked(in *memoryInbox, n int) {
 	}
 	clear(in.entries[:n]) // the backing array's front is freed on the next growth
 	in.entries = in.entries[n:]
+	m.live -= n
 }
 
 func (m *Memory) removeLocked(in *memoryInbox) {
 	m.bytes -= in.bytes
+	m.live -= len(in.entries)
 	delete(m.keys, in.key)
 	m.idle.remove(in)
 	in.gone, in.entries, in.dedupe = true, nil, nil
@@ -240,6 +256,7 @@ func (m *Memory) Append(_ context.Context, keys []string, e Entry) ([]protocol.S
 		in.bytes += size
 		m.bytes += size
 		m.order = append(m.order, stored{in: in, id: id})
+		m.live++
 		if over := int64(len(in.entries)) - m.opts.MaxLen; over > 0 {
 			m.dropLocked(in, int(over))
 		}

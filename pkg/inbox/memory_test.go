@@ -133,3 +133,25 @@ func BenchmarkMemoryInboxDedupeOnALongInbox(b *testing.B) {
 		m.Append(b.Context(), []string{"u1"}, inbox.Entry{Data: []byte(`1`), Dedupe: fmt.Sprint(i % 100000)})
 	}
 }
+
+func TestAKeyWrittenWithoutPauseKeepsTheStoreBoundedByItsMaxLen(t *testing.T) {
+	// Its trimmed entries must not pile up in the store's bookkeeping for
+	// MaxAge: 100,000 sends to one key of MaxLen 10 leave about 10.
+	m := inbox.NewMemory(inbox.Options{MaxLen: 10, MaxAge: time.Hour})
+	for range 100000 {
+		if _, _, err := m.Append(t.Context(), []string{"u1"}, inbox.Entry{Data: []byte(`1`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if slots := m.OrderLen(); slots > 3000 {
+		t.Fatalf("the append-order queue holds %d slots for 10 entries", slots)
+	}
+	got, _ := m.After(t.Context(), "u1", protocol.StoredID{}, 100)
+	if len(got) != 10 {
+		t.Fatalf("u1 holds %d entries, want 10", len(got))
+	}
+	m.Sweep(time.Now().Add(2 * time.Hour))
+	if keys, bytes := m.Usage(); keys != 0 || bytes != 0 {
+		t.Fatalf("after expiry: %d keys, %d bytes", keys, bytes)
+	}
+}
