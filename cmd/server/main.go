@@ -217,6 +217,8 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.InboxMaxLen, "inbox-max-len", d.InboxMaxLen, "stored messages kept per key")
 	dur(&cfg.InboxMaxAge, "inbox-max-age", d.InboxMaxAge, "how long stored messages are kept")
 	dur(&cfg.IdempotencyTTL, "idempotency-ttl", d.IdempotencyTTL, "how long the answer to a send with an Idempotency-Key is kept")
+	integer(&cfg.InboxMemoryBytes, "inbox-memory-bytes", d.InboxMemoryBytes, "single-node mode: bytes of stored messages held, all keys together (-1: no limit)")
+	integer(&cfg.IdempotencyMemoryBytes, "idempotency-memory-bytes", d.IdempotencyMemoryBytes, "single-node mode: bytes of remembered Idempotency-Key answers (-1: no limit)")
 	dur(&cfg.MaxWait, "max-wait", d.MaxWait, "longest a send may wait for delivery or an ack")
 	integer(&cfg.StoreRate, "store-rate", d.StoreRate, "bytes of Redis stored sends may cost per second per API key (open mode: per client IP) on each node (-1: no limit)")
 	integer(&cfg.StoreBurst, "store-burst", d.StoreBurst, "bytes of Redis stored sends may cost in a burst per API key or client IP; a costlier send is refused 413")

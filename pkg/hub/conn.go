@@ -300,12 +300,14 @@ func (c *Conn) closeStatus() (websocket.StatusCode, string) {
 	return c.code, c.reason
 }
 
-// waitRoom blocks until the writer has taken the queue, the connection
-// closes, or ctx ends; it reports whether the connection is still open.
+// waitRoom blocks until the queue is at most half full, in messages and in
+// bytes (the writer took it), the connection closes, or ctx ends; it
+// reports whether the connection is still open.
 func (c *Conn) waitRoom(ctx context.Context) bool {
 	for {
 		c.mu.Lock()
-		room, closed := len(c.queue) < c.maxMsgs/2+1, c.closed
+		room := len(c.queue) == 0 || (len(c.queue) < c.maxMsgs/2+1 && c.bytes <= c.maxBytes/2)
+		closed := c.closed
 		c.mu.Unlock()
 		if closed {
 			return false

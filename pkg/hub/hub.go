@@ -322,6 +322,10 @@ func (c *Conn) Replay(s ordering.StreamID, start protocol.StoredID, ms []orderin
 	}
 	es := make([]entry, len(ms))
 	for i, m := range ms {
+		if m.Skip {
+			es[i] = entry{id: m.ID, stream: s} // no frame: the cursor moves past it
+			continue
+		}
 		f := frames{kind: kind, name: name, d: Delivery{ID: m.ID.String(), TS: m.TS, Data: m.Data}}
 		es[i] = entry{frame: f.frame(c.Raw), id: m.ID, stream: s, notice: m.Notice}
 	}
@@ -334,10 +338,10 @@ func (c *Conn) Replay(s ordering.StreamID, start protocol.StoredID, ms []orderin
 	cur.StartAt(start)
 	used, queued := 0, 0
 	for _, e := range es {
-		if c.closed || (e.id.After(cur.Last()) && c.fullLocked(e.frame)) {
+		if c.closed || (e.frame != nil && e.id.After(cur.Last()) && c.fullLocked(e.frame)) {
 			break
 		}
-		if cur.Replayed(e.id) {
+		if cur.Replayed(e.id) && e.frame != nil {
 			c.appendLocked(e)
 			queued++
 		}
@@ -400,6 +404,17 @@ func (c *Conn) MarkBehind() []ordering.StreamID {
 // WaitRoom blocks until c's queue has room for more replayed messages; it
 // reports false when c closed or ctx ended first.
 func (c *Conn) WaitRoom(ctx context.Context) bool { return c.waitRoom(ctx) }
+
+// Room returns how many messages and bytes c's queue takes now (an empty
+// queue also takes one frame bigger than its bytes).
+func (c *Conn) Room() (msgs, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		return c.maxMsgs, c.maxBytes
+	}
+	return c.maxMsgs - len(c.queue), c.maxBytes - c.bytes
+}
 
 // CloseKey closes every connection of key as disconnected by the server and
 // returns how many there were.

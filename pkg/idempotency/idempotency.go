@@ -4,6 +4,7 @@
 package idempotency
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -88,37 +89,125 @@ func (r *Redis) Abort(ctx context.Context, key string) error {
 	return nil
 }
 
-// Memory is an in-process Store for the single-node mode.
+// ErrFull: the in-process store remembers as much as it may; the key was
+// not claimed and nothing was done.
+var ErrFull = errors.New("the idempotency store is full")
+
+// Memory is an in-process Store for the single-node mode. Lookups are one
+// map access; what expires is found on a heap ordered by expiry, so a
+// request pays only for what expired since the one before, and Run frees
+// it while no request comes.
 type Memory struct {
-	ttl time.Duration
+	ttl      time.Duration
+	maxBytes int64
 
 	mu      sync.Mutex
-	answers map[string]memoryAnswer
+	answers map[string]*memoryAnswer
+	expiry  expiryHeap // may hold stale items: gen tells
+	gen     uint64
+	bytes   int64
 }
 
 type memoryAnswer struct {
 	answer  []byte // nil while in progress
 	expires time.Time
+	gen     uint64 // the heap item that expires this answer
+	size    int64
 }
 
-// NewMemory returns an in-process Store whose answers are kept for ttl.
-func NewMemory(ttl time.Duration) *Memory {
-	return &Memory{ttl: ttl, answers: make(map[string]memoryAnswer)}
+// answerOverhead is a rough cost of an answer's map slot, struct and heap
+// item.
+const answerOverhead = 160
+
+// NewMemory returns an in-process Store whose answers are kept for ttl, at
+// most maxBytes of them (keys, answers and bookkeeping; 0 or less: no bound).
+// Beyond it Begin refuses new keys with ErrFull: forgetting an answer
+// instead would let a retry run twice.
+func NewMemory(ttl time.Duration, maxBytes int64) *Memory {
+	return &Memory{ttl: ttl, maxBytes: maxBytes, answers: make(map[string]*memoryAnswer)}
+}
+
+// Run frees expired answers every second until ctx ends.
+func (m *Memory) Run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m.Sweep(now)
+		}
+	}
+}
+
+// Sweep frees the answers and claims expired at now.
+func (m *Memory) Sweep(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expireLocked(now)
+}
+
+// Usage returns how many keys the store remembers and the bytes it counts
+// for them.
+func (m *Memory) Usage() (keys int, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.answers), m.bytes
+}
+
+func (m *Memory) expireLocked(now time.Time) {
+	for len(m.expiry) > 0 && now.After(m.expiry[0].expires) {
+		it := heap.Pop(&m.expiry).(expiryItem)
+		if a := m.answers[it.key]; a != nil && a.gen == it.gen {
+			m.deleteLocked(it.key, a)
+		}
+	}
+	// Stale items (answers finished, aborted or renewed) are dropped from
+	// the heap once they outnumber the live ones.
+	if len(m.expiry) > 1024 && len(m.expiry) > 2*len(m.answers) {
+		live := m.expiry[:0]
+		for _, it := range m.expiry {
+			if a := m.answers[it.key]; a != nil && a.gen == it.gen {
+				live = append(live, it)
+			}
+		}
+		clear(m.expiry[len(live):])
+		m.expiry = live
+		heap.Init(&m.expiry)
+	}
+}
+
+func (m *Memory) deleteLocked(key string, a *memoryAnswer) {
+	delete(m.answers, key)
+	m.bytes -= a.size
+}
+
+// setLocked records key's answer (nil: in progress) until expires.
+func (m *Memory) setLocked(key string, answer []byte, expires time.Time) {
+	if old := m.answers[key]; old != nil {
+		m.deleteLocked(key, old)
+	}
+	m.gen++
+	a := &memoryAnswer{answer: answer, expires: expires, gen: m.gen,
+		size: int64(2*len(key) + len(answer) + answerOverhead)}
+	m.answers[key] = a
+	m.bytes += a.size
+	heap.Push(&m.expiry, expiryItem{expires: expires, key: key, gen: a.gen})
 }
 
 func (m *Memory) Begin(_ context.Context, key string, lease time.Duration) ([]byte, bool, error) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k, a := range m.answers { // keep the map bounded by the TTL
-		if now.After(a.expires) {
-			delete(m.answers, k)
-		}
-	}
-	a, ok := m.answers[key]
+	m.expireLocked(now)
+	a := m.answers[key]
 	switch {
-	case !ok:
-		m.answers[key] = memoryAnswer{expires: now.Add(lease)}
+	case a == nil || now.After(a.expires):
+		if m.maxBytes > 0 && m.bytes+int64(2*len(key)+answerOverhead) > m.maxBytes {
+			return nil, false, ErrFull
+		}
+		m.setLocked(key, nil, now.Add(lease))
 		return nil, true, nil
 	case a.answer == nil:
 		return nil, false, ErrInProgress
@@ -126,16 +215,41 @@ func (m *Memory) Begin(_ context.Context, key string, lease time.Duration) ([]by
 	return a.answer, false, nil
 }
 
+// Finish records the answer even beyond the bound: the request was carried
+// out, and a retry must find its answer.
 func (m *Memory) Finish(_ context.Context, key string, answer []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.answers[key] = memoryAnswer{answer: answer, expires: time.Now().Add(m.ttl)}
+	m.setLocked(key, answer, time.Now().Add(m.ttl))
 	return nil
 }
 
 func (m *Memory) Abort(_ context.Context, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.answers, key)
+	if a := m.answers[key]; a != nil {
+		m.deleteLocked(key, a)
+	}
 	return nil
+}
+
+type expiryItem struct {
+	expires time.Time
+	key     string
+	gen     uint64
+}
+
+// expiryHeap is a min-heap of expiries (container/heap).
+type expiryHeap []expiryItem
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = expiryItem{}
+	*h = old[:len(old)-1]
+	return it
 }

@@ -14,7 +14,7 @@ import (
 func TestStores(t *testing.T) {
 	srv := redistest.Start(t)
 	stores := map[string]idempotency.Store{
-		"memory": idempotency.NewMemory(time.Hour),
+		"memory": idempotency.NewMemory(time.Hour, 0),
 		"redis":  idempotency.NewRedis(srv.Client(), time.Hour, redisconn.Replication{}),
 	}
 	ctx := context.Background()

@@ -50,10 +50,18 @@ type Options struct {
 	// DedupeTTL is how long an entry's Dedupe is remembered (at least
 	// MaxAge: longer than the entry itself would be of no use).
 	DedupeTTL time.Duration
+	// MemoryBytes bounds what the in-process store holds, all keys
+	// together (Memory only; 0 or less: no bound). At the bound Append
+	// refuses with ErrFull instead of evicting what it accepted.
+	MemoryBytes int64
 }
 
 // ErrPartiallyStored: Append stored the entry for some of its keys only.
 var ErrPartiallyStored = errors.New("stored for some keys only")
+
+// ErrFull: the store holds as much as it may; nothing was stored. Room comes
+// back as messages age out or are trimmed.
+var ErrFull = errors.New("the inbox store is full")
 
 // Store keeps each key's inbox and acknowledged position.
 //

@@ -164,6 +164,14 @@ type Storage struct {
 	// IdempotencyTTL is how long the answer to a request with an
 	// Idempotency-Key is kept for retries.
 	IdempotencyTTL time.Duration
+	// InboxMemoryBytes bounds what the single-node mode's in-process inbox
+	// holds, all keys together; stored sends beyond it are refused with
+	// 503 storage_full (-1: no bound).
+	InboxMemoryBytes int
+	// IdempotencyMemoryBytes bounds the answers to Idempotency-Keys the
+	// single-node mode remembers; idempotent sends beyond it are refused
+	// with 503 storage_full (-1: no bound).
+	IdempotencyMemoryBytes int
 }
 
 // NoReplay as Storage.HistoryReplay shows a new subscriber of a history
@@ -222,6 +230,10 @@ func DefaultConfig() Config {
 			InboxMaxLen:    1000,
 			InboxMaxAge:    24 * time.Hour,
 			IdempotencyTTL: 24 * time.Hour,
+			// A single node is a development or small deployment: 256 MB
+			// of stored messages stays well inside a 512 MB container.
+			InboxMemoryBytes:       256 << 20,
+			IdempotencyMemoryBytes: 64 << 20,
 		},
 	}
 }
@@ -300,6 +312,9 @@ func (c Config) validate() error {
 	}
 	if c.InboxMaxLen < 0 || c.InboxMaxAge < 0 || c.IdempotencyTTL < 0 {
 		errs = append(errs, errors.New("inbox bounds and idempotency TTL must be positive"))
+	}
+	if c.InboxMemoryBytes < -1 || c.IdempotencyMemoryBytes < -1 {
+		errs = append(errs, errors.New("inbox and idempotency memory bounds must be positive, or -1 for none"))
 	}
 	if c.HistoryReplay < NoReplay {
 		errs = append(errs, fmt.Errorf("history replay must be %d (none) or more, got %d", NoReplay, c.HistoryReplay))

@@ -98,6 +98,12 @@ var ErrNotReplicated = &Error{Kind: KindUnavailable, Code: "not_replicated", Ret
 	Message: "the message was stored on the Redis master, but too few replicas confirmed it in time, so it was not sent yet; " +
 		"retry with the same Idempotency-Key: the retry sends it once, without storing it twice"}
 
+// ErrStorageFull: the single-node mode's in-process store holds as much as
+// --inbox-memory-bytes (or --idempotency-memory-bytes) allows. What it
+// accepted is kept; room comes back as it ages out.
+var ErrStorageFull = &Error{Kind: KindUnavailable, Code: "storage_full", RetryAfter: 10 * time.Second,
+	Message: "this node holds as many stored messages as it may; nothing was stored or sent, try again later"}
+
 // ErrDraining: the node is shutting down and takes no new connections.
 var ErrDraining = retryLater(unavailable("node is draining"), time.Second)
 

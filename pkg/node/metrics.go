@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/herald-push/herald/pkg/inbox"
 )
 
 // metrics is the node's Prometheus registry. Counters the hot paths bump are
@@ -19,6 +21,8 @@ type metrics struct {
 	// notReplicated counts sends whose stored messages too few replicas
 	// confirmed in time (answered 503 not_replicated).
 	notReplicated prometheus.Counter
+	// storedSkipped counts stored entries replay skipped, by reason.
+	storedSkipped *prometheus.CounterVec
 
 	sent           atomic.Uint64 // messages accepted, all kinds
 	dropOffline    atomic.Uint64
@@ -52,6 +56,12 @@ func newMetrics(n *Node) *metrics {
 		Name: "herald_not_replicated_total",
 		Help: "Stored sends answered 503 not_replicated: fewer Redis replicas than --redis-min-replicas confirmed them in time.",
 	})
+	m.storedSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_stored_skipped_total",
+		Help: "Stored messages skipped at replay because no client can decode them, by reason: missing_data (no data), invalid_text (not valid UTF-8 text).",
+	}, []string{"reason"})
+	m.storedSkipped.WithLabelValues("missing_data")
+	m.storedSkipped.WithLabelValues("invalid_text")
 	m.fanout.WithLabelValues("topic")
 	m.fanout.WithLabelValues("broadcast")
 	drop := func(reason, help string, f func() float64) prometheus.Collector {
@@ -76,7 +86,7 @@ func newMetrics(n *Node) *metrics {
 		m.connEnds.WithLabelValues(reason)
 	}
 	m.reg.MustRegister(
-		m.accepted, m.redisErrors, m.connEnds, m.fanout, m.notReplicated,
+		m.accepted, m.redisErrors, m.connEnds, m.fanout, m.notReplicated, m.storedSkipped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_connections",
 			Help: "Open WebSocket connections on this node.",
@@ -101,6 +111,16 @@ func newMetrics(n *Node) *metrics {
 		counterFunc("herald_inbox_replayed_total", "Stored messages replayed to connections resuming or catching up.", &m.replayed),
 		counterFunc("herald_acks_total", "Acknowledgements received from clients.", &m.acks),
 		counterFunc("herald_idempotent_replays_total", "Sends answered from an earlier request with the same Idempotency-Key.", &m.idemReplays),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_inbox_memory_bytes",
+			Help: "Single-node mode: bytes the in-process inbox counts for what it holds (bounded by --inbox-memory-bytes); 0 with Redis.",
+		}, func() float64 {
+			if m, ok := n.inbox.(*inbox.Memory); ok {
+				_, bytes := m.Usage()
+				return float64(bytes)
+			}
+			return 0
+		}),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -60,7 +60,8 @@ type Node struct {
 	metrics  *metrics
 	ids      *idSource // message ids
 
-	presenceOK atomic.Bool // joined, last heartbeat succeeded, no resync pending
+	presenceOK atomic.Bool  // joined, last heartbeat succeeded, no resync pending
+	skipLogged atomic.Int64 // unix nanoseconds of the last skipped-entry log
 
 	// connCtx outlives requests: connections run on it after the request
 	// that admitted them returned, until the node stops.
@@ -107,12 +108,13 @@ func New(cfg Config) (*Node, error) {
 		n.storeRate = ratelimit.New(float64(cfg.StoreRate), cfg.StoreBurst)
 	}
 	var bus fanout.Bus
-	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge, DedupeTTL: cfg.IdempotencyTTL}
+	inboxOpts := inbox.Options{MaxLen: int64(cfg.InboxMaxLen), MaxAge: cfg.InboxMaxAge, DedupeTTL: cfg.IdempotencyTTL,
+		MemoryBytes: int64(cfg.InboxMemoryBytes)}
 	if cfg.Redis.Topology() == redisconn.None {
 		n.store = presence.NewMemory(cfg.PresenceTTL).Store(cfg.NodeID)
 		bus = fanout.NewMemory().Bus(cfg.NodeID)
 		n.inbox = inbox.NewMemory(inboxOpts)
-		n.idem = idempotency.NewMemory(cfg.IdempotencyTTL)
+		n.idem = idempotency.NewMemory(cfg.IdempotencyTTL, int64(cfg.IdempotencyMemoryBytes))
 	} else {
 		rdb, err := redisconn.New(cfg.Redis)
 		if err != nil {
@@ -156,10 +158,12 @@ func New(cfg Config) (*Node, error) {
 	n.catcher = &ordering.Catcher{
 		Store:       n.inbox,
 		Page:        replayPage,
+		MaxEntry:    cfg.MaxMessageBytes + frameOverhead,
 		TopicReplay: cfg.HistoryReplay,
 		Timeout:     redisTimeout,
 		Replayed:    func(k int) { n.metrics.replayed.Add(uint64(k)) },
 		ReadFailed:  func() { n.metrics.redisErrors.WithLabelValues("inbox_read").Inc() },
+		Skipped:     n.storedSkipped,
 		Log:         n.log,
 	}
 	var route fanout.Route
@@ -185,8 +189,27 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// replayPage is how many stored messages one read of a stream returns.
+// replayPage is how many stored messages one read of a stream returns at
+// most; fewer when the connection's queue has no room for that many of the
+// largest (MaxMessageBytes + frameOverhead).
 const replayPage = 256
+
+// frameOverhead bounds what a frame adds to a message's data: its id, key
+// or topic name and timestamp.
+const frameOverhead = 512
+
+// storedSkipped counts a stored entry no client can be given and logs it,
+// at most once a second: a poisoned stream would otherwise log on every
+// reconnect of every client.
+func (n *Node) storedSkipped(reason, stream string, id protocol.StoredID) {
+	n.metrics.storedSkipped.WithLabelValues(reason).Inc()
+	now := time.Now().UnixNano()
+	last := n.skipLogged.Load()
+	if now-last < int64(time.Second) || !n.skipLogged.CompareAndSwap(last, now) {
+		return
+	}
+	n.log.Warn("skipped a stored message no client can decode", "reason", reason, "stream", stream, "id", id.String())
+}
 
 // start runs the background loops until Shutdown.
 func (n *Node) start() {
@@ -199,8 +222,11 @@ func (n *Node) start() {
 		}
 	})
 	n.loops.Go(func() { n.presence.Run(bg) })
-	if r, ok := n.store.(interface{ Run(context.Context) }); ok {
-		n.loops.Go(func() { r.Run(bg) })
+	// In-process stores free what expired while no request comes.
+	for _, s := range []any{n.store, n.inbox, n.idem} {
+		if r, ok := s.(interface{ Run(context.Context) }); ok {
+			n.loops.Go(func() { r.Run(bg) })
+		}
 	}
 	n.loops.Go(func() { n.acks.loop.Run(bg) })
 	n.loops.Go(func() { n.sendReports(bg) })

@@ -90,6 +90,9 @@ func (n *Node) publishMessage(ctx context.Context, m *fanout.Message, data []byt
 		if errors.Is(err, redisconn.ErrNotReplicated) {
 			err = nil // --redis-min-replicas is for sends to keys; history is kept as it is
 		}
+		if errors.Is(err, inbox.ErrFull) {
+			return PublishResult{}, ErrStorageFull
+		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
 			return PublishResult{}, unavailable("could not keep the message in the topic's history; nothing was sent")

@@ -184,6 +184,9 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 			m.Wait = uint8(req.Wait)
 			return SendResult{}, n.sendPartial(rctx, m, ids, prevs)
 		}
+		if errors.Is(err, inbox.ErrFull) {
+			return SendResult{}, ErrStorageFull
+		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
 			return SendResult{}, unavailable("could not store the message; nothing was sent")

@@ -18,6 +18,29 @@ type Stored struct {
 	TS       int64 // unix milliseconds
 	Data     []byte
 	Notice   *Notice // nil unless a sender waits for its delivery
+	// Skip: the entry cannot be written to a client (see Unwritable); the
+	// connection moves past it without a frame.
+	Skip bool
+}
+
+// Skip reasons.
+const (
+	SkipMissingData = "missing_data" // the entry has no data (its payload vanished)
+	SkipInvalidText = "invalid_text" // its data is not text a client can decode
+)
+
+// Unwritable says why entry e cannot be written to a client, or "" when it
+// can. Such entries are in the store already (an older build, a hand-made
+// XADD, a payload gone): refusing them at the door is too late, closing the
+// connection on them would close it on every reconnect.
+func Unwritable(e inbox.Entry) string {
+	switch {
+	case len(e.Data) == 0:
+		return SkipMissingData
+	case !protocol.ValidText(e.Data):
+		return SkipInvalidText
+	}
+	return ""
 }
 
 // Notice is reported once per node, by the connection that first writes a
@@ -48,8 +71,11 @@ type Conn interface {
 	// Last is the newest id of s the connection was given.
 	Last(s StreamID) protocol.StoredID
 	// Replay queues what it can of ms after start and returns how many of
-	// ms it used; WaitRoom before replaying the rest.
+	// ms it used; WaitRoom before replaying the rest. A Skip message moves
+	// the stream past it without queuing anything.
 	Replay(s StreamID, start protocol.StoredID, ms []Stored) int
+	// Room returns how many messages and bytes the queue can take now.
+	Room() (msgs, bytes int)
 	// EndCatchUp queues what s held meanwhile and says what is left to do.
 	EndCatchUp(s StreamID) State
 	// WaitRoom waits until the queue has room; false when the connection
@@ -75,16 +101,24 @@ const (
 // order before their live messages.
 type Catcher struct {
 	Store Store
-	// Page is how many entries one read returns.
+	// Page is how many entries one read returns at most.
 	Page int
+	// MaxEntry is the largest frame a stored entry can make: a read asks
+	// for no more entries than the connection's queue has room for at
+	// that size, so a client that does not read costs its queue, not a
+	// page of the largest entries.
+	MaxEntry int
 	// TopicReplay is how many of its newest messages a new subscriber of a
 	// history topic is shown; negative: none.
 	TopicReplay int
 	// Timeout bounds one read.
 	Timeout time.Duration
-	// Replayed counts messages replayed; ReadFailed counts failed reads.
+	// Replayed counts messages replayed; ReadFailed counts failed reads;
+	// Skipped is told of each entry skipped, and why (SkipMissingData,
+	// SkipInvalidText).
 	Replayed   func(n int)
 	ReadFailed func()
+	Skipped    func(reason, storeKey string, id protocol.StoredID)
 	Log        *slog.Logger
 }
 
@@ -103,13 +137,17 @@ func (k *Catcher) CatchUp(ctx context.Context, c Conn, key string, s StreamID, f
 			entries []inbox.Entry
 			err     error
 		)
+		page, ok := k.page(ctx, c)
+		if !ok {
+			return
+		}
 		rctx, cancel := context.WithTimeout(ctx, k.Timeout)
 		switch {
 		case first && from == FromSince:
 			start = since
-			entries, err = k.Store.After(rctx, storeKey, start, k.Page)
+			entries, err = k.Store.After(rctx, storeKey, start, page)
 		case first && !isTopic:
-			start, entries, err = k.Store.Pending(rctx, storeKey, k.Page)
+			start, entries, err = k.Store.Pending(rctx, storeKey, page)
 		case first:
 			// A new subscriber sees the newest TopicReplay messages; with
 			// replay off it starts after the newest, which it is not shown.
@@ -118,7 +156,7 @@ func (k *Catcher) CatchUp(ctx context.Context, c Conn, key string, s StreamID, f
 				start, entries = entries[len(entries)-1].ID, nil
 			}
 		default:
-			entries, err = k.Store.After(rctx, storeKey, c.Last(s), k.Page)
+			entries, err = k.Store.After(rctx, storeKey, c.Last(s), page)
 		}
 		cancel()
 		if err != nil {
@@ -136,6 +174,14 @@ func (k *Catcher) CatchUp(ctx context.Context, c Conn, key string, s StreamID, f
 		first = false
 		ms := make([]Stored, len(entries))
 		for i, e := range entries {
+			if why := Unwritable(e); why != "" {
+				// Moving past it, rather than leaving it unread, keeps the
+				// stream's order: the next entry's Prev is this one, and
+				// a read after Last does not find it again.
+				ms[i] = Stored{ID: e.ID, Prev: e.Prev, Skip: true}
+				k.Skipped(why, storeKey, e.ID)
+				continue
+			}
 			ms[i] = StoredMessage(key, s, e)
 		}
 		c.Replay(s, start, nil) // the start point, even when nothing follows it
@@ -147,7 +193,7 @@ func (k *Catcher) CatchUp(ctx context.Context, c Conn, key string, s StreamID, f
 				return
 			}
 		}
-		if len(entries) == k.Page && !tail {
+		if len(entries) == page && !tail {
 			continue // there may be more
 		}
 		for {
@@ -163,6 +209,25 @@ func (k *Catcher) CatchUp(ctx context.Context, c Conn, key string, s StreamID, f
 			break // NeedRead
 		}
 	}
+}
+
+// page returns how many entries the next read of c's stream asks for: as
+// many as c's queue has room for at MaxEntry each, at least one, at most
+// Page. When the queue has no room for one, it waits for room first. False:
+// c closed or ctx ended meanwhile.
+func (k *Catcher) page(ctx context.Context, c Conn) (int, bool) {
+	msgs, bytes := c.Room()
+	if msgs < 1 || (k.MaxEntry > 0 && bytes < k.MaxEntry) {
+		if !c.WaitRoom(ctx) {
+			return 0, false
+		}
+		msgs, bytes = c.Room()
+	}
+	n := min(k.Page, msgs)
+	if k.MaxEntry > 0 {
+		n = min(n, bytes/k.MaxEntry)
+	}
+	return max(n, 1), true
 }
 
 // StoredMessage is what a connection of key receives for entry e of its
