@@ -98,6 +98,11 @@ var ErrNotReplicated = &Error{Kind: KindUnavailable, Code: "not_replicated", Ret
 	Message: "the message was stored on the Redis master, but too few replicas confirmed it in time, so it was not sent yet; " +
 		"retry with the same Idempotency-Key: the retry sends it once, without storing it twice"}
 
+// ErrInvalidUTF8: a message's data holds bytes that are not UTF-8, or a
+// \u escape naming a lone UTF-16 surrogate; clients could not read it.
+var ErrInvalidUTF8 = invalid("invalid_utf8", "data must be valid UTF-8 text: it holds a byte sequence that is not UTF-8, "+
+	`or an escaped lone surrogate (\ud800-\udfff without its pair)`)
+
 // ErrDraining: the node is shutting down and takes no new connections.
 var ErrDraining = retryLater(unavailable("node is draining"), time.Second)
 
