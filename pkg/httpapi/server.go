@@ -60,6 +60,16 @@ func New(n *node.Node) (*Server, error) {
 		shutdown:   make(chan struct{}),
 	}
 	s.inFlight.maxRequests, s.inFlight.maxBytes = int64(cfg.MaxRequestsInFlight), cfg.MaxBodyBytesInFlight
+	n.Metrics().MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_api_requests_in_flight",
+			Help: "HTTP API requests being served (WebSockets, health and metrics not counted); bounded by --max-requests-in-flight.",
+		}, func() float64 { return float64(s.inFlight.requests.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_api_body_bytes_in_flight",
+			Help: "Request body bytes reserved by requests being served; bounded by --max-body-bytes-in-flight.",
+		}, func() float64 { return float64(s.inFlight.bytes.Load()) }),
+	)
 	web, err := fs.Sub(webFiles, "web")
 	if err != nil {
 		return nil, err

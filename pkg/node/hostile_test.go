@@ -309,12 +309,22 @@ func TestRequestsAndBodyBytesInFlightAreBounded(t *testing.T) {
 	// Body bytes: one send holding 60 kB leaves room for a small one, not
 	// for one of 50 kB.
 	big := hold(60_000)
+	inFlight := func(series, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); metricLine(t, n, series) != series+" "+want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%q, want %s", metricLine(t, n, series), want)
+			}
+		}
+	}
+	inFlight("herald_api_body_bytes_in_flight", "60000")
 	overloaded("POST", "/v1/send?key=nobody", strings.Repeat("y", 50_000))
 	if status, out := post(t, n.URL("/v1/send?key=u1"), "text/plain", "small"); status != http.StatusOK {
 		t.Fatalf("a small send beside the held one: %d %v", status, out)
 	}
 	// Requests: with a second one held, a third is refused, whatever it is.
 	second := hold(10)
+	inFlight("herald_api_body_bytes_in_flight", "60010")
 	overloaded("GET", "/v1/cluster", "")
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		if status, _ := get(t, n.URL(path)); status != http.StatusOK {
