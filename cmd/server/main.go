@@ -152,7 +152,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 		*p = splitList(fromEnv(name, def, func(v string) (any, error) { return v, nil }).(string))
 	}
 
-	var readLimit int
+	var readLimit, bodyBytesInFlight int
 	var level, debugAddr string
 	var sec security
 	var redisSecrets redisSecrets
@@ -178,6 +178,8 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest message data accepted")
 	integer(&cfg.MaxKeysPerSend, "max-keys-per-send", d.MaxKeysPerSend, "most keys in one send")
 	integer(&cfg.MaxBatch, "max-batch", d.MaxBatch, "most sends, publishes and broadcasts in one POST /v1/batch")
+	integer(&cfg.MaxRequestsInFlight, "max-requests-in-flight", d.MaxRequestsInFlight, "HTTP API requests served at once (not WebSockets, health, metrics); over it 503 overloaded (-1: no limit)")
+	integer(&bodyBytesInFlight, "max-body-bytes-in-flight", 0, "request body bytes held at once; over it 503 overloaded (0: four maximal batches, -1: no limit)")
 	integer(&cfg.MaxTopicsPerConn, "max-topics-per-conn", d.MaxTopicsPerConn, "most topics one connection joins")
 	integer(&readLimit, "read-limit", int(d.ReadLimit), "largest frame a client may send (bytes); larger closes with 1009")
 	str(&level, "log-level", "info", "debug, info, warn or error")
@@ -233,6 +235,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 		return cfg, 0, "", errs[0]
 	}
 	cfg.ReadLimit = int64(readLimit)
+	cfg.MaxBodyBytesInFlight = int64(bodyBytesInFlight)
 	if cfg.HistoryReplay == 0 {
 		cfg.HistoryReplay = -1 // none; in node.Config zero means the default
 	}

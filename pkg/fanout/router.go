@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-push/herald/pkg/hub"
@@ -58,6 +59,8 @@ type Router struct {
 	subscribed map[string]bool // touched only by the topics loop
 	unroutable func(n int)     // messages that reached no node that should have had them
 	delivered  func(key string, id protocol.StoredID)
+	invalid    func()      // messages from the bus whose data is not valid text
+	loggedBad  atomic.Bool // the first such message was logged
 }
 
 // RouterConfig is what a Router is built from.
@@ -73,6 +76,9 @@ type RouterConfig struct {
 	// Delivered is told, on the node whose sender waits, that key's stored
 	// message id was written to a connection somewhere. Optional.
 	Delivered func(key string, id protocol.StoredID)
+	// InvalidText is told of each message from the bus dropped because its
+	// data is not valid text (protocol.ValidText). Optional.
+	InvalidText func()
 	// Route, when set, sends to keys in one Redis round trip: it must
 	// publish to the Bus's node channels (a classic Redis bus on the same
 	// Redis). Optional.
@@ -91,6 +97,7 @@ func NewRouter(c RouterConfig) *Router {
 		unroutable: c.Unroutable,
 		delivered:  c.Delivered,
 		route:      c.Route,
+		invalid:    c.InvalidText,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -100,6 +107,9 @@ func NewRouter(c RouterConfig) *Router {
 	}
 	if r.delivered == nil {
 		r.delivered = func(string, protocol.StoredID) {}
+	}
+	if r.invalid == nil {
+		r.invalid = func() {}
 	}
 	r.topics = reconcile.New(r.syncTopics, time.Second)
 	return r
@@ -436,9 +446,17 @@ func keyDelivery(m *Message, i int) hub.Delivery {
 }
 
 // HandleMessage delivers a message from another node to local connections.
+// The accepting node checked the data already; a message whose data is not
+// valid text all the same (an older node, a foreign publisher on the
+// channel) is dropped rather than written: every browser it reached would
+// close with 1007.
 func (r *Router) HandleMessage(m *Message) {
 	switch m.Kind {
 	case KindKeys:
+		if !protocol.ValidText(m.Data) {
+			r.dropInvalid(m)
+			return
+		}
 		for i, k := range m.Keys {
 			r.local.SendKey(k, keyDelivery(m, i))
 		}
@@ -452,11 +470,25 @@ func (r *Router) HandleMessage(m *Message) {
 		if m.Origin == r.self {
 			return // delivered locally when it was accepted
 		}
+		if !protocol.ValidText(m.Data) {
+			r.dropInvalid(m)
+			return
+		}
 		r.deliverLocal(m)
 	case KindDisconnect:
 		for _, k := range m.Keys {
 			r.local.CloseKey(k)
 		}
+	}
+}
+
+// dropInvalid counts a message dropped for data that is not valid text and
+// logs the first one only: a misbehaving publisher must not flood the log.
+func (r *Router) dropInvalid(m *Message) {
+	r.invalid()
+	if r.loggedBad.CompareAndSwap(false, true) {
+		r.log.Warn("dropping bus messages whose data is not valid UTF-8 text (logged once, counted in herald_drops_total{reason=\"invalid_text\"})",
+			"origin", m.Origin, "id", m.ID, "kind", m.Kind)
 	}
 }
 

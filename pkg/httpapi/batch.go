@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -59,7 +58,8 @@ func (s *Server) handleBatch(c *gin.Context) {
 		}
 		caller = &cl
 	}
-	items, err := s.readBatch(c)
+	items, reserved, err := s.readBatch(c)
+	defer s.releaseBody(reserved)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -80,10 +80,12 @@ func (s *Server) handleBatch(c *gin.Context) {
 	if caller == nil {
 		client = c.ClientIP() // open mode: stored bytes are counted per address
 	}
+	var failed batchFailures
+	defer failed.log(s.log, len(items))
 	for i, raw := range items {
 		it, err := s.planItem(caller, client, raw)
 		if err != nil {
-			results[i] = s.itemFailed(err)
+			results[i] = s.itemFailed(&failed, err)
 			continue
 		}
 		if it.send != nil && it.send.IdempotencyKey == "" {
@@ -106,7 +108,7 @@ func (s *Server) handleBatch(c *gin.Context) {
 			defer func() { <-sem }()
 			res, err := it.run(ctx)
 			if err != nil {
-				results[i] = s.itemFailed(err)
+				results[i] = s.itemFailed(&failed, err)
 				return
 			}
 			results[i] = batchResult{Status: http.StatusOK, Result: res}
@@ -116,7 +118,7 @@ func (s *Server) handleBatch(c *gin.Context) {
 		answers, errs := s.node.SendMany(ctx, sends)
 		for j, i := range sendAt {
 			if errs[j] != nil {
-				results[i] = s.itemFailed(errs[j])
+				results[i] = s.itemFailed(&failed, errs[j])
 				continue
 			}
 			results[i] = batchResult{Status: http.StatusOK, Result: sendAnswerOf(answers[j])}
@@ -127,44 +129,70 @@ func (s *Server) handleBatch(c *gin.Context) {
 }
 
 // itemFailed is a failed item's answer, in the shape of a request's error.
-func (s *Server) itemFailed(err error) batchResult {
+func (s *Server) itemFailed(failed *batchFailures, err error) batchResult {
 	e := node.AsError(err)
 	if e.Kind == node.KindInternal {
-		s.log.Error("batch item failed", "err", err)
+		failed.add(err)
 	}
 	s.metrics.rejected.WithLabelValues(e.Code).Inc()
 	d := detailOf(e, err)
 	return batchResult{Status: statusOf[e.Kind], Error: &d}
 }
 
+// batchFailures gathers a batch's internal errors, so that a batch whose
+// items all fail (Redis gone) logs one line, not one per item.
+type batchFailures struct {
+	mu    sync.Mutex
+	n     int
+	first error
+}
+
+func (f *batchFailures) add(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n++; f.first == nil {
+		f.first = err
+	}
+}
+
+// log writes the batch's one line, if anything failed; items stay
+// answered with their own errors.
+func (f *batchFailures) log(l *slog.Logger, items int) {
+	if f.n > 0 {
+		l.Error("batch items failed", "failed", f.n, "items", items, "first_err", f.first)
+	}
+}
+
 // readBatch reads {"items":[...]} and returns each item undecoded, so that
 // a malformed item is that item's error alone.
-func (s *Server) readBatch(c *gin.Context) ([]json.RawMessage, error) {
-	if _, err := jsonContentType(c.GetHeader("Content-Type")); err != nil {
-		return nil, err
-	}
-	limit := int64(s.cfg.MaxBatch) * int64(s.cfg.MaxMessageBytes/4+2048)
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+// A batch is JSON only, and says so: a cross-site page may post text/plain
+// without asking, and its batch could name any key. The caller gives the
+// body's reserved bytes back with releaseBody.
+func (s *Server) readBatch(c *gin.Context) ([]json.RawMessage, int64, error) {
+	isJSON, err := jsonContentType(c.GetHeader("Content-Type"))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, tooLarge("request body over %d bytes", limit)
-		}
-		return nil, badRequest("unreadable_body", "reading the body failed: %v", err)
+		return nil, 0, err
+	}
+	if !isJSON {
+		return nil, 0, errNotJSON
+	}
+	body, reserved, err := s.readBody(c, s.cfg.BatchBodyLimit())
+	if err != nil {
+		return nil, reserved, err
 	}
 	var envelope struct {
 		Items []json.RawMessage `json:"items"`
 	}
-	if err := decodeStrict(body, &envelope); err != nil {
-		return nil, err
+	if err := decodeStrict(body, &envelope, envelopeFields); err != nil {
+		return nil, reserved, err
 	}
 	switch {
 	case len(envelope.Items) == 0:
-		return nil, badRequest("missing_items", `the body has no "items", or none`)
+		return nil, reserved, badRequest("missing_items", `the body has no "items", or none`)
 	case len(envelope.Items) > s.cfg.MaxBatch:
-		return nil, badRequest("too_many_items", "%d items in one batch, over the limit of %d", len(envelope.Items), s.cfg.MaxBatch)
+		return nil, reserved, badRequest("too_many_items", "%d items in one batch, over the limit of %d", len(envelope.Items), s.cfg.MaxBatch)
 	}
-	return envelope.Items, nil
+	return envelope.Items, reserved, nil
 }
 
 // itemPlan is a validated item: a send for the engine's SendMany, or
@@ -179,6 +207,9 @@ type itemPlan struct {
 // what a single request would have.
 func (s *Server) planItem(caller *auth.Caller, client string, raw json.RawMessage) (itemPlan, error) {
 	var it batchItem
+	if err := checkFields(raw, itemFields); err != nil {
+		return itemPlan{}, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&it); err != nil {

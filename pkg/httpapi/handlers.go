@@ -39,7 +39,8 @@ var waits = map[string]inbox.Wait{"": inbox.WaitNone, "delivered": inbox.WaitDel
 func (s *Server) handleSend(c *gin.Context) {
 	start := time.Now()
 	defer func() { s.metrics.sendDuration.WithLabelValues("send").Observe(time.Since(start).Seconds()) }()
-	p, err := s.readPayload(c, true)
+	p, reserved, err := s.readPayload(c, true)
+	defer s.releaseBody(reserved)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -137,7 +138,8 @@ func (s *Server) handleBroadcast(c *gin.Context) {
 }
 
 func (s *Server) publish(c *gin.Context, req node.PublishRequest, do func(context.Context, node.PublishRequest) (node.PublishResult, error)) {
-	p, err := s.readPayload(c, false)
+	p, reserved, err := s.readPayload(c, false)
+	defer s.releaseBody(reserved)
 	if err != nil {
 		s.fail(c, err)
 		return

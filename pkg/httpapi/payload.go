@@ -36,25 +36,44 @@ func tooLarge(format string, args ...any) *node.Error {
 
 // readPayload reads a request body. A JSON body (Content-Type
 // application/json) is an object holding "data" (and, with allowKeys, "key"
-// or "keys"); any other body is the message as text, which becomes a JSON
-// string, its key for a send taken from ?key=. A send without ?key= must
-// be the JSON object whatever its Content-Type (curl -d sends form type).
-func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, error) {
+// or "keys"); a text body (text/plain, or a form's type as curl -d sends)
+// is the message as text, which becomes a JSON string, its key for a send
+// taken from ?key=. A send without ?key= must be JSON and say so in its
+// Content-Type: a cross-site page can post text/plain without asking, and
+// a JSON send it could make that way would name any key.
+// The caller gives the body's reserved bytes back with releaseBody.
+func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, int64, error) {
 	limit := int64(s.cfg.MaxMessageBytes)
 	if allowKeys {
 		// Room for the envelope and a full list of maximal keys.
 		limit += int64(s.cfg.MaxKeysPerSend*(protocol.MaxNameLen+3) + 1024)
 	}
+	body, reserved, err := s.readBody(c, limit)
+	if err != nil {
+		return payload{}, reserved, err
+	}
+	queryKey, hasQueryKey := c.GetQuery("key")
+	p, err := parsePayload(body, c.GetHeader("Content-Type"), queryKey, hasQueryKey, allowKeys, s.cfg.MaxMessageBytes)
+	return p, reserved, err
+}
+
+// readBody reads a request body of at most limit bytes, once the node's
+// budget of body bytes in flight (reserveBody) has room for it; it returns
+// the bytes reserved, which the caller gives back with releaseBody.
+func (s *Server) readBody(c *gin.Context, limit int64) ([]byte, int64, error) {
+	reserved, err := s.reserveBody(c, limit)
+	if err != nil {
+		return nil, 0, err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return payload{}, tooLarge("request body over %d bytes", limit)
+			return nil, reserved, tooLarge("request body over %d bytes", limit)
 		}
-		return payload{}, badRequest("unreadable_body", "reading the body failed: %v", err)
+		return nil, reserved, badRequest("unreadable_body", "reading the body failed: %v", err)
 	}
-	queryKey, hasQueryKey := c.GetQuery("key")
-	return parsePayload(body, c.GetHeader("Content-Type"), queryKey, hasQueryKey, allowKeys, s.cfg.MaxMessageBytes)
+	return body, reserved, nil
 }
 
 // parsePayload turns a request body into a payload; see readPayload. It
@@ -68,11 +87,10 @@ func parsePayload(body []byte, contentType, queryKey string, hasQueryKey, allowK
 	switch {
 	case isJSON && hasQueryKey:
 		return p, badRequest("invalid_request", "with a JSON body, name the key in the body, not in ?key=")
-	case isJSON, allowKeys && !hasQueryKey:
-		if err := decodeStrict(body, &p); err != nil {
-			if !isJSON {
-				return p, badRequest(err.Code, "%s (send JSON with Content-Type: application/json, or text with ?key=)", err.Message)
-			}
+	case allowKeys && !isJSON && !hasQueryKey:
+		return p, errNotJSON
+	case isJSON:
+		if err := decodeStrict(body, &p, payloadFields); err != nil {
 			return p, err
 		}
 		if p.Data == nil {
@@ -123,8 +141,17 @@ func jsonContentType(header string) (bool, error) {
 		"Content-Type %s is not accepted: use application/json or text/plain", mt)
 }
 
-// decodeStrict decodes exactly one JSON object with no unknown fields.
-func decodeStrict(body []byte, v any) *node.Error {
+// errNotJSON: a JSON endpoint was sent a body whose Content-Type is not
+// JSON's.
+var errNotJSON = node.Errorf(node.KindUnsupported, "unsupported_media_type",
+	"this request takes a JSON body sent with Content-Type: application/json (text bodies are for POST /v1/send?key=<key> and topics)")
+
+// decodeStrict decodes exactly one JSON object whose fields are exactly
+// names, each at most once.
+func decodeStrict(body []byte, v any, names fieldSet) *node.Error {
+	if err := checkFields(body, names); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

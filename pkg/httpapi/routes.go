@@ -36,7 +36,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	}
 	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, err any) {
 		s.fail(c, fmt.Errorf("handler panicked: %v", err))
-	}), s.logRequests)
+	}), s.logRequests, s.headers.common)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, node.Errorf(node.KindNotFound, "not_found", "no such endpoint")) })
 	r.NoMethod(func(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, apiError{Error: errorDetail{Code: "method_not_allowed", Message: "method not allowed here"}})
@@ -44,8 +44,10 @@ func (s *Server) routes() (*gin.Engine, error) {
 	})
 
 	r.Use(s.checkHost()) // first of the handlers below: a Host not allowed gets nothing else
-	v1 := r.Group("/v1")
-	v1.GET("/ws", s.handleWebSocket)
+	// WebSockets have caps of their own (--max-conns and the like); every
+	// other API request counts against --max-requests-in-flight.
+	r.GET("/v1/ws", s.checkOrigin, s.handleWebSocket)
+	v1 := r.Group("/v1", s.limitRequests, s.checkOrigin)
 	v1.POST("/send", s.require(auth.ScopeSend), s.handleSend)
 	v1.POST("/topics/:topic", s.handlePublish) // public topics: see handlePublish
 	v1.POST("/broadcast", s.require(auth.ScopeBroadcast), s.handleBroadcast)
@@ -64,10 +66,10 @@ func (s *Server) routes() (*gin.Engine, error) {
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.node.Metrics(), promhttp.HandlerOpts{})))
 
 	web, _ := fs.Sub(webFiles, "web")
-	r.GET("/", func(c *gin.Context) { c.FileFromFS("/", http.FS(web)) })
+	r.GET("/", s.headers.page, func(c *gin.Context) { c.FileFromFS("/", http.FS(web)) })
 	// The console page is static; the API calls it makes need an API key
 	// with the admin, presence and send scopes once keys are configured.
-	r.GET("/console", func(c *gin.Context) { c.FileFromFS("console.html", http.FS(web)) })
+	r.GET("/console", s.headers.page, func(c *gin.Context) { c.FileFromFS("console.html", http.FS(web)) })
 	return r, nil
 }
 

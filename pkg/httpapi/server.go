@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +37,8 @@ type Server struct {
 	reqIDs  *requestIDs
 
 	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
+	inFlight   inFlight
+	headers    *securityHeaders
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -56,7 +59,24 @@ func New(n *node.Node) (*Server, error) {
 		publicRate: ratelimit.New(cfg.PublicRate, cfg.PublicBurst),
 		shutdown:   make(chan struct{}),
 	}
-	var err error
+	s.inFlight.maxRequests, s.inFlight.maxBytes = int64(cfg.MaxRequestsInFlight), cfg.MaxBodyBytesInFlight
+	n.Metrics().MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_api_requests_in_flight",
+			Help: "HTTP API requests being served (WebSockets, health and metrics not counted); bounded by --max-requests-in-flight.",
+		}, func() float64 { return float64(s.inFlight.requests.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_api_body_bytes_in_flight",
+			Help: "Request body bytes reserved by requests being served; bounded by --max-body-bytes-in-flight.",
+		}, func() float64 { return float64(s.inFlight.bytes.Load()) }),
+	)
+	web, err := fs.Sub(webFiles, "web")
+	if err != nil {
+		return nil, err
+	}
+	if s.headers, err = newSecurityHeaders(web, cfg.AllowedOrigins); err != nil {
+		return nil, err
+	}
 	if s.engine, err = s.routes(); err != nil {
 		return nil, err
 	}
@@ -198,7 +218,8 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	}
 	for _, code := range []string{"invalid_json", "unknown_field", "missing_data", "missing_key", "invalid_key",
 		"message_too_large", "missing_api_key", "invalid_api_key", "missing_token", "invalid_token", "forbidden",
-		"rate_limited", "too_many_connections", "unavailable"} {
+		"rate_limited", "too_many_connections", "unavailable", "invalid_utf8", "duplicate_field", "unsupported_media_type",
+		"origin_not_allowed", "overloaded"} {
 		m.rejected.WithLabelValues(code)
 	}
 	reg.MustRegister(m.rejected, m.sendDuration)

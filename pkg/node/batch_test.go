@@ -41,7 +41,7 @@ func TestABatchCarriesOutEachItemOnItsOwnAndAnswersInOrder(t *testing.T) {
 		status int
 		code   string
 	}{{200, ""}, {200, ""}, {400, "invalid_key"}, {200, ""}, {200, ""}, {413, "message_too_large"},
-		{400, "invalid_request"}, {400, "missing_data"}, {400, "invalid_json"}, {200, ""}, {200, ""}}
+		{400, "invalid_request"}, {400, "missing_data"}, {400, "unknown_field"}, {200, ""}, {200, ""}}
 	if len(results) != len(want) {
 		t.Fatalf("%d results for %d items: %v", len(results), len(want), out)
 	}

@@ -73,6 +73,13 @@ type Limits struct {
 	MaxKeysPerSend int
 	// MaxBatch bounds the items of one POST /v1/batch.
 	MaxBatch int
+	// MaxRequestsInFlight bounds the HTTP API requests (not WebSockets,
+	// health or metrics) a node serves at once, and MaxBodyBytesInFlight
+	// the bytes their bodies may hold together (0: four maximal batch
+	// bodies, see BatchBodyLimit); over either the answer is 503
+	// overloaded. Negative: no bound.
+	MaxRequestsInFlight  int
+	MaxBodyBytesInFlight int64
 	// MaxTopicsPerConn bounds the topics one connection joins.
 	MaxTopicsPerConn int
 	// ReadLimit bounds a client frame; larger frames close the connection
@@ -192,19 +199,23 @@ func DefaultConfig() Config {
 			DrainWindow:  10 * time.Second,
 		},
 		Limits: Limits{
-			QueueMessages:    256,
-			QueueBytes:       1 << 20,
-			MaxMessageBytes:  64 << 10,
-			MaxKeysPerSend:   1000,
-			MaxBatch:         1000,
-			MaxTopicsPerConn: 32,
-			ReadLimit:        4096,
-			MaxConns:         100000,
-			MaxConnsPerKey:   32,
-			MaxConnsPerIP:    1000,
-			ConnRatePerIP:    20,
-			ConnBurstPerIP:   40,
-			MaxWait:          25 * time.Second,
+			QueueMessages:   256,
+			QueueBytes:      1 << 20,
+			MaxMessageBytes: 64 << 10,
+			MaxKeysPerSend:  1000,
+			MaxBatch:        1000,
+			// Far more than a node answers at once when Redis is well (a
+			// send takes about a millisecond), few enough that their
+			// goroutines and buffers stay within tens of megabytes.
+			MaxRequestsInFlight: 1024,
+			MaxTopicsPerConn:    32,
+			ReadLimit:           4096,
+			MaxConns:            100000,
+			MaxConnsPerKey:      32,
+			MaxConnsPerIP:       1000,
+			ConnRatePerIP:       20,
+			ConnBurstPerIP:      40,
+			MaxWait:             25 * time.Second,
 			// 16 MiB/s: about 2,700 stored 1 KiB sends to fresh keys a
 			// second per API key and node, above the 2,000/s a node was
 			// measured storing (docs/benchmarks.md), so a busy backend is
@@ -240,6 +251,12 @@ func DefaultConfig() Config {
 	}
 }
 
+// BatchBodyLimit is the largest body of a POST /v1/batch: MaxBatch items
+// of a quarter of MaxMessageBytes each, plus their envelopes.
+func (c Config) BatchBodyLimit() int64 {
+	return int64(c.MaxBatch) * int64(c.MaxMessageBytes/4+2048)
+}
+
 // Open reports whether the node runs in development mode: some part of the
 // API or the WebSocket endpoint accepts anyone.
 func (c Config) Open() bool { return c.APIKeys == nil || c.Tokens == nil }
@@ -248,6 +265,10 @@ func (c Config) Open() bool { return c.APIKeys == nil || c.Tokens == nil }
 // result.
 func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
 	fillZero(reflect.ValueOf(&c).Elem(), reflect.ValueOf(DefaultConfig()))
+	if c.MaxBodyBytesInFlight == 0 {
+		// A handful of maximal batches at once; they are what costs memory.
+		c.MaxBodyBytesInFlight = 4 * c.BatchBodyLimit()
+	}
 	if c.AdvertiseAddr == "" {
 		c.AdvertiseAddr = c.Listen
 	}

@@ -104,6 +104,11 @@ var ErrNotReplicated = &Error{Kind: KindUnavailable, Code: "not_replicated", Ret
 var ErrStorageFull = &Error{Kind: KindUnavailable, Code: "storage_full", RetryAfter: 10 * time.Second,
 	Message: "this node holds as many stored messages as it may; nothing was stored or sent, try again later"}
 
+// ErrInvalidUTF8: a message's data holds bytes that are not UTF-8, or a
+// \u escape naming a lone UTF-16 surrogate; clients could not read it.
+var ErrInvalidUTF8 = invalid("invalid_utf8", "data must be valid UTF-8 text: it holds a byte sequence that is not UTF-8, "+
+	`or an escaped lone surrogate (\ud800-\udfff without its pair)`)
+
 // ErrDraining: the node is shutting down and takes no new connections.
 var ErrDraining = retryLater(unavailable("node is draining"), time.Second)
 

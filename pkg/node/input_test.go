@@ -47,7 +47,7 @@ func TestBadRequestsGetAClearErrorAndDeliverNothing(t *testing.T) {
 		{"body far over the limit", "POST", "/v1/send", "application/json", strings.Repeat(" ", 1<<20), 413, "message_too_large"},
 		{"text over 64 KiB", "POST", "/v1/send?key=u1", "text/plain", strings.Repeat("x", 64<<10), 413, "message_too_large"},
 		{"unsupported content type", "POST", "/v1/send", "application/xml", `<send/>`, 415, "unsupported_media_type"},
-		{"text without a key", "POST", "/v1/send", "text/plain", `hello`, 400, "invalid_json"},
+		{"text without a key", "POST", "/v1/send", "text/plain", `hello`, 415, "unsupported_media_type"},
 		{"empty text", "POST", "/v1/send?key=u1", "text/plain", ``, 400, "missing_data"},
 		{"text that is not UTF-8", "POST", "/v1/send?key=u1", "text/plain", "\xff\xfe", 400, "invalid_text"},
 		{"query key with a JSON body", "POST", "/v1/send?key=u1", "application/json", `{"data":1}`, 400, "invalid_request"},
@@ -109,14 +109,13 @@ func TestTextSendsFromCurlArriveAsJSONStringsAndRawClientsGetTheBareText(t *test
 		t.Errorf("raw client received %q", b)
 	}
 
-	// curl -d '{...}' without a Content-Type is still understood as JSON.
+	// curl -d '{...}' without a Content-Type is refused, not guessed to be
+	// JSON: a cross-site page can post that type without asking.
 	status, out = post(t, n.URL("/v1/send"), "application/x-www-form-urlencoded", `{"key":"u1","data":2}`)
-	if status != http.StatusOK {
-		t.Fatalf("JSON send with form content type: %d %v", status, out)
+	if status != http.StatusUnsupportedMediaType || errorCode(out) != "unsupported_media_type" {
+		t.Fatalf("JSON send with form content type: %d %v, want 415 unsupported_media_type", status, out)
 	}
-	if f := full.next(); string(f.Data) != `2` {
-		t.Errorf("received %s", f.Data)
-	}
+	full.nothing(100 * time.Millisecond)
 }
 
 func TestSingleNodeModeServesTheWholeAPIWithoutRedis(t *testing.T) {

@@ -27,6 +27,7 @@ type metrics struct {
 	sent           atomic.Uint64 // messages accepted, all kinds
 	dropOffline    atomic.Uint64
 	dropUnroutable atomic.Uint64
+	dropInvalid    atomic.Uint64 // bus messages whose data is not valid text
 	stored         atomic.Uint64
 	replayed       atomic.Uint64
 	acks           atomic.Uint64
@@ -71,7 +72,7 @@ func newMetrics(n *Node) *metrics {
 			ConstLabels: prometheus.Labels{"reason": reason},
 		}, f)
 	}
-	const dropHelp = "offline (a key of a send had no connection), unroutable (the node presence named no longer listened), slow_consumer (a connection closed because its queue overflowed)."
+	const dropHelp = "offline (a key of a send had no connection), unroutable (the node presence named no longer listened), slow_consumer (a connection closed because its queue overflowed), invalid_text (a message from another node whose data was not valid UTF-8 text, never written to a client)."
 	// Series exist at 0 from the start, so that rates and dashboards show 0
 	// rather than "no data" before the first event.
 	for _, kind := range []string{"send", "topic", "broadcast"} {
@@ -97,6 +98,7 @@ func newMetrics(n *Node) *metrics {
 		}, func() float64 { return float64(n.hub.Stats().Queued) }),
 		drop("offline", dropHelp, func() float64 { return float64(m.dropOffline.Load()) }),
 		drop("unroutable", dropHelp, func() float64 { return float64(m.dropUnroutable.Load()) }),
+		drop("invalid_text", dropHelp, func() float64 { return float64(m.dropInvalid.Load()) }),
 		drop("slow_consumer", dropHelp, func() float64 { return float64(n.hub.Stats().SlowConsumer) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_ready",

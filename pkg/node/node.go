@@ -174,14 +174,15 @@ func New(cfg Config) (*Node, error) {
 		route, _ = n.store.(fanout.Route)
 	}
 	n.router = fanout.NewRouter(fanout.RouterConfig{
-		Self:       cfg.NodeID,
-		Bus:        bus,
-		Presence:   n.store,
-		Local:      n.hub,
-		Logger:     n.log,
-		Unroutable: func(k int) { n.metrics.dropUnroutable.Add(uint64(k)) },
-		Delivered:  n.waits.delivered,
-		Route:      route,
+		Self:        cfg.NodeID,
+		Bus:         bus,
+		Presence:    n.store,
+		Local:       n.hub,
+		Logger:      n.log,
+		Unroutable:  func(k int) { n.metrics.dropUnroutable.Add(uint64(k)) },
+		InvalidText: func() { n.metrics.dropInvalid.Add(1) },
+		Delivered:   n.waits.delivered,
+		Route:       route,
 	})
 	n.presence = reconcile.New(n.writePresence, time.Second)
 	n.acks = newAckBuffer(n.inbox, n.log)

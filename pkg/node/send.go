@@ -148,13 +148,18 @@ func CheckKeys(keys []string, max int) ([]string, error) {
 	return out, nil
 }
 
-// checkData refuses data over max bytes.
+// checkData refuses data over max bytes, and data no WebSocket text frame
+// may carry: a browser closes the connection with 1007 on invalid UTF-8,
+// and stored data would do it again on every replay to every subscriber.
 func (n *Node) checkData(data []byte, max int, limit string) error {
 	if len(data) == 0 {
 		return invalid("missing_data", `the message has no data`)
 	}
 	if len(data) > max {
 		return Errorf(KindTooLarge, "message_too_large", "data is %d bytes, over %s of %d", len(data), limit, max)
+	}
+	if !protocol.ValidText(data) {
+		return ErrInvalidUTF8
 	}
 	return nil
 }
@@ -205,6 +210,9 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 		}
 	}
 	res, err := n.router.SendKeys(rctx, m)
+	if res.RouteErr != nil {
+		n.log.Warn("a send could not be published to every node holding its keys", "err", res.RouteErr)
+	}
 	out, err := n.sendResult(m, store, res, err)
 	if err != nil {
 		return SendResult{}, err
@@ -312,8 +320,9 @@ func (n *Node) sendResult(m *fanout.Message, store bool, res fanout.KeysResult, 
 		}
 	}
 	if res.RouteErr != nil {
+		// Counted here, logged by the caller: once per send, or once per
+		// SendMany however many of its sends failed.
 		n.metrics.redisErrors.WithLabelValues("publish").Inc()
-		n.log.Warn("a send could not be published to every node holding its keys", "err", res.RouteErr)
 		if !store && len(out.Online) == 0 {
 			return SendResult{}, unavailable("cluster bus unreachable; nothing was sent")
 		}
@@ -356,8 +365,21 @@ func (n *Node) SendMany(ctx context.Context, reqs []SendRequest) (results []Send
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	routed, routeErrs := n.router.SendKeysMany(rctx, ms)
+	unpublished := 0
+	var first error
 	for j, i := range plain {
 		results[i], errs[i] = n.sendResult(ms[j], false, routed[j], routeErrs[j])
+		if err := routed[j].RouteErr; err != nil {
+			if unpublished++; first == nil {
+				first = err
+			}
+		}
+	}
+	if unpublished > 0 {
+		// One line for the lot: a batch of thousands failing against a sick
+		// Redis must not write thousands of lines.
+		n.log.Warn("sends could not be published to every node holding their keys",
+			"sends", unpublished, "of", len(reqs), "first_err", first)
 	}
 	return results, errs
 }
