@@ -71,3 +71,13 @@ func (s *Server) fail(c *gin.Context, err error) {
 	s.metrics.rejected.WithLabelValues(e.Code).Inc()
 	c.AbortWithStatusJSON(status, apiError{Error: detailOf(e, err)})
 }
+
+// quoteClipped quotes a value a client sent, for an error message: cut to
+// 64 bytes so a hostile header cannot fill the answer, and quoted so its
+// control characters cannot forge log lines or break the message.
+func quoteClipped(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strconv.Quote(s)
+}

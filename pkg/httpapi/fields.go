@@ -62,7 +62,7 @@ func checkFields(body []byte, names fieldSet) *node.Error {
 		}
 		switch {
 		case at < 0:
-			return badRequest("unknown_field", "unknown field %q (field names are lower case and exact: %s)", clipBytes(name), names)
+			return badRequest("unknown_field", "unknown field %s (field names are lower case and exact: %s)", quoteClipped(string(name)), names)
 		case seen&(1<<at) != 0:
 			return badRequest("duplicate_field", "field %q is given twice", names[at])
 		}
@@ -149,11 +149,4 @@ func skipValue(b []byte, i int) int {
 		return i
 	}
 	return -1
-}
-
-func clipBytes(b []byte) string {
-	if len(b) > 40 {
-		return string(b[:40]) + "…"
-	}
-	return string(b)
 }

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -36,7 +35,7 @@ func (s *Server) checkHost() gin.HandlerFunc {
 		s.metrics.rejected.WithLabelValues("host_not_allowed").Inc()
 		c.AbortWithStatusJSON(http.StatusMisdirectedRequest, apiError{Error: errorDetail{
 			Code:    "host_not_allowed",
-			Message: "this node does not answer to host " + clipHost(c.Request.Host) + "; see --allowed-hosts",
+			Message: "this node does not answer to host " + quoteClipped(c.Request.Host) + "; see --allowed-hosts",
 		}})
 	}
 }
@@ -97,12 +96,4 @@ func (hl hostList) allow(hostport string) bool {
 		}
 	}
 	return false
-}
-
-// clipHost keeps a hostile Host header from filling the answer.
-func clipHost(h string) string {
-	if len(h) > 64 {
-		h = h[:64] + "…"
-	}
-	return strconv.Quote(h)
 }

@@ -55,13 +55,6 @@ func (s *Server) checkOrigin(c *gin.Context) {
 	}
 	if !originAllowed(c.Request, s.cfg.AllowedOrigins) {
 		s.fail(c, node.Errorf(node.KindForbidden, "origin_not_allowed",
-			"requests from the page at %s are not allowed (same origin only, or --allowed-origins)", clip(c.GetHeader("Origin"))))
+			"requests from the page at %s are not allowed (same origin only, or --allowed-origins)", quoteClipped(c.GetHeader("Origin"))))
 	}
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }

@@ -3,8 +3,6 @@ package httpapi
 import (
 	"encoding/base64"
 	"net/http"
-	"net/url"
-	"path"
 	"strings"
 	"time"
 
@@ -17,16 +15,12 @@ import (
 
 // handleWebSocket serves GET /v1/ws. Everything that can refuse the
 // client comes before anything is counted or registered for it: the Host
-// (checkHost), the browser origin, the query, the token and the node's
+// (checkHost) and the browser origin (checkOrigin) before this handler, the query, the token and the node's
 // readiness (node.Authorize), and the handshake itself. Only then does the
 // engine admit and register the connection (node.Admit), and only then is
 // the socket upgraded, so a client that sees its socket open is reachable
 // from every node. Every refusal is a plain HTTP error the client can read.
 func (s *Server) handleWebSocket(c *gin.Context) {
-	if err := checkOrigin(c.Request, s.cfg.AllowedOrigins); err != nil {
-		s.fail(c, err)
-		return
-	}
 	req, err := s.connectRequest(c)
 	if err != nil {
 		s.fail(c, err)
@@ -62,35 +56,6 @@ func (s *Server) handleWebSocket(c *gin.Context) {
 	// From here the connection lives on its own goroutines, not this
 	// handler's: returning frees the request's stack and gin's context.
 	session.Serve(ws, lean.out)
-}
-
-// checkOrigin refuses a browser whose page is on another origin than the
-// node's Host and than allowed (host patterns as in
-// websocket.AcceptOptions.OriginPatterns). Clients that are not browsers
-// send no Origin and pass: the origin check protects a browser's cookies
-// and ambient reach, which they do not have.
-func checkOrigin(r *http.Request, allowed []string) error {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return nil
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return node.Errorf(node.KindForbidden, "origin_not_allowed", "the Origin header is not a URL with a host")
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return nil
-	}
-	for _, p := range allowed {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
-			return nil
-		}
-	}
-	return node.Errorf(node.KindForbidden, "origin_not_allowed", "pages from origin %s may not connect; see --allowed-origins", clipHost(u.Scheme+"://"+u.Host))
 }
 
 // checkUpgrade reports what makes r not a WebSocket handshake herald can
