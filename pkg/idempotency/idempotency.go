@@ -127,21 +127,8 @@ func NewMemory(ttl time.Duration, maxBytes int64) *Memory {
 	return &Memory{ttl: ttl, maxBytes: maxBytes, answers: make(map[string]*memoryAnswer)}
 }
 
-// Run frees expired answers every second until ctx ends.
-func (m *Memory) Run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			m.Sweep(now)
-		}
-	}
-}
-
-// Sweep frees the answers and claims expired at now.
+// Sweep frees the answers and claims expired at now. The node calls it
+// every second, so that memory comes back while no request comes in.
 func (m *Memory) Sweep(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -1,13 +1,11 @@
 package idempotency_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/idempotency"
 )
 
@@ -82,19 +80,4 @@ func TestAFullMemoryStoreRefusesNewKeysAndStillAnswersRetries(t *testing.T) {
 	if _, claimed, err := m.Begin(t.Context(), "new", time.Minute); !claimed || err != nil {
 		t.Fatalf("after an abort freed room: claimed=%v err=%v", claimed, err)
 	}
-}
-
-func TestTheMemoryStoreRunsUntilItsContextEnds(t *testing.T) {
-	m := idempotency.NewMemory(10*time.Millisecond, 0)
-	m.Begin(t.Context(), "k", time.Minute)
-	m.Finish(t.Context(), "k", []byte(`1`))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(ctx) }()
-	wait.Until(t, 10*time.Second, "Run to forget the expired answer", func() bool {
-		keys, _ := m.Usage()
-		return keys == 0
-	})
-	cancel()
-	<-done
 }

@@ -67,23 +67,9 @@ func NewMemory(opts Options) *Memory {
 	return &Memory{opts: opts, keys: make(map[string]*memoryInbox)}
 }
 
-// Run frees expired keys and entries every second until ctx ends, so that
-// memory comes back while no write comes in.
-func (m *Memory) Run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			m.Sweep(now)
-		}
-	}
-}
-
 // Sweep frees what is expired at now: keys untouched for MaxAge, entries
-// older than MaxAge. Its cost is what it frees.
+// older than MaxAge. Its cost is what it frees. The node calls it every
+// second, so that memory comes back while no write comes in.
 func (m *Memory) Sweep(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

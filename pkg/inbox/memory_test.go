@@ -1,7 +1,6 @@
 package inbox_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,17 +43,13 @@ func TestOldEntriesOfAKeyInUseAgeOutWhileItsAckKeepsTheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The key is used (acked) all along, but its only entry gets older
-	// than MaxAge: Run frees the entry, the key keeps its position.
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(ctx) }()
+	// than MaxAge: a sweep frees the entry, the key keeps its position.
 	wait.Until(t, 10*time.Second, "the old entry to age out", func() bool {
 		_ = m.Ack(t.Context(), "u1", ids[0])
+		m.Sweep(time.Now())
 		got, _ := m.After(t.Context(), "u1", protocol.StoredID{}, 10)
 		return len(got) == 0
 	})
-	cancel()
-	<-done // Run ends with its context
 	if keys, _ := m.Usage(); keys != 1 {
 		t.Fatalf("keys = %d, want u1 kept by its acks", keys)
 	}

@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/node"
 )
 
@@ -60,6 +62,24 @@ func TestAStoredSendBeyondTheSingleNodesMemoryIsRefusedAndNothingAcceptedIsLost(
 			t.Fatalf("%s got %+v, want its stored send", key, f)
 		}
 	}
+}
+
+// A single node given stored sends for keys that never come back frees
+// them once --inbox-max-age has passed, with no request to prompt it.
+func TestASingleNodeFreesTheInboxesOfKeysThatNeverComeBack(t *testing.T) {
+	n := startNode(t, "solo", "", func(c *node.Config) { c.InboxMaxAge = time.Second })
+	data := `"` + strings.Repeat("x", 10<<10) + `"`
+	for i := range 20 {
+		if status, out, _ := postJSONWith(t, n.URL("/v1/send"), fmt.Sprintf(`{"key":"gone%d","data":%s,"store":true}`, i, data), nil); status != http.StatusOK {
+			t.Fatalf("send %d: %d %v", i, status, out)
+		}
+	}
+	if line := metricLine(t, n, "herald_inbox_memory_bytes"); line == "herald_inbox_memory_bytes 0" || line == "" {
+		t.Fatalf("after 20 stored sends the inbox holds nothing: %q", line)
+	}
+	wait.Until(t, 15*time.Second, "the idle inboxes to be freed", func() bool {
+		return metricLine(t, n, "herald_inbox_memory_bytes") == "herald_inbox_memory_bytes 0"
+	})
 }
 
 // The same node refuses a new Idempotency-Key beyond

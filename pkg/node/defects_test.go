@@ -31,7 +31,7 @@ func postWith(t *testing.T, url, body string, header map[string]string) (int, ma
 	return resp.StatusCode, decode(resp.Body), resp.Header
 }
 
-// metricValue returns the line of /metrics that starts with series.
+// metricLine returns the line of /metrics that starts with series.
 func metricLine(t *testing.T, n *testNode, series string) string {
 	t.Helper()
 	_, out := get(t, n.URL("/metrics"))

@@ -212,6 +212,36 @@ func (n *Node) storedSkipped(reason, stream string, id protocol.StoredID) {
 	n.log.Warn("skipped a stored message no client can decode", "reason", reason, "stream", stream, "id", id.String())
 }
 
+// sweeper is an in-process store that frees what expired only when told:
+// one loop here drives them all, rather than a ticker in each.
+type sweeper interface{ Sweep(now time.Time) }
+
+// sweepStores frees what the in-process stores hold past its age every
+// second until ctx ends, so that memory comes back while no request comes.
+func (n *Node) sweepStores(ctx context.Context) {
+	var stores []sweeper
+	for _, s := range []any{n.store, n.inbox, n.idem} {
+		if sw, ok := s.(sweeper); ok {
+			stores = append(stores, sw)
+		}
+	}
+	if len(stores) == 0 {
+		return // Redis expires its own keys
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, s := range stores {
+				s.Sweep(now)
+			}
+		}
+	}
+}
+
 // start runs the background loops until Shutdown.
 func (n *Node) start() {
 	n.connCtx, n.connCancel = context.WithCancel(context.Background())
@@ -223,12 +253,7 @@ func (n *Node) start() {
 		}
 	})
 	n.loops.Go(func() { n.presence.Run(bg) })
-	// In-process stores free what expired while no request comes.
-	for _, s := range []any{n.store, n.inbox, n.idem} {
-		if r, ok := s.(interface{ Run(context.Context) }); ok {
-			n.loops.Go(func() { r.Run(bg) })
-		}
-	}
+	n.loops.Go(func() { n.sweepStores(bg) })
 	n.loops.Go(func() { n.acks.loop.Run(bg) })
 	n.loops.Go(func() { n.sendReports(bg) })
 	// Heartbeats stop before Shutdown leaves presence: one racing with
