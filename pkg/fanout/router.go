@@ -77,7 +77,8 @@ type RouterConfig struct {
 	// message id was written to a connection somewhere. Optional.
 	Delivered func(key string, id protocol.StoredID)
 	// InvalidText is told of each message from the bus dropped because its
-	// data is not valid text (protocol.ValidText). Optional.
+	// id is not a name or its data not valid (protocol.ValidData): both are
+	// pasted into frames verbatim. Optional.
 	InvalidText func()
 	// Route, when set, sends to keys in one Redis round trip: it must
 	// publish to the Bus's node channels (a classic Redis bus on the same
@@ -453,7 +454,7 @@ func keyDelivery(m *Message, i int) hub.Delivery {
 func (r *Router) HandleMessage(m *Message) {
 	switch m.Kind {
 	case KindKeys:
-		if !protocol.ValidText(m.Data) {
+		if !writable(m) {
 			r.dropInvalid(m)
 			return
 		}
@@ -470,7 +471,7 @@ func (r *Router) HandleMessage(m *Message) {
 		if m.Origin == r.self {
 			return // delivered locally when it was accepted
 		}
-		if !protocol.ValidText(m.Data) {
+		if !writable(m) {
 			r.dropInvalid(m)
 			return
 		}
@@ -482,12 +483,21 @@ func (r *Router) HandleMessage(m *Message) {
 	}
 }
 
+// writable reports whether m's id and data can be written into a frame as
+// they are (protocol.AppendFrame). Nodes send only such messages; anything
+// else on the bus was put there by hand, or by a broken or hostile client of
+// Redis. Its keys and topic need no check: only names with local
+// connections are looked up, and those were checked when they connected.
+func writable(m *Message) bool {
+	return protocol.ValidName(m.ID) && protocol.ValidData(m.Data)
+}
+
 // dropInvalid counts a message dropped for data that is not valid text and
 // logs the first one only: a misbehaving publisher must not flood the log.
 func (r *Router) dropInvalid(m *Message) {
 	r.invalid()
 	if r.loggedBad.CompareAndSwap(false, true) {
-		r.log.Warn("dropping bus messages whose data is not valid UTF-8 text (logged once, counted in herald_drops_total{reason=\"invalid_text\"})",
+		r.log.Warn("dropping bus messages whose id or data cannot be written to a client (not a name; not one JSON value of valid UTF-8 text); logged once, counted in herald_drops_total{reason=\"invalid_text\"}",
 			"origin", m.Origin, "id", m.ID, "kind", m.Kind)
 	}
 }

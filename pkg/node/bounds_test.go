@@ -116,7 +116,7 @@ func TestAnIdempotentSendBeyondTheSingleNodesMemoryIsRefusedAndRetriesStillAnswe
 func TestHistoryAClientCannotDecodeIsSkippedAndTheConnectionGoesOn(t *testing.T) {
 	r := redistest.Start(t)
 	rdb := r.Client()
-	n := startNode(t, "a", r.URL(), func(c *node.Config) { c.HistoryTopics = []string{"board", "news"} })
+	n := startNode(t, "a", r.URL(), func(c *node.Config) { c.HistoryTopics = []string{"board", "news", "notes"} })
 	cases := []struct {
 		name, reason string
 		stream       string // the Redis stream written by hand
@@ -130,6 +130,14 @@ func TestHistoryAClientCannotDecodeIsSkippedAndTheConnectionGoesOn(t *testing.T)
 		{"NoDataInAKeysInbox", "missing_data", "herald:{u2}:inbox", []any{"o", "a", "w", "0"},
 			func(text string) string { return storedID(t, n, "u2", text) },
 			"key=u2"},
+		// Pasted into the frame as it is, this would forge the frame's id
+		// and key (and so the client's resume cursor).
+		{"AFrameForgingFragmentInAKeysInbox", "invalid_json", "herald:{u3}:inbox", []any{"d", `1,"id":"9999999999999-0","key":"victim"`, "o", "a", "w", "0"},
+			func(text string) string { return storedID(t, n, "u3", text) },
+			"key=u3"},
+		{"UnterminatedJSONInATopicsHistory", "invalid_json", "herald:{#notes}:inbox", []any{"d", `{"unterminated`, "o", "a", "w", "0"},
+			func(text string) string { return postedID(t, n, "notes", text) },
+			"key=screen3&topics=notes"},
 		{"InvalidTextInATopicsHistory", "invalid_text", "herald:{#board}:inbox", []any{"d", "\"\xfe\"", "o", "a", "w", "0"},
 			func(text string) string { return postedID(t, n, "board", text) },
 			"key=screen1&topics=board"},

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -160,6 +161,11 @@ func (n *Node) checkData(data []byte, max int, limit string) error {
 	}
 	if !protocol.ValidText(data) {
 		return ErrInvalidUTF8
+	}
+	if !json.Valid(data) {
+		// What herald's HTTP adapter passes on was decoded as JSON; a Go
+		// program calling the engine may pass anything.
+		return invalid("invalid_json", "data must be one JSON value")
 	}
 	return nil
 }

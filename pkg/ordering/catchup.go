@@ -2,6 +2,7 @@ package ordering
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ type Stored struct {
 const (
 	SkipMissingData = "missing_data" // the entry has no data (its payload vanished)
 	SkipInvalidText = "invalid_text" // its data is not text a client can decode
+	SkipInvalidJSON = "invalid_json" // its data is not one JSON value: pasted into a frame, it would break or forge it
 )
 
 // Unwritable says why entry e cannot be written to a client, or "" when it
@@ -39,6 +41,8 @@ func Unwritable(e inbox.Entry) string {
 		return SkipMissingData
 	case !protocol.ValidText(e.Data):
 		return SkipInvalidText
+	case !json.Valid(e.Data):
+		return SkipInvalidJSON
 	}
 	return ""
 }

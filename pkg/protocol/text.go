@@ -2,8 +2,19 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/json"
 	"unicode/utf8"
 )
+
+// ValidData reports whether data may be pasted into a frame as its "data"
+// (AppendFrame copies it verbatim): one JSON value, and valid text
+// (ValidText). What came through herald's own JSON decoder is JSON
+// already; what comes from the bus or from a stored stream may be
+// anything, and a fragment such as 1,"id":"forged" would forge the
+// frame's other fields.
+func ValidData(data []byte) bool {
+	return json.Valid(data) && ValidText(data)
+}
 
 // ValidText reports whether data, a JSON value, can be written in a
 // WebSocket text frame and read by every client: it must be valid UTF-8

@@ -99,3 +99,24 @@ func BenchmarkValidText(b *testing.B) {
 		}
 	}
 }
+
+func TestValidDataIsOneJSONValueOfValidText(t *testing.T) {
+	cases := []struct {
+		data string
+		want bool
+	}{
+		{`{"item":"sword"}`, true},
+		{`"text"`, true},
+		{`1`, true},
+		{`1,"id":"9999999999999-0","key":"victim"`, false}, // would forge the frame's fields
+		{`{"unterminated`, false},
+		{``, false},
+		{"\"\xff\"", false},
+		{`"\ud800"`, false},
+	}
+	for _, tc := range cases {
+		if got := ValidData([]byte(tc.data)); got != tc.want {
+			t.Errorf("ValidData(%q) = %v, want %v", tc.data, got, tc.want)
+		}
+	}
+}
