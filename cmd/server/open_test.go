@@ -118,6 +118,10 @@ func TestAnOpenNodeRefusesToJoinAnAuthenticatedCluster(t *testing.T) {
 			t.Fatalf("the open node's refusal does not say %q: %s", want, out)
 		}
 	}
+	// Nor may it pass for the authenticated node by taking its id.
+	if out := refused(t, nil, "--node-id", "prod-a", "--redis-url", r.URL()); !strings.Contains(out, "refusing to join") {
+		t.Fatalf("an open node with the id of an authenticated one joined: %s", out)
+	}
 	// Keys without a token key are open too: anyone could connect as anyone.
 	tokenless := keyedArgs(t)[:2]
 	if out := refused(t, nil, append(tokenless, "--node-id", "dev2", "--redis-url", r.URL())...); !strings.Contains(out, "refusing to join") {

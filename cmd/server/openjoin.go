@@ -42,7 +42,7 @@ func checkOpenJoin(ctx context.Context, cfg node.Config, log *slog.Logger) error
 	}
 	var keyed, open []string
 	for _, n := range nodes {
-		if n.ID == cfg.NodeID {
+		if n.ID == cfg.NodeID && n.Open == cfg.Open() {
 			continue // this node's previous process
 		}
 		if n.Open {
