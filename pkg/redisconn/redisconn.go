@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -158,11 +157,14 @@ func New(c Config) (redis.UniversalClient, error) {
 	switch c.Topology() {
 	case Single:
 		o, err := redis.ParseURL(c.URL)
-		if err != nil {
-			// Not wrapped: the parser's error may quote the whole URL,
-			// password included, and this one ends up in logs and on
-			// the terminal.
-			return nil, fmt.Errorf("redis url %s: %s", Redact(c.URL), redactIn(err.Error(), c.URL))
+		if u, perr := url.Parse(c.URL); err != nil || perr != nil || u.Host == "" {
+			// Neither the URL nor the parser's error, which quotes
+			// parts of it: a malformed URL hides its password where no
+			// redaction finds it (redis:/user:pw@host parses the
+			// password as a database number), and this message ends
+			// up in logs and on the terminal.
+			return nil, errors.New("redis url is malformed (not shown, as it may hold a password): " +
+				"give redis://[user[:password]@]host[:port][/db] or rediss://..., the password better in HERALD_REDIS_PASSWORD")
 		}
 		if o.Password == "" {
 			o.Password = c.Password
@@ -205,17 +207,6 @@ func New(c Config) (redis.UniversalClient, error) {
 	return nil, errors.New("redis: no topology configured")
 }
 
-// Redact returns the Redis URL u with the password of its userinfo
-// replaced by "xxxxx", whether or not the rest of u parses: it is for
-// error messages and logs, which must never show the password.
-func Redact(u string) string {
-	start, end, ok := passwordSpan(u)
-	if !ok {
-		return u
-	}
-	return u[:start] + "xxxxx" + u[end:]
-}
-
 // urlPassword returns the password in u's userinfo, or "".
 func urlPassword(u string) string {
 	start, end, ok := passwordSpan(u)
@@ -247,25 +238,6 @@ func passwordSpan(u string) (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	return off + colon + 1, off + at, true
-}
-
-// redactIn removes u's password from msg in every form an error message
-// may carry it: as written, unescaped, and quoted.
-func redactIn(msg, u string) string {
-	pw := urlPassword(u)
-	if pw == "" {
-		return msg
-	}
-	forms := []string{pw, strings.Trim(strconv.Quote(pw), `"`)}
-	if un, err := url.PathUnescape(pw); err == nil {
-		forms = append(forms, un, strings.Trim(strconv.Quote(un), `"`))
-	}
-	for _, f := range forms {
-		if f != "" {
-			msg = strings.ReplaceAll(msg, f, "xxxxx")
-		}
-	}
-	return msg
 }
 
 // ErrNotReplicated: a write reached the master but WAIT did not confirm
