@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -46,29 +47,32 @@ func (s *Server) limitRequests(c *gin.Context) {
 	c.Next()
 }
 
-// reserveBody reserves, before a body is read, the most bytes it may hold:
-// its Content-Length when it gives one (the server reads no further), the
-// endpoint's limit otherwise. The handler gives them back with releaseBody
-// when it has answered, since what is decoded from a body lives as long as
-// the request. A request alone in flight is never refused, whatever its
-// size: the bound is on the sum.
-func (s *Server) reserveBody(c *gin.Context, limit int64) (int64, error) {
-	l := &s.inFlight
-	if l.maxBytes < 0 {
-		return 0, nil
-	}
-	n := limit
-	if cl := c.Request.ContentLength; cl >= 0 && cl < limit {
-		n = cl
-	}
-	if total := l.bytes.Add(n); total > l.maxBytes && total != n {
-		l.bytes.Add(-n)
-		return 0, errTooManyBodyBytes
-	}
-	return n, nil
+// bodyReader counts a request's body bytes in flight as they arrive, and
+// fails the read once the node's sum is over its bound. Counting what
+// arrived, not what a body may hold, is what keeps a client that trickles
+// its body from holding more than it sent: reserving each body's limit (or
+// its Content-Length) up front let four slow connections lock every send
+// out for the whole read timeout. A request alone in flight is never
+// refused, whatever its size: the bound is on the sum.
+type bodyReader struct {
+	r    io.Reader
+	l    *inFlight
+	held int64 // bytes this body counts in l; given back with releaseBody
 }
 
-// releaseBody gives back what reserveBody reserved.
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 && b.l.maxBytes >= 0 {
+		b.held += int64(n)
+		if total := b.l.bytes.Add(int64(n)); total > b.l.maxBytes && total > b.held {
+			return n, errTooManyBodyBytes
+		}
+	}
+	return n, err
+}
+
+// releaseBody gives back what a bodyReader counted, once the request is
+// answered: what is decoded from a body lives as long as the request.
 func (s *Server) releaseBody(n int64) {
 	if n > 0 {
 		s.inFlight.bytes.Add(-n)

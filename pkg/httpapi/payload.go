@@ -57,15 +57,16 @@ func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, int64, er
 	return p, reserved, err
 }
 
-// readBody reads a request body of at most limit bytes, once the node's
-// budget of body bytes in flight (reserveBody) has room for it; it returns
-// the bytes reserved, which the caller gives back with releaseBody.
+// readBody reads a request body of at most limit bytes, counting them in the
+// node's budget of body bytes in flight as they arrive (bodyReader); it
+// returns the bytes counted, which the caller gives back with releaseBody.
 func (s *Server) readBody(c *gin.Context, limit int64) ([]byte, int64, error) {
-	reserved, err := s.reserveBody(c, limit)
-	if err != nil {
-		return nil, 0, err
+	br := &bodyReader{r: http.MaxBytesReader(c.Writer, c.Request.Body, limit), l: &s.inFlight}
+	body, err := io.ReadAll(br)
+	reserved := br.held
+	if errors.Is(err, errTooManyBodyBytes) {
+		return nil, reserved, errTooManyBodyBytes
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
