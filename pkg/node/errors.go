@@ -98,11 +98,16 @@ var ErrNotReplicated = &Error{Kind: KindUnavailable, Code: "not_replicated", Ret
 	Message: "the message was stored on the Redis master, but too few replicas confirmed it in time, so it was not sent yet; " +
 		"retry with the same Idempotency-Key: the retry sends it once, without storing it twice"}
 
-// ErrStorageFull: the single-node mode's in-process store holds as much as
-// --inbox-memory-bytes (or --idempotency-memory-bytes) allows. What it
-// accepted is kept; room comes back as it ages out.
-var ErrStorageFull = &Error{Kind: KindUnavailable, Code: "storage_full", RetryAfter: 10 * time.Second,
-	Message: "this node holds as many stored messages as it may; nothing was stored or sent, try again later"}
+// ErrStorageFull and ErrIdempotencyFull: the single-node mode's in-process
+// inbox holds as much as --inbox-memory-bytes allows, or its idempotency
+// store as much as --idempotency-memory-bytes. What they accepted is kept;
+// room comes back as it ages out.
+var (
+	ErrStorageFull = &Error{Kind: KindUnavailable, Code: "storage_full", RetryAfter: 10 * time.Second,
+		Message: "this node holds as many stored messages as it may; nothing was stored or sent, try again later"}
+	ErrIdempotencyFull = &Error{Kind: KindUnavailable, Code: "storage_full", RetryAfter: 10 * time.Second,
+		Message: "this node remembers as many Idempotency-Key answers as it may; nothing was sent, try again later or without the key"}
+)
 
 // ErrInvalidUTF8: a message's data holds bytes that are not UTF-8, or a
 // \u escape naming a lone UTF-16 surrogate; clients could not read it.

@@ -34,7 +34,7 @@ func idempotent[R any](ctx context.Context, n *Node, key, scoped string, do func
 		return res, false, retryLater(Errorf(KindConflict, "idempotency_in_progress",
 			"a request with this Idempotency-Key is still being carried out"), time.Second)
 	case errors.Is(err, idempotency.ErrFull):
-		return res, false, ErrStorageFull
+		return res, false, ErrIdempotencyFull
 	case err != nil:
 		n.metrics.redisErrors.WithLabelValues("idempotency").Inc()
 		return res, false, unavailable("could not check the Idempotency-Key; nothing was sent")
