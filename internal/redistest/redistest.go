@@ -78,6 +78,27 @@ func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 // URL is the redis:// URL herald's --redis flag takes.
 func (s *Server) URL() string { return "redis://" + s.Addr() }
 
+// UsedMemory returns the server's used_memory (INFO memory), in bytes: what
+// a test measures a write's cost to Redis with.
+func (s *Server) UsedMemory(t testing.TB) int64 {
+	t.Helper()
+	info, err := s.Client().Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no used_memory in INFO memory:\n%s", info)
+	return 0
+}
+
 // Client returns a go-redis client closed at the end of the test.
 func (s *Server) Client() *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr()})

@@ -2,10 +2,7 @@ package inbox_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,26 +13,6 @@ import (
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
-// usedMemory is Redis's used_memory, in bytes.
-func usedMemory(t *testing.T, rdb *redis.Client) int64 {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "memory").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no used_memory in INFO memory:\n%s", info)
-	return 0
-}
-
 // payload is a JSON string of about n bytes.
 func payload(n int) []byte {
 	return append(append([]byte(`"`), bytes.Repeat([]byte("x"), n-2)...), '"')
@@ -45,18 +22,19 @@ func payload(n int) []byte {
 // "store": true. Each key's inbox used to hold its own copy (60 MB and more
 // in Redis for one 79 KB request); the payload is now stored once.
 func TestAStoredSendToAThousandKeysCostsRedisItsPayloadOnce(t *testing.T) {
-	rdb := redistest.Start(t).Client()
+	r := redistest.Start(t)
+	rdb := r.Client()
 	in := inbox.NewRedis(rdb, inbox.Options{MaxLen: 1000, MaxAge: 24 * time.Hour})
 	keys := make([]string, 1000)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("player-%d", i)
 	}
 	data := payload(60 << 10)
-	before := usedMemory(t, rdb)
+	before := r.UsedMemory(t)
 	if _, _, err := in.Append(t.Context(), keys, inbox.Entry{Data: data, Origin: "n1"}); err != nil {
 		t.Fatal(err)
 	}
-	grown := usedMemory(t, rdb) - before
+	grown := r.UsedMemory(t) - before
 	t.Logf("one stored send, 1000 keys × %d bytes: used_memory grew by %d bytes (%d per key)", len(data), grown, grown/1000)
 	if limit := int64(len(data) + 1000*inbox.EntryOverhead); grown > limit {
 		t.Fatalf("used_memory grew by %d bytes, over the payload once plus %d per key (%d)", grown, inbox.EntryOverhead, limit)
@@ -73,16 +51,17 @@ func TestAStoredSendToAThousandKeysCostsRedisItsPayloadOnce(t *testing.T) {
 // A thousand single-key stored sends keep their one-script path: each costs
 // its data and one entry, no more than before payloads were shared.
 func TestAThousandSingleKeyStoredSendsCostTheirDataAndAnEntryEach(t *testing.T) {
-	rdb := redistest.Start(t).Client()
+	r := redistest.Start(t)
+	rdb := r.Client()
 	in := inbox.NewRedis(rdb, inbox.Options{MaxLen: 1000, MaxAge: 24 * time.Hour})
 	data := payload(60 << 10)
-	before := usedMemory(t, rdb)
+	before := r.UsedMemory(t)
 	for i := range 1000 {
 		if _, _, err := in.Append(t.Context(), []string{fmt.Sprintf("player-%d", i)}, inbox.Entry{Data: data, Origin: "n1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	grown := usedMemory(t, rdb) - before
+	grown := r.UsedMemory(t) - before
 	t.Logf("1000 stored sends, 1 key × %d bytes each: used_memory grew by %d bytes (%d per send)", len(data), grown, grown/1000)
 	// The allocator rounds a 60 KB string up to its 64 KB size class.
 	if limit := int64(1000 * (len(data)*9/8 + inbox.EntryOverhead)); grown > limit {
@@ -95,7 +74,8 @@ func TestAThousandSingleKeyStoredSendsCostTheirDataAndAnEntryEach(t *testing.T) 
 // approximate): the entry then reads back without data, for replay to
 // skip, and the entries around it read as they were.
 func TestAnEntryWhoseSharedPayloadIsGoneReadsBackWithoutData(t *testing.T) {
-	rdb := redistest.Start(t).Client()
+	r := redistest.Start(t)
+	rdb := r.Client()
 	ctx := t.Context()
 	in := inbox.NewRedis(rdb, inbox.Options{MaxLen: 100, MaxAge: time.Hour})
 	keys := []string{"u1", "u2"}
@@ -143,7 +123,8 @@ func TestAnEntryWhoseSharedPayloadIsGoneReadsBackWithoutData(t *testing.T) {
 // A retried send (same Dedupe) gets the first ids back, and its payload,
 // named by its content, is not stored a second time.
 func TestARetriedSharedSendStoresItsPayloadOnce(t *testing.T) {
-	rdb := redistest.Start(t).Client()
+	r := redistest.Start(t)
+	rdb := r.Client()
 	ctx := t.Context()
 	in := inbox.NewRedis(rdb, inbox.Options{MaxLen: 100, MaxAge: time.Hour})
 	keys := []string{"u1", "u2", "u3"}

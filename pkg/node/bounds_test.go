@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,20 +18,9 @@ import (
 // postJSONWith posts a JSON body with extra headers.
 func postJSONWith(t *testing.T, url, body string, header map[string]string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	return resp.StatusCode, decode(resp.Body), resp.Header
+	h := map[string]string{"Content-Type": "application/json"}
+	maps.Copy(h, header)
+	return postWith(t, url, body, h)
 }
 
 // A backend storing big sends to ever new keys on a single node fills its

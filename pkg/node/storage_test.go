@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,31 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/node"
 )
-
-// usedMemory is Redis's used_memory, in bytes.
-func usedMemory(t *testing.T, rdb *redis.Client) int64 {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "memory").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no used_memory in INFO memory:\n%s", info)
-	return 0
-}
 
 // postJSON posts a JSON body and returns the status, the decoded answer
 // and its headers.
@@ -93,7 +70,7 @@ func TestAStoredSendThatFillsRedisSaysPerKeyWhatWasStoredAndARetryStoresTheRest(
 	}
 	first, last := dial(t, a, "key="+keys[0]), dial(t, a, "key="+keys[999])
 	// Room for a few hundred new inboxes (each takes about 5 KB), not 1000.
-	if err := rdb.ConfigSet(t.Context(), "maxmemory", strconv.FormatInt(usedMemory(t, rdb)+1<<20, 10)).Err(); err != nil {
+	if err := rdb.ConfigSet(t.Context(), "maxmemory", strconv.FormatInt(r.UsedMemory(t)+1<<20, 10)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	data := `{"loot":"` + strings.Repeat("gold ", 200) + `"}`
