@@ -118,6 +118,14 @@ func TestAnEntryWhoseSharedPayloadIsGoneReadsBackWithoutData(t *testing.T) {
 			t.Fatalf("%s with the payload gone: %q, want the middle entry without data", how, got)
 		}
 	}
+	// A payload key of another type (an entry written by hand, naming a
+	// stream) makes that entry unreadable, not the page: failing the read
+	// would close the client at every reconnect.
+	rdb.XAdd(ctx, &redis.XAddArgs{Stream: keysOf[0], Values: []any{"a", "b"}})
+	wrong, err := in.After(ctx, "u1", protocol.StoredID{}, 10)
+	if err != nil || len(wrong) != 3 || wrong[1].Data != nil || string(wrong[2].Data) != string(last) {
+		t.Fatalf("with a payload key of another type: %q %v, want the middle entry without data", wrong, err)
+	}
 }
 
 // A retried send (same Dedupe) gets the first ids back, and its payload,

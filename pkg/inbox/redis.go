@@ -425,7 +425,8 @@ func (r *Redis) resolve(ctx context.Context, out []Entry, refs []string) error {
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	var reply redis.Error
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply) {
 		return fmt.Errorf("read shared payloads: %w", err)
 	}
 	for i, ref := range refs {
@@ -434,8 +435,11 @@ func (r *Redis) resolve(ctx context.Context, out []Entry, refs []string) error {
 		}
 		b, err := gets[ref].Bytes()
 		switch {
-		case errors.Is(err, redis.Nil):
-			out[i].Data = nil // expired or lost: unreadable
+		case errors.Is(err, redis.Nil), errors.As(err, &reply):
+			// Expired or lost, or an entry written by hand that names a
+			// key of another type (WRONGTYPE): this entry is unreadable,
+			// the page is not; failing it would close every reconnect.
+			out[i].Data = nil
 		case err != nil:
 			return fmt.Errorf("read shared payload %s: %w", ref, err)
 		default:
