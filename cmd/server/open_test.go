@@ -122,6 +122,11 @@ func TestAnOpenNodeRefusesToJoinAnAuthenticatedCluster(t *testing.T) {
 	if out := refused(t, nil, "--node-id", "prod-a", "--redis-url", r.URL()); !strings.Contains(out, "refusing to join") {
 		t.Fatalf("an open node with the id of an authenticated one joined: %s", out)
 	}
+	// Nor by taking another database number of the same Redis, whose
+	// pub/sub (broadcasts, topics) is the cluster's.
+	if out := refused(t, nil, "--node-id", "dev3", "--redis-url", r.URL()+"/1"); !strings.Contains(out, "cannot see") {
+		t.Fatalf("an open node on another database of the authenticated cluster's Redis joined: %s", out)
+	}
 	// Keys without a token key are open too: anyone could connect as anyone.
 	tokenless := keyedArgs(t)[:2]
 	if out := refused(t, nil, append(tokenless, "--node-id", "dev2", "--redis-url", r.URL())...); !strings.Contains(out, "refusing to join") {

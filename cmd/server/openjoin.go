@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/pkg/fanout"
 	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/presence"
 	"github.com/herald-push/herald/pkg/redisconn"
@@ -40,6 +44,11 @@ func checkOpenJoin(ctx context.Context, cfg node.Config, log *slog.Logger) error
 		}
 		return nil // the node waits for Redis as usual; it has nothing to warn about yet
 	}
+	if cfg.Open() && cfg.Redis.Topology() != redisconn.Cluster {
+		if err := checkHiddenNodes(ctx, rdb, len(nodes)); err != nil {
+			return err
+		}
+	}
 	var keyed, open []string
 	for _, n := range nodes {
 		if n.ID == cfg.NodeID && n.Open == cfg.Open() {
@@ -61,6 +70,36 @@ func checkOpenJoin(ctx context.Context, cfg node.Config, log *slog.Logger) error
 			"open_nodes", open)
 	}
 	return nil
+}
+
+// checkHiddenNodes refuses when herald nodes this node cannot see share its
+// Redis's pub/sub. Pub/sub is one space for all of a Redis's databases:
+// nodes on another database number (redis://host/1) are in no registry this
+// node reads, yet its broadcasts and topic posts would reach their clients.
+// Every node of the classic bus listens on fanout.BroadcastChannel, so more
+// listeners than registered nodes means such nodes. A node starting beside
+// this one listens a moment before it registers, so only an excess that
+// lasts counts.
+func checkHiddenNodes(ctx context.Context, rdb redis.UniversalClient, registered int) error {
+	var hidden int64
+	for try := range 5 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("cannot tell whether hidden nodes share this Redis: %w", ctx.Err())
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		listening, err := rdb.PubSubNumSub(ctx, fanout.BroadcastChannel).Result()
+		if err != nil {
+			return fmt.Errorf("cannot tell whether authenticated nodes share this Redis (%w): pass --allow-open-join to start anyway", err)
+		}
+		if hidden = listening[fanout.BroadcastChannel] - int64(registered); hidden <= 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("refusing to join a Redis whose pub/sub is shared with %d herald nodes this node cannot see (another database number?): "+
+		"they may be authenticated, and this open node's broadcasts would reach their clients; give it a Redis of its own, or pass --allow-open-join", hidden)
 }
 
 func plural(n int, one, many string) string {

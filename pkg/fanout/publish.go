@@ -54,7 +54,7 @@ func (p *publisher) Send(ctx context.Context, node string, m *Message) (bool, er
 
 // Publish publishes a topic or broadcast message to its channel.
 func (p *publisher) Publish(ctx context.Context, m *Message) (int, error) {
-	ch := broadcastChannel
+	ch := BroadcastChannel
 	if m.Kind == KindTopic {
 		ch = topicChannel(m.Topic)
 	}

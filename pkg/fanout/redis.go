@@ -13,7 +13,9 @@ import (
 
 // Channel names. A node's channel carries the sends routed to it, so a send
 // to a key held on two other nodes costs exactly two publishes.
-const broadcastChannel = "herald:broadcast"
+// BroadcastChannel is where broadcasts and topic messages go: every node of
+// the classic bus listens on it.
+const BroadcastChannel = "herald:broadcast"
 
 // nodeChannelPrefix + a node's id is the channel the node listens on.
 const nodeChannelPrefix = "herald:node:"
@@ -174,7 +176,7 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 		r.mu.Lock()
 		ps := r.ps
 		r.mu.Unlock()
-		if err := ps.Subscribe(ctx, nodeChannel(r.id), broadcastChannel); err != nil {
+		if err := ps.Subscribe(ctx, nodeChannel(r.id), BroadcastChannel); err != nil {
 			r.opts.Logger.Warn("subscribing to node channel failed; retrying on reconnect", "err", err)
 		}
 		received := ps.ChannelWithSubscriptions(

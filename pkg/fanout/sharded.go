@@ -71,7 +71,7 @@ func NewRedisSharded(cc *redis.ClusterClient, id string, opts RedisOptions) *Red
 		id:        id,
 		opts:      opts,
 		kick:      make(chan struct{}, 1),
-		want:      map[string]bool{nodeChannel(id): true, broadcastChannel: true},
+		want:      map[string]bool{nodeChannel(id): true, BroadcastChannel: true},
 		shards:    make(map[string]*shard),
 		placed:    make(map[string]*shard),
 		confirmed: make(map[string]bool),

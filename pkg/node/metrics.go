@@ -59,7 +59,7 @@ func newMetrics(n *Node) *metrics {
 	})
 	m.storedSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_stored_skipped_total",
-		Help: "Stored messages skipped at replay because no client can decode them, by reason: missing_data (no data), invalid_text (not valid UTF-8 text).",
+		Help: "Stored messages skipped at replay because no client can decode them, by reason: missing_data (no data), invalid_text (not valid UTF-8 text), invalid_json (not one JSON value).",
 	}, []string{"reason"})
 	m.storedSkipped.WithLabelValues("missing_data")
 	m.storedSkipped.WithLabelValues("invalid_text")

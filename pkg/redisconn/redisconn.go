@@ -157,7 +157,7 @@ func New(c Config) (redis.UniversalClient, error) {
 	switch c.Topology() {
 	case Single:
 		o, err := redis.ParseURL(c.URL)
-		if u, perr := url.Parse(c.URL); err != nil || perr != nil || u.Host == "" {
+		if u, perr := url.Parse(c.URL); err != nil || perr != nil || u.Hostname() == "" {
 			// Neither the URL nor the parser's error, which quotes
 			// parts of it: a malformed URL hides its password where no
 			// redaction finds it (redis:/user:pw@host parses the

@@ -103,6 +103,7 @@ func TestAMalformedRedisURLIsRefusedWithoutItsPassword(t *testing.T) {
 		"redis:///herald:s3cret@redis:6379", // likewise
 		"redis//herald:s3cret@redis:6379",   // no scheme
 		"redis:herald:s3cret@redis:6379",    // no host: it would dial localhost:6379
+		"redis://herald:s3cret@:6379",       // likewise
 		"s3cret",                            // a password where the URL goes
 	} {
 		_, err := redisconn.New(redisconn.Config{URL: u})
