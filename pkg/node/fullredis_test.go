@@ -35,6 +35,12 @@ func fillWithStoredSends(t *testing.T, n *testNode) (int, int, map[string]any, h
 	return 0, 0, nil, nil
 }
 
+func errorMessage(out map[string]any) string {
+	e, _ := out["error"].(map[string]any)
+	msg, _ := e["message"].(string)
+	return msg
+}
+
 // dialAndClose opens a WebSocket to n and closes it: whether new clients
 // are accepted.
 func dialAndClose(n *testNode, query string) error {
@@ -115,7 +121,7 @@ func TestAFullRedisRefusesStoredSendsAtTheHighWaterMarkWhilePresenceAndPlainSend
 			return metric(t, a, "herald_redis_memory_ratio") != ratio
 		})
 	}
-	msg, _ := out["error"].(map[string]any)["message"].(string)
+	msg := errorMessage(out)
 	if status != http.StatusServiceUnavailable || errorCode(out) != "storage_full" || h.Get("Retry-After") != "10" ||
 		!strings.Contains(msg, "high-water mark") {
 		t.Fatalf("after %d stored sends: %d %v (Retry-After %q), want 503 storage_full at the high-water mark with Retry-After 10",
@@ -197,5 +203,62 @@ func TestAFullRedisRefusesStoredSendsAtTheHighWaterMarkWhilePresenceAndPlainSend
 	})
 	if f := holder.next(); string(f.Data) != `"after"` {
 		t.Fatalf("u1 got %s after Redis had room again", f.Data)
+	}
+}
+
+// Something besides herald fills Redis past its maxmemory (another
+// application's keys, a maxmemory lowered by hand). Redis now refuses
+// every write that may grow it, heartbeats included: a stored send is
+// answered 503 storage_full saying Redis is out of memory (not the generic
+// unavailable), and /readyz turns 503 saying why, because the node cannot
+// keep its presence (its keys would read offline within a TTL) nor register
+// new clients. Once memory is freed the nodes are ready again by
+// themselves and stored sends are taken.
+func TestARedisFilledPastMaxmemoryByAnotherWriterIsNamedInAnswersAndReadiness(t *testing.T) {
+	r := redistest.StartWith(t, "--maxmemory-policy", "noeviction")
+	rdb := r.Client()
+	a := startNode(t, "a", r.URL(), shortTTL)
+	holder := dial(t, a, "key=u1")
+	// 4 MB of another application's keys, in values small enough to leave
+	// no large buffer behind, then maxmemory below what Redis holds.
+	value := strings.Repeat("x", 16<<10)
+	for i := range 256 {
+		if err := rdb.Set(t.Context(), fmt.Sprintf("someone-elses-cache:%d", i), value, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.ConfigSet(t.Context(), "maxmemory", strconv.FormatInt(r.UsedMemory(t)-(1<<20), 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	status, out, h := postJSON(t, a.URL("/v1/send"), `{"key":"u1","data":"kept?","store":true}`)
+	msg := errorMessage(out)
+	if status != http.StatusServiceUnavailable || errorCode(out) != "storage_full" || h.Get("Retry-After") == "" ||
+		!strings.Contains(msg, "out of memory") {
+		t.Fatalf("stored send into a Redis past maxmemory: %d %v (Retry-After %q), want 503 storage_full saying Redis is out of memory",
+			status, out, h.Get("Retry-After"))
+	}
+	status, out, _ = storedSend(t, a, []string{"u1"}, `"once"`, "idem-1")
+	if status != http.StatusServiceUnavailable || errorCode(out) != "storage_full" {
+		t.Fatalf("idempotent send into a Redis past maxmemory: %d %v, want 503 storage_full", status, out)
+	}
+	holder.nothing(200 * time.Millisecond)
+	wait.Until(t, 5*time.Second, "/readyz says Redis is out of memory", func() bool {
+		status, out := get(t, a.URL("/readyz"))
+		return status == http.StatusServiceUnavailable && strings.Contains(errorMessage(out), "out of memory")
+	})
+
+	for i := range 256 {
+		if err := rdb.Del(t.Context(), fmt.Sprintf("someone-elses-cache:%d", i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitReady(t, a)
+	wait.Until(t, 5*time.Second, "stored sends accepted again", func() bool {
+		status, _ := post(t, a.URL("/v1/send"), "application/json", `{"key":"u1","data":"after","store":true}`)
+		return status == http.StatusOK
+	})
+	if f := holder.next(); string(f.Data) != `"after"` {
+		t.Fatalf("u1 got %s once Redis had room", f.Data)
 	}
 }
