@@ -53,6 +53,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err := checkOpenJoin(context.Background(), cfg, cfg.Logger); err != nil {
 		return err
 	}
+	if err := checkRedisPolicy(context.Background(), cfg, cfg.Logger); err != nil {
+		return err
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
@@ -223,6 +226,8 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.IdempotencyMemoryBytes, "idempotency-memory-bytes", d.IdempotencyMemoryBytes, "single-node mode: bytes of remembered Idempotency-Key answers (-1: no limit)")
 	dur(&cfg.MaxWait, "max-wait", d.MaxWait, "longest a send may wait for delivery or an ack")
 	integer(&cfg.StoreRate, "store-rate", d.StoreRate, "bytes of Redis stored sends may cost per second per API key (open mode: per client IP) on each node (-1: no limit)")
+	float(&cfg.RedisHighWater, "redis-high-water", d.RedisHighWater, "fraction of Redis's maxmemory past which stored sends, history posts and Idempotency-Key requests are refused 503 storage_full, keeping the rest for presence (-1: never)")
+	boolean(&cfg.AllowEvictingRedis, "allow-evicting-redis", "start on a Redis whose maxmemory-policy is not noeviction (it may silently drop stored messages and presence)")
 	integer(&cfg.StoreBurst, "store-burst", d.StoreBurst, "bytes of Redis stored sends may cost in a burst per API key or client IP; a costlier send is refused 413")
 
 	if err := fs.Parse(args); err != nil {
@@ -233,6 +238,11 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	}
 	if len(errs) > 0 {
 		return cfg, 0, "", errs[0]
+	}
+	if cfg.RedisHighWater == 0 {
+		// In node.Config zero means the default; given here it would
+		// silently become 0.9.
+		return cfg, 0, "", fmt.Errorf("--redis-high-water must be in (0, 1], or -1 to never refuse stored sends on Redis memory")
 	}
 	cfg.ReadLimit = int64(readLimit)
 	cfg.MaxBodyBytesInFlight = int64(bodyBytesInFlight)

@@ -219,7 +219,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, code := range []string{"invalid_json", "unknown_field", "missing_data", "missing_key", "invalid_key",
 		"message_too_large", "missing_api_key", "invalid_api_key", "missing_token", "invalid_token", "forbidden",
 		"rate_limited", "too_many_connections", "unavailable", "invalid_utf8", "duplicate_field", "unsupported_media_type",
-		"origin_not_allowed", "overloaded"} {
+		"origin_not_allowed", "overloaded", "storage_full"} {
 		m.rejected.WithLabelValues(code)
 	}
 	reg.MustRegister(m.rejected, m.sendDuration)

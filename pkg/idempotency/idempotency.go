@@ -53,6 +53,9 @@ func redisKey(key string) string { return "herald:{idem:" + key + "}" }
 
 func (r *Redis) Begin(ctx context.Context, key string, lease time.Duration) ([]byte, bool, error) {
 	ok, err := r.rdb.SetNX(ctx, redisKey(key), "", lease).Result()
+	if redisconn.OutOfMemory(err) {
+		return nil, false, fmt.Errorf("%w: claim idempotency key: %w", ErrFull, err)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("claim idempotency key: %w", err)
 	}
@@ -89,8 +92,8 @@ func (r *Redis) Abort(ctx context.Context, key string) error {
 	return nil
 }
 
-// ErrFull: the in-process store remembers as much as it may; the key was
-// not claimed and nothing was done.
+// ErrFull: the in-process store remembers as much as it may, or Redis is
+// out of memory; the key was not claimed and nothing was done.
 var ErrFull = errors.New("the idempotency store is full")
 
 // Memory is an in-process Store for the single-node mode. Lookups are one

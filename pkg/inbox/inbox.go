@@ -59,8 +59,9 @@ type Options struct {
 // ErrPartiallyStored: Append stored the entry for some of its keys only.
 var ErrPartiallyStored = errors.New("stored for some keys only")
 
-// ErrFull: the store holds as much as it may; nothing was stored. Room comes
-// back as messages age out or are trimmed.
+// ErrFull: the store holds as much as it may (the in-process bound, or
+// Redis refusing every key's write as out of memory); nothing was stored.
+// Room comes back as messages age out or are trimmed.
 var ErrFull = errors.New("the inbox store is full")
 
 // Store keeps each key's inbox and acknowledged position.

@@ -251,6 +251,9 @@ func (r *Redis) Append(ctx context.Context, keys []string, e Entry) ([]protocol.
 		}
 	}
 	if len(failed) == len(keys) {
+		if redisconn.OutOfMemory(failure) {
+			return nil, nil, fmt.Errorf("%w: %w", ErrFull, failure)
+		}
 		return nil, nil, failure
 	}
 	ids := make([]protocol.StoredID, len(keys))

@@ -179,6 +179,16 @@ type Storage struct {
 	// single-node mode remembers; idempotent sends beyond it are refused
 	// with 503 storage_full (-1: no bound).
 	IdempotencyMemoryBytes int
+	// RedisHighWater is the fraction of Redis's maxmemory past which stored
+	// sends, history posts and Idempotency-Key requests are refused with
+	// 503 storage_full, so that the rest of maxmemory stays for heartbeats,
+	// presence and pub/sub (-1: never refuse; Redis without maxmemory is
+	// never refused on).
+	RedisHighWater float64
+	// AllowEvictingRedis lets a node start on a Redis whose
+	// maxmemory-policy is not noeviction (cmd/server checks at start).
+	// Such a Redis may silently drop stored messages and presence.
+	AllowEvictingRedis bool
 }
 
 // NoReplay as Storage.HistoryReplay shows a new subscriber of a history
@@ -247,6 +257,10 @@ func DefaultConfig() Config {
 			// of stored messages stays well inside a 512 MB container.
 			InboxMemoryBytes:       256 << 20,
 			IdempotencyMemoryBytes: 64 << 20,
+			// A tenth of maxmemory left for what keeps the cluster
+			// alive: heartbeats and presence of every node, which grow
+			// with connections, not with stored sends.
+			RedisHighWater: 0.9,
 		},
 	}
 }
@@ -338,6 +352,9 @@ func (c Config) validate() error {
 	}
 	if c.InboxMemoryBytes < -1 || c.IdempotencyMemoryBytes < -1 {
 		errs = append(errs, errors.New("inbox and idempotency memory bounds must be positive, or -1 for none"))
+	}
+	if c.RedisHighWater != -1 && (c.RedisHighWater <= 0 || c.RedisHighWater > 1) {
+		errs = append(errs, fmt.Errorf("redis high-water mark must be a fraction of maxmemory in (0, 1], or -1 for none; got %v", c.RedisHighWater))
 	}
 	if c.HistoryReplay < NoReplay {
 		errs = append(errs, fmt.Errorf("history replay must be %d (none) or more, got %d", NoReplay, c.HistoryReplay))

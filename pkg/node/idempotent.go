@@ -34,7 +34,7 @@ func idempotent[R any](ctx context.Context, n *Node, key, scoped string, do func
 		return res, false, retryLater(Errorf(KindConflict, "idempotency_in_progress",
 			"a request with this Idempotency-Key is still being carried out"), time.Second)
 	case errors.Is(err, idempotency.ErrFull):
-		return res, false, ErrIdempotencyFull
+		return res, false, n.storageFull(ErrIdempotencyFull)
 	case err != nil:
 		n.metrics.redisErrors.WithLabelValues("idempotency").Inc()
 		return res, false, unavailable("could not check the Idempotency-Key; nothing was sent")
@@ -44,6 +44,12 @@ func idempotent[R any](ctx context.Context, n *Node, key, scoped string, do func
 		}
 		n.metrics.idemReplays.Add(1)
 		return res, true, nil
+	}
+	if err := n.roomInRedis(); err != nil {
+		// Checked once claimed, not before: a retry of a request already
+		// answered gets its answer, which costs Redis nothing more.
+		n.abortClaim(rctx, scoped)
+		return res, false, err
 	}
 	res, err = do()
 	if err != nil {

@@ -123,6 +123,10 @@ func newMetrics(n *Node) *metrics {
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_redis_memory_ratio",
+			Help: "Redis used memory over maxmemory at the last reading (each second; the fullest master of a cluster); 0 without maxmemory or Redis. Past --redis-high-water stored sends are refused 503 storage_full.",
+		}, func() float64 { return n.mem.Ratio() }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

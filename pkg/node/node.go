@@ -33,6 +33,7 @@ import (
 	"github.com/herald-push/herald/pkg/ratelimit"
 	"github.com/herald-push/herald/pkg/reconcile"
 	"github.com/herald-push/herald/pkg/redisconn"
+	"github.com/herald-push/herald/pkg/redismem"
 )
 
 // redisTimeout bounds the Redis work of one operation.
@@ -59,6 +60,9 @@ type Node struct {
 	presence *reconcile.Loop // writes this node's key counts to the store
 	metrics  *metrics
 	ids      *idSource // message ids
+	// mem says when Redis is above its high-water mark; nil without
+	// Redis.
+	mem *redismem.Watcher
 
 	presenceOK atomic.Bool  // joined, last heartbeat succeeded, no resync pending
 	skipLogged atomic.Int64 // unix nanoseconds of the last skipped-entry log
@@ -132,6 +136,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.inbox = inbox.NewRedis(rdb, inboxOpts)
 		n.idem = idempotency.NewRedis(rdb, cfg.IdempotencyTTL, repl)
+		n.mem = redismem.NewWatcher(rdb, cfg.RedisHighWater, cfg.AllowEvictingRedis, n.log)
 	}
 	n.waits = newWaiters()
 	n.reports = make(chan *ordering.Notice, 4096)
@@ -256,6 +261,9 @@ func (n *Node) start() {
 	n.loops.Go(func() { n.sweepStores(bg) })
 	n.loops.Go(func() { n.acks.loop.Run(bg) })
 	n.loops.Go(func() { n.sendReports(bg) })
+	if n.mem != nil {
+		n.loops.Go(func() { n.mem.Run(bg, time.Second) })
+	}
 	// Heartbeats stop before Shutdown leaves presence: one racing with
 	// Leave would write the node back for a TTL.
 	heartbeats, stopHeartbeats := context.WithCancel(bg)
@@ -363,6 +371,8 @@ func (n *Node) Ready() error {
 	switch {
 	case n.isDraining():
 		return retryLater(Errorf(KindUnavailable, "not_ready", "node is draining"), time.Second)
+	case !n.presenceOK.Load() && n.mem.Full():
+		return retryLater(Errorf(KindUnavailable, "not_ready", "presence heartbeats refused: Redis is out of memory (at its maxmemory; free memory or raise it)"), time.Second)
 	case !n.presenceOK.Load():
 		return retryLater(Errorf(KindUnavailable, "not_ready", "presence not registered (redis unreachable?)"), time.Second)
 	case !n.router.Ready():

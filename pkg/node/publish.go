@@ -85,19 +85,23 @@ func (n *Node) publishMessage(ctx context.Context, m *fanout.Message, data []byt
 	if m.Kind == fanout.KindTopic && slices.Contains(n.cfg.HistoryTopics, m.Topic) {
 		// Kept in the topic's stream first: its id is what subscribers see
 		// and resume after.
+		if err := n.roomInRedis(); err != nil {
+			return PublishResult{}, err
+		}
 		stream := ordering.TopicStream(m.Topic).StoreKey("")
 		ids, prevs, err := n.inbox.Append(ctx, []string{stream}, inbox.Entry{Data: data, Origin: n.cfg.NodeID, Dedupe: dedupe})
 		if errors.Is(err, redisconn.ErrNotReplicated) {
 			err = nil // --redis-min-replicas is for sends to keys; history is kept as it is
 		}
 		if errors.Is(err, inbox.ErrFull) {
-			return PublishResult{}, ErrStorageFull
+			return PublishResult{}, n.storageFull(ErrStorageFull)
 		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
 			return PublishResult{}, unavailable("could not keep the message in the topic's history; nothing was sent")
 		}
 		m.Stored, m.Prevs = ids, prevs
+		n.mem.Grew(inbox.StoredCost(1, len(data)))
 		m.ID, m.TS = ids[0].String(), int64(ids[0].MS)
 		kept = true
 	}

@@ -178,6 +178,9 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	if store {
+		if err := n.roomInRedis(); err != nil {
+			return SendResult{}, err
+		}
 		if err := n.takeStored(req, len(keys)); err != nil {
 			return SendResult{}, err
 		}
@@ -196,13 +199,14 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 			return SendResult{}, n.sendPartial(rctx, m, ids, prevs)
 		}
 		if errors.Is(err, inbox.ErrFull) {
-			return SendResult{}, ErrStorageFull
+			return SendResult{}, n.storageFull(ErrStorageFull)
 		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
 			return SendResult{}, unavailable("could not store the message; nothing was sent")
 		}
 		n.metrics.stored.Add(uint64(len(keys)))
+		n.mem.Grew(inbox.StoredCost(len(keys), len(req.Data)))
 		m.Stored, m.Prevs, m.Wait = ids, prevs, uint8(req.Wait)
 	}
 	// Register before routing: a report may come back before SendKeys

@@ -390,3 +390,10 @@ func replicationID(ctx context.Context, c redis.Cmdable) (string, error) {
 	}
 	return "", errors.New("no master_replid in INFO replication")
 }
+
+// OutOfMemory reports an error with which Redis refused a command because
+// it is at its maxmemory (with noeviction, or nothing left to evict): the
+// command did not run.
+func OutOfMemory(err error) bool {
+	return err != nil && (redis.HasErrorPrefix(err, "OOM") || strings.Contains(err.Error(), "OOM command not allowed"))
+}
