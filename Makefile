@@ -1,14 +1,15 @@
 # herald — see README.md.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build fuzz cluster cluster-down bench
+.PHONY: run test deps build fuzz cluster cluster-down bench faults
 
 # Start one node in single-node mode on http://localhost:8080.
 run:
 	go run ./cmd/server
 
 # Install what the tests need (redis-server, redis-tools, redis-sentinel,
-# haproxy, Node.js, Chromium, Mono for the C# client), then
+# haproxy, Node.js, Chromium, Mono for the C# client, iptables for the fault
+# tests), then
 # run every test with the race detector, and the manifest checks.
 test: deps
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -25,10 +26,20 @@ deps:
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v mcs >/dev/null 2>&1 || missing="$$missing mono-mcs mono-devel"; \
+	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+# Only the fault tests of docs/delivery.md (partition, short partition,
+# stalled node, slow link, timed-out command) and the harness's own tests;
+# make test runs them too. The netns ones need root and iptables.
+FAULT_TESTS := TestAPartitionedNode|TestStoredSendsDuringAShortPartition|TestStoredSendsToAStalledNode|TestOverASlowLink|TestASendWhoseRedisCommandTimedOut
+faults: deps
+	GIN_MODE=release go test -race -count=1 -v -run '$(FAULT_TESTS)' ./cmd/server/
+	GIN_MODE=release go test -race -count=1 ./internal/faults/
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/herald ./cmd/server

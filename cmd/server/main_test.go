@@ -75,7 +75,16 @@ func startProcess(t *testing.T, args ...string) *process {
 // startProcessAt runs a node on addr, for restarts on the same address.
 func startProcessAt(t *testing.T, addr string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(herald(t), append([]string{"--listen", addr}, args...)...)
+	p := launch(t, addr, exec.Command(herald(t), append([]string{"--listen", addr}, args...)...))
+	wait.Until(t, 10*time.Second, "node ready", func() bool { return status(p, "/readyz") == http.StatusOK })
+	return p
+}
+
+// launch starts cmd, a node that listens on addr, without waiting for it to
+// turn ready: a fault test may run it in a network namespace, or expect it
+// to take its time.
+func launch(t *testing.T, addr string, cmd *exec.Cmd) *process {
+	t.Helper()
 	cmd.Stderr = &logWriter{t: t}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -83,7 +92,6 @@ func startProcessAt(t *testing.T, addr string, args ...string) *process {
 	p := &process{addr: addr, cmd: cmd, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
-	wait.Until(t, 10*time.Second, "node ready", func() bool { return status(p, "/readyz") == http.StatusOK })
 	return p
 }
 
@@ -301,4 +309,10 @@ func TestBadConfigIsRefusedWithAClearMessage(t *testing.T) {
 			t.Errorf("run(%v, %v) = %v, want an error about %q", tc.args, tc.env, err, tc.want)
 		}
 	}
+}
+
+// execHerald is the command that runs the herald binary with args.
+func execHerald(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	return exec.Command(herald(t), args...)
 }

@@ -76,7 +76,14 @@ type subscriber struct {
 
 func subscribe(t *testing.T, key string, urls ...string) *subscriber {
 	t.Helper()
-	c, err := client.New(client.Config{URLs: urls, Key: key, AutoAck: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second})
+	return subscribeWith(t, key, nil, urls...)
+}
+
+// subscribeWith is subscribe with a callback told of each connect and close.
+func subscribeWith(t *testing.T, key string, onState func(connected bool, err error), urls ...string) *subscriber {
+	t.Helper()
+	c, err := client.New(client.Config{URLs: urls, Key: key, AutoAck: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+		OnState: onState})
 	if err != nil {
 		t.Fatal(err)
 	}
