@@ -60,10 +60,10 @@ type Node struct {
 	metrics  *metrics
 	ids      *idSource // message ids
 
-	presenceOK  atomic.Bool // joined, last heartbeat succeeded, no resync pending
-	clockWarned atomic.Bool // the clock offset was logged
-	fence       *fence      // closes the clients once Redis is lost for FenceAfter
-	skipLogged atomic.Int64 // unix nanoseconds of the last skipped-entry log
+	presenceOK  atomic.Bool  // joined, last heartbeat succeeded, no resync pending
+	clockWarned atomic.Bool  // the clock offset was logged
+	fence       *fence       // closes the clients once Redis is lost for FenceAfter
+	skipLogged  atomic.Int64 // unix nanoseconds of the last skipped-entry log
 
 	// connCtx outlives requests: connections run on it after the request
 	// that admitted them returned, until the node stops.
