@@ -378,27 +378,34 @@ func (r *Redis) reap(ctx context.Context, mine string) error {
 }
 
 // killSubscriptions drops, on every master, the pub/sub connections of
-// node id (named redisconn.ClientName(id)) that are old enough to have
-// existed when its incarnation expired at deadline (unix ms, Redis's
-// clock). CLIENT LIST gives ages in whole seconds, so a connection is
-// dropped only if it is at least a second older than that: a node that
-// came back and subscribed again after its expiry keeps its new
-// subscription; one opened within the second before it expired is left to
-// TCP (and to the node's own fence).
+// node id (named redisconn.ClientName(id)) that were open when its
+// incarnation expired at deadline (unix ms, Redis's clock). CLIENT LIST
+// gives a connection's age in whole seconds of the server's cached clock,
+// read here with the server's TIME in the same round trip; a connection is
+// dropped only when its age proves it older than the deadline even with
+// both roundings and the cache against it, so a node that came back and
+// subscribed again after it expired keeps its new subscription. One opened
+// within the two seconds before the deadline is left to TCP (and to the
+// node's own fence).
 func (r *Redis) killSubscriptions(ctx context.Context, id string, deadline int64) (int, error) {
 	name := redisconn.ClientName(id)
-	minAge := r.now().Unix() - deadline/1000 + 1
 	var killed atomic.Int64
 	kill := func(ctx context.Context, c redis.Cmdable) error {
-		list, err := c.ClientList(ctx).Result()
-		if err != nil {
+		var now *redis.TimeCmd
+		var list *redis.StringCmd
+		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			now = p.Time(ctx)
+			list = p.ClientList(ctx)
+			return nil
+		}); err != nil {
 			return fmt.Errorf("list connections: %w", err)
 		}
-		ids := deadSubscriptions(list, name, minAge)
+		minAge := now.Val().Unix() - deadline/1000 + 2
+		ids := deadSubscriptions(list.Val(), name, minAge)
 		if len(ids) == 0 {
 			return nil
 		}
-		_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, cid := range ids {
 				p.ClientKillByFilter(ctx, "ID", cid)
 			}
