@@ -173,6 +173,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.Redis.MinReplicas, "redis-min-replicas", 0, "replicas that must confirm a stored send before it is answered (WAIT); 0: the master's word")
 	dur(&cfg.Redis.ReplicaTimeout, "redis-replica-timeout", d.Redis.ReplicaTimeout, "how long a stored send waits for --redis-min-replicas (at most 1s)")
 	dur(&cfg.PresenceTTL, "presence-ttl", d.PresenceTTL, "how long a node's keys count as online after its last heartbeat")
+	dur(&cfg.FenceAfter, "fence-after", 0, "how long after its last good heartbeat a node that lost Redis closes its clients with 1013 so they reconnect elsewhere (0: --presence-ttl)")
 	dur(&cfg.PingInterval, "ping-interval", d.PingInterval, "how often each client is pinged")
 	dur(&cfg.WriteTimeout, "write-timeout", d.WriteTimeout, "limit on one write or pong; slower clients are disconnected")
 	dur(&cfg.DrainWindow, "drain-window", d.DrainWindow, "time over which connections are closed at shutdown")

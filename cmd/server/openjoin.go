@@ -37,7 +37,7 @@ func checkOpenJoin(ctx context.Context, cfg node.Config, log *slog.Logger) error
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
 	defer cancel()
-	nodes, err := presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL).Nodes(ctx)
+	nodes, err := presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL, presence.RedisOptions{}).Nodes(ctx)
 	if err != nil {
 		if cfg.Open() {
 			return fmt.Errorf("cannot tell whether authenticated nodes use this Redis (%w): start this open node once Redis answers, or pass --allow-open-join", err)

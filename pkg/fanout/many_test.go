@@ -39,7 +39,7 @@ func TestABatchOfSendsIsLookedUpOnceAndEachIsAnsweredOnItsOwn(t *testing.T) {
 	for _, id := range []string{"a", "b"} {
 		h := hub.New(hub.Options{QueueMessages: 1 << 10, QueueBytes: 1 << 20})
 		hubs[id] = h
-		p := presence.NewRedis(rdb, id, time.Minute)
+		p := presence.NewRedis(rdb, id, time.Minute, presence.RedisOptions{})
 		if err := p.Join(ctx, presence.Node{ID: id}); err != nil {
 			t.Fatal(err)
 		}

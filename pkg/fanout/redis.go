@@ -57,10 +57,14 @@ type Redis struct {
 	id   string
 	opts RedisOptions
 	ps   *redis.PubSub // guarded by mu once Run started
-	// renew asks Run for a new subscribing connection.
-	renew chan struct{}
+	// renew asks Run for a new subscribing connection, saying why.
+	renew chan string
 
 	ready atomic.Bool
+	// renewing: Renew was called and the new subscription is not
+	// confirmed yet; the bus is not ready meanwhile, whatever a probe in
+	// flight on the old connection says.
+	renewing atomic.Bool
 
 	*publisher // Send and Publish
 
@@ -77,7 +81,7 @@ func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
 		id:      id,
 		opts:    opts,
 		ps:      rdb.Subscribe(context.Background()),
-		renew:   make(chan struct{}, 1),
+		renew:   make(chan string, 1),
 		waiters: make(map[string][]chan struct{}),
 		topics:  make(map[string]bool),
 	}
@@ -156,7 +160,26 @@ func (r *Redis) Unsubscribe(ctx context.Context, topics ...string) error {
 	return nil
 }
 
-func (r *Redis) Ready() bool { return r.ready.Load() }
+func (r *Redis) Ready() bool { return r.ready.Load() && !r.renewing.Load() }
+
+// Renew drops the subscribing connection and opens a new one (once Redis
+// answers), subscribed to everything the old one was. A node calls it when
+// it may have been cut off: the old connection may hang, or Redis may have
+// dropped it (a reaper kills a dead node's subscriptions), and the node
+// must not count as ready until a subscription is surely back. Resubscribed
+// is called once it is.
+func (r *Redis) Renew(reason string) {
+	r.renewing.Store(true)
+	r.ready.Store(false)
+	r.requestRenew(reason)
+}
+
+func (r *Redis) requestRenew(reason string) {
+	select {
+	case r.renew <- reason:
+	default:
+	}
+}
 
 func (r *Redis) Run(ctx context.Context, h Handler) error {
 	batchDone := make(chan struct{})
@@ -164,12 +187,7 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 	defer func() { <-batchDone }()
 	probes := newProber(r.id, r.opts.ProbeInterval, r.opts.Logger, &r.ready,
 		func(ctx context.Context, m *Message) (int, error) { return r.publish(ctx, nodeChannel(r.id), m) },
-		func() {
-			select {
-			case r.renew <- struct{}{}:
-			default:
-			}
-		})
+		func() { r.requestRenew("Redis accepted probes nobody received (a failover moved the master?)") })
 	go probes.run(ctx)
 	subscribedBefore := false
 	for {
@@ -183,7 +201,8 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 			redis.WithChannelSize(r.opts.ReceiveBuffer),
 			redis.WithChannelHealthCheckInterval(r.opts.ProbeInterval),
 		)
-		if !r.receive(ctx, received, h, probes, &subscribedBefore) {
+		reason, renew := r.receive(ctx, received, h, probes, &subscribedBefore)
+		if !renew {
 			ps.Close()
 			return nil
 		}
@@ -201,22 +220,22 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 		if len(topics) > 0 {
 			_ = next.Subscribe(ctx, topics...)
 		}
-		r.opts.Logger.Warn("bus subscription renewed: Redis accepted probes nobody received (a failover moved the master?)")
+		r.opts.Logger.Warn("bus subscription renewed", "reason", reason)
 	}
 }
 
 // receive hands messages over until ctx ends (false) or a renewal of the
-// subscribing connection is asked for (true).
-func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, probes *prober, subscribedBefore *bool) bool {
+// subscribing connection is asked for (true, and why).
+func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, probes *prober, subscribedBefore *bool) (string, bool) {
 	for {
 		select {
 		case <-ctx.Done():
-			return false
-		case <-r.renew:
-			return true
+			return "", false
+		case reason := <-r.renew:
+			return reason, true
 		case v, ok := <-received:
 			if !ok {
-				return false
+				return "", false
 			}
 			switch v := v.(type) {
 			case *redis.Subscription:
@@ -227,6 +246,7 @@ func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, pro
 				if v.Channel == nodeChannel(r.id) {
 					// (Re)subscribed: no need to wait for the next probe.
 					r.ready.Store(true)
+					r.renewing.Store(false)
 					if *subscribedBefore {
 						r.opts.Resubscribed()
 					}

@@ -126,6 +126,18 @@ func (r *Router) Run(ctx context.Context) error {
 // Ready reports whether messages sent to this node reach it.
 func (r *Router) Ready() bool { return r.bus.Ready() }
 
+// renewer is a bus whose subscription can be dropped and opened again.
+type renewer interface{ Renew(reason string) }
+
+// RenewSubscription drops the bus subscription and opens a new one: the
+// node may have been cut off, and must not read ready until its
+// subscription is surely back. A bus without connections ignores it.
+func (r *Router) RenewSubscription(reason string) {
+	if b, ok := r.bus.(renewer); ok {
+		b.Renew(reason)
+	}
+}
+
 // TopicsChanged tells the router that local subscriber counts of topics
 // changed. Wait on the result to know that the bus subscription is in place.
 func (r *Router) TopicsChanged(topics ...string) *reconcile.Pending {

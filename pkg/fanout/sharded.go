@@ -37,8 +37,11 @@ type RedisSharded struct {
 
 	*publisher // Send and Publish
 
-	ready  atomic.Bool
-	probes *prober // set by Run before any receiving starts
+	ready atomic.Bool
+	// renewing: Renew was called and the node channel is not confirmed
+	// again yet (see Redis.Renew).
+	renewing atomic.Bool
+	probes   *prober // set by Run before any receiving starts
 
 	handle  sync.Mutex // hands messages to the Handler one at a time
 	kick    chan struct{}
@@ -112,7 +115,24 @@ func (r *RedisSharded) Unsubscribe(ctx context.Context, topics ...string) error 
 	return nil
 }
 
-func (r *RedisSharded) Ready() bool { return r.ready.Load() }
+func (r *RedisSharded) Ready() bool { return r.ready.Load() && !r.renewing.Load() }
+
+// Renew drops every subscribing connection, on every master, and places
+// every channel again (see Redis.Renew).
+func (r *RedisSharded) Renew(reason string) {
+	r.renewing.Store(true)
+	r.ready.Store(false)
+	r.mu.Lock()
+	shards := make([]*shard, 0, len(r.shards))
+	for _, sh := range r.shards {
+		shards = append(shards, sh)
+	}
+	r.mu.Unlock()
+	for _, sh := range shards {
+		r.breakShard(sh, errors.New("renewed: "+reason))
+	}
+	r.poke()
+}
 
 func (r *RedisSharded) poke() {
 	select {
@@ -325,6 +345,7 @@ func (r *RedisSharded) subscriptionChanged(sh *shard, s *redis.Subscription) {
 		delete(r.waiters, s.Channel)
 		if s.Channel == nodeChannel(r.id) {
 			r.ready.Store(true)
+			r.renewing.Store(false)
 			r.started = true
 		}
 		r.endGapLocked()

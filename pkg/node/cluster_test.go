@@ -297,7 +297,10 @@ func TestRedisRestartUnderRunningNodesHealsWithoutRestartingThem(t *testing.T) {
 func TestKeysReadOnlineWithinAHeartbeatAfterRedisWasUnreachableLongerThanTheTTL(t *testing.T) {
 	const ttl = time.Second
 	r := redistest.Start(t)
-	fast := func(c *node.Config) { c.PresenceTTL = ttl }
+	// The clients stay through the outage: the fence, which would close
+	// them after a TTL, is another story
+	// (TestANodeThatLostRedisClosesItsClientsWith1013SoTheyReconnectElsewhere).
+	fast := func(c *node.Config) { c.PresenceTTL, c.FenceAfter = ttl, time.Minute }
 	a, b := startNode(t, "a", r.URL(), fast), startNode(t, "b", r.URL(), fast)
 	dial(t, a, "key=u1")
 	dial(t, b, "key=u2")

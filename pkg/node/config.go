@@ -36,6 +36,12 @@ type Config struct {
 	Redis redisconn.Config
 	// Logger receives the node's logs (default: discarded).
 	Logger *slog.Logger
+	// Clock is the clock the node believes (default time.Now). Presence
+	// deadlines, heartbeats and reaping never trust it alone: they use it
+	// corrected by the offset to Redis's clock measured at each heartbeat
+	// (herald_clock_offset_seconds). Tests set it to run a node whose
+	// clock is off.
+	Clock func() time.Time
 
 	Liveness
 	Limits
@@ -50,6 +56,11 @@ type Liveness struct {
 	// PresenceTTL is how long a node counts as holding its keys after its
 	// last heartbeat; heartbeats come every third of it.
 	PresenceTTL time.Duration
+	// FenceAfter is how long after its last good heartbeat a node whose
+	// heartbeats fail closes its clients with 1013 so that they reconnect
+	// to a node that reaches Redis (default: PresenceTTL, when the other
+	// nodes reap it).
+	FenceAfter time.Duration
 	// PingInterval is how often each client is pinged.
 	PingInterval time.Duration
 	// WriteTimeout bounds one write, or one ping's pong, to a client; past
@@ -286,6 +297,9 @@ func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
 	if c.AdvertiseAddr == "" {
 		c.AdvertiseAddr = c.Listen
 	}
+	if c.FenceAfter == 0 {
+		c.FenceAfter = c.PresenceTTL
+	}
 	if c.NodeID == "" {
 		h, err := hostname()
 		if err != nil {
@@ -316,7 +330,7 @@ func (c Config) validate() error {
 	var errs []error
 	for name, d := range map[string]time.Duration{
 		"presence TTL": c.PresenceTTL, "ping interval": c.PingInterval,
-		"write timeout": c.WriteTimeout, "drain window": c.DrainWindow,
+		"write timeout": c.WriteTimeout, "drain window": c.DrainWindow, "fence after": c.FenceAfter,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, d))

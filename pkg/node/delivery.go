@@ -14,17 +14,100 @@ import (
 )
 
 // resubscribed runs when the bus comes back after losing Redis: messages
-// routed here meanwhile were lost in pub/sub, so every connection reads its
-// streams from where it is.
-func (n *Node) resubscribed() {
+// routed here meanwhile were lost in pub/sub.
+func (n *Node) resubscribed() { n.catchUpAll("resubscribed") }
+
+// catchUpAll makes every connection read its streams from where it is:
+// delivery to this node may have been interrupted (see keepPresence), and
+// a stored message that was not routed here meanwhile would otherwise wait
+// for a later send to show the gap. A stream already catching up reads
+// once more instead of twice at once. reason is one of resubscribed,
+// forgotten, heartbeat_gap and fence_lifted.
+func (n *Node) catchUpAll(reason string) {
 	conns := n.hub.Conns()
-	n.log.Info("bus resubscribed; catching every connection up from its inbox", "connections", len(conns))
+	n.metrics.catchUps.WithLabelValues(reason).Inc()
+	n.log.Info("delivery may have been interrupted; catching every connection up from its stored streams", "reason", reason, "connections", len(conns))
 	for _, c := range conns {
 		for _, s := range c.MarkBehind() {
 			go n.catcher.CatchUp(n.connCtx, c, c.Key, s, ordering.FromLast, protocol.StoredID{})
 		}
 	}
 }
+
+// reaped is told by presence of each dead node this node reaped.
+func (n *Node) reaped(node string, killed int, err error) {
+	if err != nil {
+		n.log.Warn("reaped a dead node but could not drop its subscriptions in Redis; sends to it count as received until its connection times out",
+			"dead_node", node, "err", err)
+		return
+	}
+	n.log.Info("reaped a dead node", "dead_node", node, "subscriptions_dropped", killed)
+}
+
+// fence closes the node's clients once its presence heartbeats have failed
+// for a while: its keys are about to read offline (or already do) on every
+// other node, and what is sent to them no longer reaches this node, so its
+// clients are better served by another. It lifts at the next good
+// heartbeat.
+type fence struct {
+	after time.Duration
+	fire  func()
+
+	mu     sync.Mutex
+	timer  *time.Timer
+	gen    uint64 // bumped by ok, so a timer that fired late does nothing
+	fenced bool
+}
+
+// failed arms the fence to fire after from the last good heartbeat at
+// lastOK, unless it is armed or up already.
+func (f *fence) failed(lastOK time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.timer != nil || f.fenced || lastOK.IsZero() {
+		return
+	}
+	gen := f.gen
+	f.timer = time.AfterFunc(max(f.after-time.Since(lastOK), 0), func() {
+		f.mu.Lock()
+		if f.gen != gen {
+			f.mu.Unlock()
+			return
+		}
+		f.fenced, f.timer = true, nil
+		f.mu.Unlock()
+		f.fire()
+	})
+}
+
+// ok disarms the fence after a good heartbeat and reports whether it was
+// up.
+func (f *fence) ok() (lifted bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gen++
+	if f.timer != nil {
+		f.timer.Stop()
+		f.timer = nil
+	}
+	lifted, f.fenced = f.fenced, false
+	return lifted
+}
+
+// fenceOff closes every client with 1013 and drops the bus subscription.
+func (n *Node) fenceOff() {
+	conns := n.hub.Conns()
+	n.metrics.fences.Add(1)
+	n.log.Warn("presence heartbeats failed for the fence delay; closing every client so it reconnects to a node that reaches Redis",
+		"fence_after", n.cfg.FenceAfter, "connections", len(conns))
+	n.router.RenewSubscription("node lost Redis (fenced)")
+	for _, c := range conns {
+		c.Close(protocol.CloseTryAgainLater, fenceReason)
+	}
+}
+
+// fenceReason is the close reason clients of a fenced node get.
+const fenceReason = "node lost Redis; reconnect"
 
 // delivered takes a delivery notice from the connection that first wrote
 // its message. A sender waiting on this node learns it at once; one waiting

@@ -23,6 +23,9 @@ type metrics struct {
 	notReplicated prometheus.Counter
 	// storedSkipped counts stored entries replay skipped, by reason.
 	storedSkipped *prometheus.CounterVec
+	// catchUps counts the times every connection was caught up from its
+	// stored streams, by why delivery may have been interrupted.
+	catchUps *prometheus.CounterVec
 
 	sent           atomic.Uint64 // messages accepted, all kinds
 	dropOffline    atomic.Uint64
@@ -32,6 +35,7 @@ type metrics struct {
 	replayed       atomic.Uint64
 	acks           atomic.Uint64
 	idemReplays    atomic.Uint64
+	fences         atomic.Uint64
 }
 
 func newMetrics(n *Node) *metrics {
@@ -61,6 +65,13 @@ func newMetrics(n *Node) *metrics {
 		Name: "herald_stored_skipped_total",
 		Help: "Stored messages skipped at replay because no client can decode them, by reason: missing_data (no data), invalid_text (not valid UTF-8 text), invalid_json (not one JSON value).",
 	}, []string{"reason"})
+	m.catchUps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_catchups_total",
+		Help: "Times every local connection was caught up from its stored streams because delivery may have been interrupted, by reason: resubscribed (the bus subscription came back), forgotten (presence had forgotten this node: reaped, or Redis lost its writes), heartbeat_gap (no good heartbeat for over a third of the TTL plus 1s: a stall or a partition), fence_lifted.",
+	}, []string{"reason"})
+	for _, r := range []string{"resubscribed", "forgotten", "heartbeat_gap", "fence_lifted"} {
+		m.catchUps.WithLabelValues(r)
+	}
 	m.storedSkipped.WithLabelValues("missing_data")
 	m.storedSkipped.WithLabelValues("invalid_text")
 	m.fanout.WithLabelValues("topic")
@@ -87,7 +98,17 @@ func newMetrics(n *Node) *metrics {
 		m.connEnds.WithLabelValues(reason)
 	}
 	m.reg.MustRegister(
-		m.accepted, m.redisErrors, m.connEnds, m.fanout, m.notReplicated, m.storedSkipped,
+		m.accepted, m.redisErrors, m.connEnds, m.fanout, m.notReplicated, m.storedSkipped, m.catchUps,
+		counterFunc("herald_fences_total", "Times this node closed its clients with 1013 because its presence heartbeats had failed for --fence-after.", &m.fences),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_clock_offset_seconds",
+			Help: "Redis's clock minus this node's, measured at each presence heartbeat; presence uses Redis's clock (0 in single-node mode).",
+		}, func() float64 {
+			if c, ok := n.store.(clockOffsetter); ok {
+				return c.ClockOffset().Seconds()
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_connections",
 			Help: "Open WebSocket connections on this node.",

@@ -64,8 +64,10 @@ type Node struct {
 	// Redis.
 	mem *redismem.Watcher
 
-	presenceOK atomic.Bool  // joined, last heartbeat succeeded, no resync pending
-	skipLogged atomic.Int64 // unix nanoseconds of the last skipped-entry log
+	presenceOK  atomic.Bool  // joined, last heartbeat succeeded, no resync pending
+	clockWarned atomic.Bool  // the clock offset was logged
+	fence       *fence       // closes the clients once Redis is lost for FenceAfter
+	skipLogged  atomic.Int64 // unix nanoseconds of the last skipped-entry log
 
 	// connCtx outlives requests: connections run on it after the request
 	// that admitted them returned, until the node stops.
@@ -120,14 +122,16 @@ func New(cfg Config) (*Node, error) {
 		n.inbox = inbox.NewMemory(inboxOpts)
 		n.idem = idempotency.NewMemory(cfg.IdempotencyTTL, int64(cfg.IdempotencyMemoryBytes))
 	} else {
-		rdb, err := redisconn.New(cfg.Redis)
+		rc := cfg.Redis
+		rc.ClientName = redisconn.ClientName(cfg.NodeID)
+		rdb, err := redisconn.New(rc)
 		if err != nil {
 			return nil, err
 		}
 		n.rdb = rdb
 		repl := cfg.Redis.Replication()
 		inboxOpts.Replication = repl
-		n.store = presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL)
+		n.store = presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL, presence.RedisOptions{Clock: cfg.Clock, Reaped: n.reaped})
 		busOpts := fanout.RedisOptions{Logger: n.log, Resubscribed: n.resubscribed}
 		if cc, ok := rdb.(*redis.ClusterClient); ok {
 			bus = fanout.NewRedisSharded(cc, cfg.NodeID, busOpts)
@@ -190,6 +194,7 @@ func New(cfg Config) (*Node, error) {
 		Route:       route,
 	})
 	n.presence = reconcile.New(n.writePresence, time.Second)
+	n.fence = &fence{after: cfg.FenceAfter, fire: n.fenceOff}
 	n.acks = newAckBuffer(n.inbox, n.log)
 	n.start()
 	return n, nil
@@ -405,35 +410,74 @@ func (n *Node) writePresence(ctx context.Context, keys []string) error {
 
 // keepPresence joins presence and heartbeats every third of the TTL, every
 // second while Redis fails. When the store forgot this node (Redis restarted
-// empty) every local key is written again before the node reads ready.
+// empty, or a peer reaped it) every local key is written again before the
+// node reads ready. Whenever delivery to local connections may have been
+// interrupted meanwhile — the node was reaped or forgotten, its heartbeats
+// stopped for longer than they should (a stall, a partition), or it fenced
+// itself off — every connection is caught up from its stored streams once
+// the keys are written again, so that no stored message waits for a later
+// send.
 func (n *Node) keepPresence(ctx context.Context) {
 	joined := false
+	var lastOK time.Time // when the last heartbeat succeeded
+	gap := n.cfg.PresenceTTL/3 + time.Second
 	for {
 		info := n.info()
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.PresenceTTL/3)
 		var err error
-		resync := false
+		resync, forgotten := false, false
 		if !joined {
 			err = n.store.Join(hctx, info)
 			joined, resync = err == nil, err == nil
 		} else {
 			resync, err = n.store.Heartbeat(hctx, info)
+			forgotten = resync
+		}
+		cancel()
+		if err == nil && forgotten {
+			// A reaper dropped this node's subscription, or Redis lost it:
+			// keys written before a subscription is back would read online
+			// while nothing reaches them.
+			n.router.RenewSubscription("presence had forgotten this node (reaped, or Redis lost its writes)")
+			n.awaitBus(ctx, n.cfg.PresenceTTL/3)
 		}
 		if err == nil && resync {
 			keys := n.hub.Keys()
 			if len(keys) > 0 {
 				n.log.Warn("presence may have lost this node's entries (Redis restarted or failed over, or the node was reaped); writing its keys again", "keys", len(keys))
 			}
-			err = n.presence.Mark(keys...).Wait(hctx)
+			mctx, cancel := context.WithTimeout(ctx, n.cfg.PresenceTTL/3)
+			err = n.presence.Mark(keys...).Wait(mctx)
+			cancel()
 		}
-		cancel()
 		if err != nil && ctx.Err() == nil {
 			n.metrics.redisErrors.WithLabelValues("heartbeat").Inc()
 			if n.presenceOK.Load() {
 				n.log.Warn("presence heartbeat failed", "err", err)
 			}
 		}
-		n.presenceOK.Store(err == nil)
+		if err == nil {
+			now := time.Now()
+			stalled := !lastOK.IsZero() && now.Sub(lastOK) > gap
+			lifted := n.fence.ok()
+			n.presenceOK.Store(true)
+			switch {
+			case forgotten:
+				n.catchUpAll("forgotten")
+			case lifted:
+				n.catchUpAll("fence_lifted")
+			case stalled:
+				n.log.Warn("no presence heartbeat for longer than the interval (the process stalled, or Redis was slow)", "since_last", now.Sub(lastOK).Round(time.Millisecond).String())
+				n.catchUpAll("heartbeat_gap")
+			}
+			lastOK = now
+			n.checkClock()
+		} else {
+			n.presenceOK.Store(false)
+			if joined {
+				n.fence.failed(lastOK)
+			}
+		}
 		wait := n.cfg.PresenceTTL / 3
 		if err != nil {
 			wait = min(wait, time.Second)
@@ -445,6 +489,43 @@ func (n *Node) keepPresence(ctx context.Context) {
 		}
 	}
 }
+
+// awaitBus waits, at most for limit, for the bus subscription to be in
+// place.
+func (n *Node) awaitBus(ctx context.Context, limit time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !n.router.Ready() {
+		select {
+		case <-ctx.Done():
+			n.log.Warn("bus subscription not back; writing the keys again anyway", "err", ctx.Err())
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// clockWarnAt is the offset to Redis's clock past which a node says its
+// clock is off.
+const clockWarnAt = time.Second
+
+// checkClock logs, once, that the node's clock is far from Redis's.
+// Presence does not mind (it corrects every reading), but what else the
+// host runs may.
+func (n *Node) checkClock() {
+	c, ok := n.store.(clockOffsetter)
+	if !ok {
+		return
+	}
+	if off := c.ClockOffset(); (off > clockWarnAt || off < -clockWarnAt) && n.clockWarned.CompareAndSwap(false, true) {
+		n.log.Warn("this host's clock is far from Redis's; presence uses Redis's clock", "offset", off.Round(time.Millisecond).String())
+	}
+}
+
+// clockOffsetter is a presence store that measures Redis's clock.
+type clockOffsetter interface{ ClockOffset() time.Duration }
 
 // info is what this node tells the cluster about itself.
 func (n *Node) info() presence.Node {

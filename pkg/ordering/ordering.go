@@ -126,7 +126,11 @@ func (s State) String() string {
 type Cursor[T any] struct {
 	last     protocol.StoredID
 	catching bool
-	held     []Msg[T]
+	// again: MarkBehind was called while catching up. The read under way
+	// may have begun before what made the caller call it (a gap it cannot
+	// see), so the catch-up reads once more before it ends.
+	again bool
+	held  []Msg[T]
 }
 
 // NewCursor returns a cursor that is catching up.
@@ -189,8 +193,8 @@ func (c *Cursor[T]) EndCatchUp(fits func(T) bool) (write, dropped []Msg[T], s St
 		}
 	}
 	c.last = last
-	if len(rest) > 0 {
-		c.held = rest
+	if len(rest) > 0 || c.again {
+		c.held, c.again = rest, false
 		return all, dropped, NeedRead
 	}
 	c.held, c.catching = nil, false
@@ -198,9 +202,11 @@ func (c *Cursor[T]) EndCatchUp(fits func(T) bool) (write, dropped []Msg[T], s St
 }
 
 // MarkBehind makes the stream hold its live messages until it is caught up
-// again; it reports false when it was catching up already.
+// again; it reports false when it was catching up already, in which case
+// that catch-up reads the store once more before it ends.
 func (c *Cursor[T]) MarkBehind() bool {
 	if c.catching {
+		c.again = true
 		return false
 	}
 	c.catching = true

@@ -70,7 +70,7 @@ func (r *Redis) lookup(ctx context.Context, sets [][]string) ([][][]Holder, erro
 		return nil, fmt.Errorf("look up keys: %w", err)
 	}
 	entriesRead := time.Now()
-	now := entriesRead.UnixMilli()
+	now := r.now().UnixMilli()
 	live, err := r.live.get(ctx, r.readLive, time.Time{})
 	if err != nil {
 		return nil, err
@@ -122,7 +122,7 @@ func allKnownLive(cmds [][]*redis.MapStringStringCmd, live map[string]int64, now
 // its deadline.
 func (r *Redis) readLive(ctx context.Context) (map[string]int64, error) {
 	zs, err := r.rdb.ZRangeByScoreWithScores(ctx, nodesKey, &redis.ZRangeBy{
-		Min: "(" + strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf",
+		Min: "(" + strconv.FormatInt(r.now().UnixMilli(), 10), Max: "+inf",
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read live nodes: %w", err)

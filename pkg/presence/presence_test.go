@@ -28,7 +28,7 @@ func TestRedisStore(t *testing.T) {
 		if err := rdb.FlushAll(t.Context()).Err(); err != nil {
 			t.Fatal(err)
 		}
-		return func(id string) presence.Store { return presence.NewRedis(rdb, id, ttl) }
+		return func(id string) presence.Store { return presence.NewRedis(rdb, id, ttl, presence.RedisOptions{}) }
 	})
 }
 
@@ -40,7 +40,7 @@ func TestRedisStoreWithBatchedLookups(t *testing.T) {
 			t.Fatal(err)
 		}
 		return func(id string) presence.Store {
-			s := presence.NewRedis(rdb, id, ttl)
+			s := presence.NewRedis(rdb, id, ttl, presence.RedisOptions{})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { s.Run(ctx); close(done) }()
@@ -80,7 +80,7 @@ func TestHeartbeatUpkeepDoesNotGrowWithTheNumberOfKeys(t *testing.T) {
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		s := presence.NewRedis(rdb, "a", time.Minute)
+		s := presence.NewRedis(rdb, "a", time.Minute, presence.RedisOptions{})
 		if err := s.Join(ctx, presence.Node{}); err != nil {
 			t.Fatal(err)
 		}
@@ -133,8 +133,8 @@ func expire(t *testing.T, rdb redis.UniversalClient, node string) {
 func TestANodeThatComesBackWhileBeingReapedKeepsItsKeys(t *testing.T) {
 	ctx := t.Context()
 	rdb := redistest.Start(t).Client()
-	a := presence.NewRedis(rdb, "a", time.Minute)
-	b := presence.NewRedis(rdb, "b", time.Minute)
+	a := presence.NewRedis(rdb, "a", time.Minute, presence.RedisOptions{})
+	b := presence.NewRedis(rdb, "b", time.Minute, presence.RedisOptions{})
 	for _, s := range []*presence.Redis{a, b} {
 		if err := s.Join(ctx, presence.Node{}); err != nil {
 			t.Fatal(err)
@@ -189,6 +189,6 @@ func TestRedisClusterStore(t *testing.T) {
 		if err := cluster.FlushAll(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		return func(id string) presence.Store { return presence.NewRedis(cc, id, ttl) }
+		return func(id string) presence.Store { return presence.NewRedis(cc, id, ttl, presence.RedisOptions{}) }
 	})
 }

@@ -106,6 +106,25 @@ type Redis struct {
 	// reapHook, when set (tests only), runs after a reaper claimed an
 	// incarnation and before it removes its entries.
 	reapHook func(node string)
+
+	clock  func() time.Time
+	offset atomic.Int64 // Redis's clock minus clock, in nanoseconds, as of the last reading
+	synced atomic.Bool  // offset was measured at least once
+	reaped func(node string, killed int, err error)
+}
+
+// RedisOptions tune a Redis store. Zero values take the defaults.
+type RedisOptions struct {
+	// Clock is the clock this node believes (default time.Now). Presence
+	// never trusts it for a deadline: every reading is corrected by the
+	// offset to Redis's TIME measured at each heartbeat, so that nodes
+	// whose clocks disagree still agree on who is live. Tests set it to
+	// run a node whose clock is off.
+	Clock func() time.Time
+	// Reaped, when set, is told of each dead incarnation this node reaped:
+	// how many of the dead node's subscriptions it dropped in Redis, and
+	// why it could not when err is set (the reap itself went on).
+	Reaped func(node string, subscriptionsKilled int, err error)
 }
 
 type lookupReq struct {
@@ -120,8 +139,14 @@ type lookupRes struct {
 
 // NewRedis returns the Store of node id on rdb; entries of a node count as
 // live until ttl after its last heartbeat.
-func NewRedis(rdb redis.UniversalClient, id string, ttl time.Duration) *Redis {
-	r := &Redis{rdb: rdb, id: id, ttl: ttl}
+func NewRedis(rdb redis.UniversalClient, id string, ttl time.Duration, opts RedisOptions) *Redis {
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Reaped == nil {
+		opts.Reaped = func(string, int, error) {}
+	}
+	r := &Redis{rdb: rdb, id: id, ttl: ttl, clock: opts.Clock, reaped: opts.Reaped}
 	r.lookups = batch.New(256, r.lookupBatch)
 	r.routes = batch.New(256, r.routeBatch)
 	return r
@@ -136,6 +161,36 @@ func (r *Redis) Run(ctx context.Context) {
 	routes.Go(func() { r.routes.Run(ctx) })
 	r.lookups.Run(ctx)
 	routes.Wait()
+}
+
+// now is Redis's time as this node best knows it: its own clock corrected
+// by the offset measured at the last heartbeat. Every deadline written,
+// and every comparison with one, uses it.
+func (r *Redis) now() time.Time {
+	return r.clock().Add(time.Duration(r.offset.Load()))
+}
+
+// ClockOffset is Redis's clock minus this node's, as last measured (0
+// before the first measurement).
+func (r *Redis) ClockOffset() time.Duration { return time.Duration(r.offset.Load()) }
+
+// measured records Redis's TIME t, read by a round trip that left at sent
+// and came back at back (both by r.clock): Redis read its clock about half
+// way through.
+func (r *Redis) measured(t, sent, back time.Time) {
+	r.offset.Store(int64(t.Sub(sent.Add(back.Sub(sent) / 2))))
+	r.synced.Store(true)
+}
+
+// syncClock measures the offset to Redis's clock on its own.
+func (r *Redis) syncClock(ctx context.Context) error {
+	sent := r.clock()
+	t, err := r.rdb.Time(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("read Redis time: %w", err)
+	}
+	r.measured(t, sent, r.clock())
+	return nil
 }
 
 func (r *Redis) deadline(now time.Time) int64 {
@@ -159,6 +214,11 @@ func (r *Redis) current() (string, error) {
 }
 
 func (r *Redis) Join(ctx context.Context, n Node) error {
+	// Before any deadline is written: one computed from a clock that is
+	// off would make this node dead, or immortal, to the others.
+	if err := r.syncClock(ctx); err != nil {
+		return err
+	}
 	// Whatever a previous process with this id left is no longer connected.
 	all, err := r.rdb.ZRange(ctx, nodesKey, 0, -1).Result()
 	if err != nil {
@@ -236,7 +296,7 @@ func (r *Redis) register(ctx context.Context, n Node, inc string) error {
 		return fmt.Errorf("encode node info: %w", err)
 	}
 	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, nodesKey, redis.Z{Score: float64(r.deadline(time.Now())), Member: member(r.id, inc)})
+		p.ZAdd(ctx, nodesKey, redis.Z{Score: float64(r.deadline(r.now())), Member: member(r.id, inc)})
 		p.Set(ctx, infoKey(r.id), info, r.ttl)
 		return nil
 	})
@@ -254,9 +314,15 @@ func (r *Redis) refresh(ctx context.Context, n Node, inc string) (lost bool, err
 	if err != nil {
 		return false, fmt.Errorf("encode node info: %w", err)
 	}
-	now := time.Now()
+	// The clock is read again with every heartbeat, in the same round
+	// trip; the deadline written now uses the previous reading, which is a
+	// heartbeat old at most.
+	now := r.now()
+	sent := r.clock()
 	var res *redis.Cmd
+	var redisTime *redis.TimeCmd
 	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		redisTime = p.Time(ctx)
 		res = refreshScript.EvalSha(ctx, p, []string{nodesKey}, member(r.id, inc), r.deadline(now), now.UnixMilli())
 		p.Set(ctx, infoKey(r.id), info, r.ttl)
 		return nil
@@ -268,6 +334,9 @@ func (r *Redis) refresh(ctx context.Context, n Node, inc string) (lost bool, err
 	if err != nil {
 		return false, fmt.Errorf("heartbeat of node %s: %w", r.id, err)
 	}
+	if t, err := redisTime.Result(); err == nil {
+		r.measured(t, sent, r.clock())
+	}
 	gone, _ := res.Int()
 	return gone == 1, nil
 }
@@ -275,12 +344,13 @@ func (r *Redis) refresh(ctx context.Context, n Node, inc string) (lost bool, err
 // reap removes the entries of incarnations whose liveness ran out, this
 // node's own earlier ones included; mine is the node's current incarnation.
 func (r *Redis) reap(ctx context.Context, mine string) error {
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	dead, err := r.rdb.ZRangeByScore(ctx, nodesKey, &redis.ZRangeBy{Min: "-inf", Max: now, Count: reapBatch}).Result()
+	now := strconv.FormatInt(r.now().UnixMilli(), 10)
+	dead, err := r.rdb.ZRangeByScoreWithScores(ctx, nodesKey, &redis.ZRangeBy{Min: "-inf", Max: now, Count: reapBatch}).Result()
 	if err != nil {
 		return fmt.Errorf("find expired nodes: %w", err)
 	}
-	for _, m := range dead {
+	for _, z := range dead {
+		m, _ := z.Member.(string)
 		if m == member(r.id, mine) {
 			continue
 		}
@@ -292,6 +362,11 @@ func (r *Redis) reap(ctx context.Context, mine string) error {
 			continue
 		}
 		id, inc := splitMember(m)
+		// Redis still counts a cut-off node's subscription, which hangs
+		// until TCP gives up, as a receiver: a publish to it would count
+		// 1 and be lost. Dropping it makes the next publish count 0.
+		killed, kerr := r.killSubscriptions(ctx, id, int64(z.Score))
+		r.reaped(id, killed, kerr)
 		if r.reapHook != nil {
 			r.reapHook(id)
 		}
@@ -300,6 +375,91 @@ func (r *Redis) reap(ctx context.Context, mine string) error {
 		}
 	}
 	return nil
+}
+
+// killSubscriptions drops, on every master, the pub/sub connections of
+// node id (named redisconn.ClientName(id)) that were open when its
+// incarnation expired at deadline (unix ms, Redis's clock). CLIENT LIST
+// gives a connection's age in whole seconds of the server's cached clock,
+// read here with the server's TIME in the same round trip; a connection is
+// dropped only when its age proves it older than the deadline even with
+// both roundings and the cache against it, so a node that came back and
+// subscribed again after it expired keeps its new subscription. One opened
+// within the two seconds before the deadline is left to TCP (and to the
+// node's own fence).
+func (r *Redis) killSubscriptions(ctx context.Context, id string, deadline int64) (int, error) {
+	name := redisconn.ClientName(id)
+	var killed atomic.Int64
+	kill := func(ctx context.Context, c redis.Cmdable) error {
+		var now *redis.TimeCmd
+		var list *redis.StringCmd
+		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			now = p.Time(ctx)
+			list = p.ClientList(ctx)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("list connections: %w", err)
+		}
+		minAge := now.Val().Unix() - deadline/1000 + 2
+		ids := deadSubscriptions(list.Val(), name, minAge)
+		if len(ids) == 0 {
+			return nil
+		}
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, cid := range ids {
+				p.ClientKillByFilter(ctx, "ID", cid)
+			}
+			return nil
+		})
+		if err != nil && !redis.HasErrorPrefix(err, "ERR No such client") {
+			return fmt.Errorf("drop %d subscriptions: %w", len(ids), err)
+		}
+		killed.Add(int64(len(ids)))
+		return nil
+	}
+	var err error
+	if cc, ok := r.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return kill(ctx, c) })
+	} else {
+		err = kill(ctx, r.rdb)
+	}
+	if err != nil {
+		return int(killed.Load()), fmt.Errorf("drop subscriptions of node %s: %w", id, err)
+	}
+	return int(killed.Load()), nil
+}
+
+// deadSubscriptions picks from a CLIENT LIST the ids of the pub/sub
+// connections named name that are at least minAge seconds old.
+func deadSubscriptions(list, name string, minAge int64) []string {
+	var ids []string
+	for line := range strings.SplitSeq(list, "\n") {
+		var id, cname, flags string
+		age, subs := int64(-1), 0
+		for f := range strings.FieldsSeq(line) {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "id":
+				id = v
+			case "name":
+				cname = v
+			case "age":
+				age, _ = strconv.ParseInt(v, 10, 64)
+			case "flags":
+				flags = v
+			case "sub", "psub", "ssub":
+				n, _ := strconv.Atoi(v)
+				subs += n
+			}
+		}
+		// A connection subscribed to anything (flag P, or a count of
+		// subscriptions: RESP3 connections keep flag N).
+		pubsub := strings.Contains(flags, "P") || subs > 0
+		if id != "" && cname == name && pubsub && age >= minAge {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // removeIncarnation deletes every entry incarnation inc of node id wrote,
@@ -390,8 +550,14 @@ func (r *Redis) Set(ctx context.Context, counts []Count) error {
 }
 
 func (r *Redis) Nodes(ctx context.Context) ([]Node, error) {
+	// A store that never joined (a check before starting) has no offset yet.
+	if !r.synced.Load() {
+		if err := r.syncClock(ctx); err != nil {
+			return nil, err
+		}
+	}
 	members, err := r.rdb.ZRangeByScore(ctx, nodesKey, &redis.ZRangeBy{
-		Min: "(" + strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf",
+		Min: "(" + strconv.FormatInt(r.now().UnixMilli(), 10), Max: "+inf",
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)

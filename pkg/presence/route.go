@@ -117,7 +117,7 @@ type routeRes struct {
 func (r *Redis) routeBatch(ctx context.Context, reqs []routeReq) {
 	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
 	defer cancel()
-	nowMS := time.Now().UnixMilli()
+	nowMS := r.now().UnixMilli()
 	now := strconv.FormatInt(nowMS, 10)
 	// The registry copy lookups use: when it cannot be had, the script
 	// checks every holder in Redis itself.

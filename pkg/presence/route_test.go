@@ -26,7 +26,7 @@ func TestRouteLooksUpAndPublishesInOneRoundTrip(t *testing.T) {
 	const ttl = 2 * time.Second
 	stores := map[string]*presence.Redis{}
 	for _, id := range []string{"a", "b", "c", "dead"} {
-		s := presence.NewRedis(rdb, id, ttl)
+		s := presence.NewRedis(rdb, id, ttl, presence.RedisOptions{})
 		if err := s.Join(ctx, presence.Node{ID: id}); err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +61,7 @@ func TestRouteLooksUpAndPublishesInOneRoundTrip(t *testing.T) {
 	if _, err := stores["a"].Route(ctx, []string{"warm-up"}, "a", "herald:node:", nil); err != nil {
 		t.Fatal(err)
 	}
-	late := presence.NewRedis(rdb, "late", ttl)
+	late := presence.NewRedis(rdb, "late", ttl, presence.RedisOptions{})
 	if err := late.Join(ctx, presence.Node{ID: "late"}); err != nil {
 		t.Fatal(err)
 	}

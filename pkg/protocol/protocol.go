@@ -48,7 +48,8 @@ const (
 	// fresh token.
 	CloseTokenExpired websocket.StatusCode = 4002
 	// CloseTryAgainLater: the node could not read the client's stored
-	// messages. Reconnect (with since) after a short delay.
+	// messages, or it lost Redis for longer than its fence delay.
+	// Reconnect (with since) after a short delay.
 	CloseTryAgainLater = websocket.StatusTryAgainLater // 1013
 )
 

@@ -71,7 +71,16 @@ type Config struct {
 	// ReplicaTimeout is how long WAIT waits for them (default 500ms, at
 	// most 1s).
 	ReplicaTimeout time.Duration
+
+	// ClientName names every connection (CLIENT SETNAME), so that Redis's
+	// CLIENT LIST tells which node holds which connection: a node reaping
+	// a dead one drops the dead node's subscriptions by it. A node sets it
+	// to ClientName(its id); empty: unnamed.
+	ClientName string
 }
+
+// ClientName is the connection name of node id's clients.
+func ClientName(id string) string { return "herald:" + id }
 
 // Topology reports which topology c describes.
 func (c Config) Topology() Topology {
@@ -171,6 +180,7 @@ func New(c Config) (redis.UniversalClient, error) {
 		}
 		o.MaxRetries, o.DialerRetries, o.DialerRetryTimeout = 1, 1, 50*time.Millisecond
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
+		o.ClientName = c.ClientName
 		return redis.NewClient(o), nil
 	case Sentinel:
 		return redis.NewFailoverClient(&redis.FailoverOptions{
@@ -180,6 +190,7 @@ func New(c Config) (redis.UniversalClient, error) {
 			Username:           c.Username,
 			Password:           c.Password,
 			TLSConfig:          tlsConfig,
+			ClientName:         c.ClientName,
 			MaxRetries:         1,
 			DialerRetries:      1,
 			DialerRetryTimeout: 50 * time.Millisecond,
@@ -202,6 +213,7 @@ func New(c Config) (redis.UniversalClient, error) {
 			DialTimeout:        dialTimeout,
 			ReadTimeout:        ioTimeout,
 			WriteTimeout:       ioTimeout,
+			ClientName:         c.ClientName,
 		}), nil
 	}
 	return nil, errors.New("redis: no topology configured")
