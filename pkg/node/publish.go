@@ -95,7 +95,7 @@ func (n *Node) publishMessage(ctx context.Context, m *fanout.Message, data []byt
 		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
-			return PublishResult{}, unavailable("could not keep the message in the topic's history; nothing was sent")
+			return PublishResult{}, redisFailed(err, "could not keep the message in the topic's history")
 		}
 		m.Stored, m.Prevs = ids, prevs
 		m.ID, m.TS = ids[0].String(), int64(ids[0].MS)
@@ -105,7 +105,7 @@ func (n *Node) publishMessage(ctx context.Context, m *fanout.Message, data []byt
 	if err != nil {
 		n.metrics.redisErrors.WithLabelValues("publish").Inc()
 		if !kept {
-			return PublishResult{}, unavailable("cluster bus unreachable; nothing was sent")
+			return PublishResult{}, redisFailed(err, "cluster bus unreachable")
 		}
 		n.log.Warn("a history post was kept but could not be published live", "topic", m.Topic, "err", err)
 		nodes = 0

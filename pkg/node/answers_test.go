@@ -1,0 +1,127 @@
+package node_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/internal/wait"
+	"github.com/herald-push/herald/pkg/node"
+)
+
+// A backend whose send meets a Redis that stalls (SIGSTOP: the command is
+// written and never answered, as behind a partition) is told the outcome
+// is unknown — never "nothing was sent", which would make it drop a message
+// that may be on its way, or resend one it believes was never sent. A
+// Redis that is down (connections refused) surely ran nothing, and the
+// answer says so.
+func TestASendToAStalledRedisIsAnsweredOutcomeUnknownAndToAStoppedOneNothingWasSent(t *testing.T) {
+	requests := []struct {
+		name, path, body string
+		header           map[string]string
+		// stalled, when set, is the message a stalled Redis answers
+		// with code unavailable: the request surely sent nothing.
+		stalled string
+	}{
+		{"a plain send", "/v1/send", `{"key":"nobody","data":1}`, nil, ""},
+		{"a send whose Idempotency-Key cannot be checked", "/v1/send", `{"key":"u1","data":1,"store":true}`,
+			map[string]string{"Idempotency-Key": "order-1"}, "nothing was sent, but Redis may hold the key's claim"},
+		{"a stored send", "/v1/send", `{"key":"u1","data":2,"store":true}`, nil, ""},
+		{"a broadcast", "/v1/broadcast", `{"data":3}`, nil, ""},
+		{"a post to a history topic", "/v1/topics/board", `{"data":4}`, nil, ""},
+		{"a post to a topic without history", "/v1/topics/news", `{"data":5}`, nil, ""},
+	}
+	faults := []struct {
+		name     string
+		fault    func(r *redistest.Server)
+		wantCode string
+		wantMsg  string
+	}{
+		{"Redis stalled", (*redistest.Server).Pause, "outcome_unknown", "may or may not have been sent"},
+		{"Redis stopped", (*redistest.Server).Kill, "unavailable", "nothing was sent"},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			r := redistest.Start(t)
+			n := startNode(t, "a", r.URL(), func(c *node.Config) { c.HistoryTopics = []string{"board"} })
+			f.fault(r)
+			t.Cleanup(func() {
+				if r.Running() {
+					r.Resume()
+				}
+			})
+			var wg sync.WaitGroup
+			for _, q := range requests {
+				wg.Go(func() {
+					wantCode, wantMsg := f.wantCode, f.wantMsg
+					if q.stalled != "" && f.wantCode == "outcome_unknown" {
+						wantCode, wantMsg = "unavailable", q.stalled
+					}
+					status, out, h := postJSONWith(t, n.URL(q.path), q.body, q.header)
+					e, _ := out["error"].(map[string]any)
+					msg, _ := e["message"].(string)
+					if status != http.StatusServiceUnavailable || errorCode(out) != wantCode || !strings.Contains(msg, wantMsg) {
+						t.Errorf("%s: %d %v, want 503 %s saying %q", q.name, status, out, wantCode, wantMsg)
+					}
+					if h.Get("Retry-After") == "" {
+						t.Errorf("%s: no Retry-After in %v", q.name, h)
+					}
+					if wantCode == "outcome_unknown" && strings.Contains(msg, "nothing was sent") {
+						t.Errorf("%s: an unknown outcome said %q", q.name, msg)
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+}
+
+// A stored send whose append reached Redis but whose answer never came
+// back (the link failed mid-command) is answered outcome_unknown: it was in
+// fact stored. The backend retries it with the same Idempotency-Key, as the
+// answer says, and is answered 200 with the id it was stored under; the
+// client gets it exactly once.
+func TestAStoredSendAnsweredOutcomeUnknownAndRetriedWithItsKeyArrivesOnce(t *testing.T) {
+	r := redistest.Start(t)
+	link := newSlowLink(t, r.Addr(), 0)
+	n := startNode(t, "a", link.URL())
+	idem := map[string]string{"Idempotency-Key": "purchase-1"}
+	body := `{"key":"u1","data":{"item":"sword"},"store":true}`
+
+	sendJSON(t, n, `{"key":"u0","data":0,"store":true}`) // Redis knows the append script: EVALSHA runs it
+	link.HoldRepliesAfter("herald:{u1}:inbox")           // the append runs, its answer is lost
+	status, out, _ := postJSONWith(t, n.URL("/v1/send"), body, idem)
+	link.Release()
+	if status != http.StatusServiceUnavailable || errorCode(out) != "outcome_unknown" {
+		t.Fatalf("stored send whose answer was lost: %d %v, want 503 outcome_unknown", status, out)
+	}
+	if got, _ := r.Client().XLen(t.Context(), "herald:{u1}:inbox").Result(); got != 1 {
+		t.Fatalf("the inbox holds %d entries, want the 1 the unanswered append stored", got)
+	}
+	waitReady(t, n)
+	var again map[string]any
+	wait.Until(t, 10*time.Second, "the retry answered 200", func() bool {
+		status, again, _ = postJSONWith(t, n.URL("/v1/send"), body, idem)
+		return status == http.StatusOK
+	})
+	results, _ := again["results"].(map[string]any)
+	u1, _ := results["u1"].(map[string]any)
+	id := fmt.Sprint(u1["id"])
+	if got, _ := r.Client().XLen(t.Context(), "herald:{u1}:inbox").Result(); got != 1 {
+		t.Fatalf("after the retry the inbox holds %d entries, want 1", got)
+	}
+
+	c := dial(t, n, "key=u1")
+	if f := c.next(); f.ID != id || string(f.Data) != `{"item":"sword"}` {
+		t.Fatalf("client got %+v, want the send stored as %s", f, id)
+	}
+	// A second retry replays the first answer; nothing new arrives.
+	if status, _, _ := postJSONWith(t, n.URL("/v1/send"), body, idem); status != http.StatusOK {
+		t.Fatalf("second retry: %d", status)
+	}
+	c.nothing(300 * time.Millisecond)
+}
