@@ -3,6 +3,7 @@ package node_test
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -124,4 +125,55 @@ func TestAStoredSendAnsweredOutcomeUnknownAndRetriedWithItsKeyArrivesOnce(t *tes
 		t.Fatalf("second retry: %d", status)
 	}
 	c.nothing(300 * time.Millisecond)
+}
+
+// A backend sends stored messages with wait:"delivered", three a second,
+// through node a, to a client on node b, whose link to Redis takes 300 ms
+// each way. Node b reports each delivery back over that link: every one is
+// answered "delivered", because the reports waiting in b's queue go in one
+// round trip instead of one each (which kept up with 1.7 a second only).
+func TestWaitingForDeliveryAcrossASlowLinkKeepsUpWithTheSends(t *testing.T) {
+	r := redistest.Start(t)
+	link := newSlowLink(t, r.Addr(), 300*time.Millisecond)
+	a := startNode(t, "a", r.URL())
+	b := startNode(t, "b", link.URL(), func(c *node.Config) { c.PresenceTTL = 15 * time.Second })
+	c := dial(t, b, "key=u1")
+	wait.Until(t, 10*time.Second, "u1 online on b as a sees it", func() bool {
+		return presenceOf(t, a, "u1")["online"] == true
+	})
+
+	const sends = 30
+	statuses := make([]string, sends)
+	took := make([]time.Duration, sends)
+	var wg sync.WaitGroup
+	tick := time.NewTicker(333 * time.Millisecond)
+	defer tick.Stop()
+	for i := range sends {
+		<-tick.C
+		wg.Go(func() {
+			start := time.Now()
+			out := sendJSON(t, a, fmt.Sprintf(`{"key":"u1","data":%d,"wait":"delivered","timeout_ms":4000}`, i))
+			took[i] = time.Since(start)
+			results, _ := out["results"].(map[string]any)
+			u1, _ := results["u1"].(map[string]any)
+			statuses[i] = fmt.Sprint(u1["status"])
+		})
+	}
+	wg.Wait()
+	delivered := 0
+	for _, s := range statuses {
+		if s == "delivered" {
+			delivered++
+		}
+	}
+	slices.Sort(took)
+	t.Logf("%d of %d answered delivered (timeout 4 s); answer p50 %v, max %v", delivered, sends, took[sends/2], took[sends-1])
+	if delivered != sends {
+		t.Errorf("%d of %d answered delivered, want all: %v", delivered, sends, statuses)
+	}
+	for i := range sends {
+		if f := c.next(); string(f.Data) != fmt.Sprint(i) {
+			t.Fatalf("message %d: got %s", i, f.Data)
+		}
+	}
 }
