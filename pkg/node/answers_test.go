@@ -1,7 +1,9 @@
 package node_test
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,7 +13,9 @@ import (
 
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/internal/wait"
+	"github.com/herald-push/herald/pkg/httpapi"
 	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // A backend whose send meets a Redis that stalls (SIGSTOP: the command is
@@ -176,4 +180,74 @@ func TestWaitingForDeliveryAcrossASlowLinkKeepsUpWithTheSends(t *testing.T) {
 			t.Fatalf("message %d: got %s", i, f.Data)
 		}
 	}
+}
+
+// A node whose link to Redis takes 700 ms each way (a probe's round trip:
+// 1.4 s, over the 1 s probe interval) turns ready, since every message
+// reaches it; it is not ready while its Redis is unreachable, and ready
+// again once Redis is back.
+func TestANodeBehindA700msLinkTurnsReadyAndIsNotReadyWhileItsRedisIsUnreachable(t *testing.T) {
+	r := redistest.Start(t)
+	link := newSlowLink(t, r.Addr(), 700*time.Millisecond)
+	start := time.Now()
+	// A TTL of 30 s gives each heartbeat 10 s: at the default 15 s, a
+	// first join (a new connection, then three commands in a row: 5.6 s
+	// here) overruns its 5 s and is tried again until pooled connections
+	// make it fit; that is presence's budget, not the bus probe's.
+	n := startUnready(t, node.Config{NodeID: "far", Redis: redisconn.Config{URL: link.URL()},
+		Liveness: node.Liveness{PresenceTTL: 30 * time.Second, DrainWindow: 200 * time.Millisecond}})
+	ready := func() bool {
+		status, _ := get(t, n.URL("/readyz"))
+		return status == http.StatusOK
+	}
+	// Connecting takes a few round trips (dial, HELLO, SUBSCRIBE, the
+	// first heartbeat), 1.4 s each, before the first probe can come back.
+	wait.Until(t, 30*time.Second, "ready behind a 700 ms link", ready)
+	t.Logf("ready %v after start behind a 700 ms link", time.Since(start).Round(time.Millisecond))
+	// And it stays ready: the deadline follows the link, it does not flap.
+	for range 10 {
+		if !ready() {
+			t.Fatal("ready, then not ready again on a steady 700 ms link")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
+	r.Pause()
+	paused := time.Now()
+	wait.Until(t, 20*time.Second, "not ready while Redis is stalled", func() bool { return !ready() })
+	t.Logf("not ready %v after Redis stalled", time.Since(paused).Round(time.Millisecond))
+	r.Resume()
+	resumed := time.Now()
+	wait.Until(t, 30*time.Second, "ready again once Redis is back", ready)
+	t.Logf("ready again %v after Redis resumed", time.Since(resumed).Round(time.Millisecond))
+}
+
+// startUnready runs a node as startNode does, without waiting for it to
+// be ready.
+func startUnready(t *testing.T, cfg node.Config) *testNode {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.AdvertiseAddr = l.Addr().String(), l.Addr().String()
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := httpapi.New(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := api.Serve(ctx, l); err != nil {
+			t.Errorf("node %s: %v", cfg.NodeID, err)
+		}
+	}()
+	tn := &testNode{ID: cfg.NodeID, Addr: cfg.Listen, stop: func() { cancel(); <-done }}
+	t.Cleanup(tn.stop)
+	return tn
 }
