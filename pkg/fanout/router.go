@@ -418,20 +418,9 @@ func (r *Router) Disconnect(ctx context.Context, key, id string) (int, error) {
 	return nodes, nil
 }
 
-// ReportDelivered tells origin, the node whose sender waits, that key's
-// stored message id was written here.
-func (r *Router) ReportDelivered(ctx context.Context, origin, key string, id protocol.StoredID) error {
-	if origin == r.self {
-		r.delivered(key, id)
-		return nil
-	}
-	_, err := r.bus.Send(ctx, origin, &Message{Kind: KindDelivered, Origin: r.self,
-		Keys: []string{key}, Stored: []protocol.StoredID{id}, Prevs: []protocol.StoredID{{}}})
-	return err
-}
-
-// ReportDeliveredMany is ReportDelivered for every notice at once: one
-// message per origin node, carrying all of that node's reports, and those
+// ReportDeliveredMany tells each notice's origin, the node whose sender
+// waits, that the notice's stored message was written here: one message
+// per origin node, carrying all of that node's reports, and those
 // messages published concurrently so that they share one pipeline (per
 // master in a cluster). Reports waiting in a queue thus cost one round trip
 // together: one each would cap how fast senders learn of delivery at one
