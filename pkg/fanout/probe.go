@@ -29,7 +29,26 @@ type prober struct {
 	mu   sync.Mutex
 	seen uint64        // the newest probe that came back
 	back chan struct{} // closed and replaced when a probe comes back
+	// sent holds when the last few probes went out, by seq, so that a
+	// probe coming back, even after its deadline, measures the round trip;
+	// rtts are the last few round trips measured.
+	sent [4]sentProbe
+	rtts [4]time.Duration
+	nrtt int
 }
+
+type sentProbe struct {
+	seq uint64
+	at  time.Time
+}
+
+// Bounds of a probe's deadline: at least the interval (a fast link answers
+// well within it), at most maxProbeWait (beyond, the node is as good as cut
+// off: not ready).
+const (
+	probeRTTs    = 3 // a probe may take this many recent round trips
+	maxProbeWait = 10 * time.Second
+)
 
 func newProber(node string, interval time.Duration, log *slog.Logger, ready *atomic.Bool,
 	publish func(context.Context, *Message) (int, error), stuck func()) *prober {
@@ -47,11 +66,40 @@ func (p *prober) received(m *Message) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for _, s := range p.sent {
+		if s.seq == seq {
+			p.rtts[p.nrtt%len(p.rtts)] = time.Since(s.at)
+			p.nrtt++
+			break
+		}
+	}
 	if seq > p.seen {
 		p.seen = seq
 		close(p.back)
 		p.back = make(chan struct{})
 	}
+}
+
+// deadline is how long the next probe may take: probeRTTs times the
+// longest of the recent round trips, within [interval, maxProbeWait]. A
+// fixed deadline of one interval leaves a node whose link to Redis is
+// slower than that (a 700 ms path each way: 1.4 s) never ready, though
+// every message reaches it.
+func (p *prober) deadline() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var rtt time.Duration
+	for _, d := range p.rtts[:min(p.nrtt, len(p.rtts))] {
+		rtt = max(rtt, d)
+	}
+	return min(max(probeRTTs*rtt, p.interval), maxProbeWait)
+}
+
+// sending records when probe seq goes out.
+func (p *prober) sending(seq uint64) {
+	p.mu.Lock()
+	p.sent[seq%uint64(len(p.sent))] = sentProbe{seq: seq, at: time.Now()}
+	p.mu.Unlock()
 }
 
 // cameBack waits until probe seq came back, or ctx ends.
@@ -71,13 +119,15 @@ func (p *prober) cameBack(ctx context.Context, seq uint64) bool {
 	}
 }
 
-// run probes until ctx ends.
+// run probes until ctx ends, one at a time: a probe that takes longer
+// than the interval is followed by the next at once, never overlapped.
 func (p *prober) run(ctx context.Context) {
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
 	misses := 0
 	for seq := uint64(1); ; seq++ {
-		pctx, cancel := context.WithTimeout(ctx, p.interval)
+		pctx, cancel := context.WithTimeout(ctx, p.deadline())
+		p.sending(seq)
 		n, err := p.publish(pctx, &Message{Kind: kindProbe, Origin: p.node, ID: strconv.FormatUint(seq, 10)})
 		ready := err == nil && n > 0 && p.cameBack(pctx, seq)
 		cancel()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -429,16 +430,50 @@ func (r *Router) Disconnect(ctx context.Context, key, id string) (int, error) {
 	return nodes, nil
 }
 
-// ReportDelivered tells origin, the node whose sender waits, that key's
-// stored message id was written here.
-func (r *Router) ReportDelivered(ctx context.Context, origin, key string, id protocol.StoredID) error {
-	if origin == r.self {
-		r.delivered(key, id)
-		return nil
+// ReportDeliveredMany tells each notice's origin, the node whose sender
+// waits, that the notice's stored message was written here: one message
+// per origin node, carrying all of that node's reports, and those
+// messages published concurrently so that they share one pipeline (per
+// master in a cluster). Reports waiting in a queue thus cost one round trip
+// together: one each would cap how fast senders learn of delivery at one
+// report per round trip, far below the rate sends arrive on a slow link.
+func (r *Router) ReportDeliveredMany(ctx context.Context, notices []*ordering.Notice) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs error
+	)
+	for first := 0; first < len(notices); first++ {
+		origin := notices[first].Origin
+		if slices.ContainsFunc(notices[:first], func(n *ordering.Notice) bool { return n.Origin == origin }) {
+			continue // reported with its origin's first notice
+		}
+		if origin == r.self {
+			for _, n := range notices[first:] {
+				if n.Origin == origin {
+					r.delivered(n.Key, n.ID)
+				}
+			}
+			continue
+		}
+		m := &Message{Kind: KindDelivered, Origin: r.self}
+		for _, n := range notices[first:] {
+			if n.Origin == origin {
+				m.Keys = append(m.Keys, n.Key)
+				m.Stored = append(m.Stored, n.ID)
+			}
+		}
+		m.Prevs = make([]protocol.StoredID, len(m.Keys))
+		wg.Go(func() {
+			if _, err := r.bus.Send(ctx, origin, m); err != nil {
+				mu.Lock()
+				errs = errors.Join(errs, fmt.Errorf("report %d deliveries to node %s: %w", len(m.Keys), origin, err))
+				mu.Unlock()
+			}
+		})
 	}
-	_, err := r.bus.Send(ctx, origin, &Message{Kind: KindDelivered, Origin: r.self,
-		Keys: []string{key}, Stored: []protocol.StoredID{id}, Prevs: []protocol.StoredID{{}}})
-	return err
+	wg.Wait()
+	return errs
 }
 
 // keyDelivery is what the connections of m.Keys[i] receive. A stored

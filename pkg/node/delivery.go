@@ -126,17 +126,33 @@ func (n *Node) delivered(notice *ordering.Notice) {
 	}
 }
 
+// sendReports publishes delivery reports for senders waiting on other
+// nodes: every report waiting in the queue goes in one round trip, so that
+// on a slow link they keep up with the rate sends arrive at.
 func (n *Node) sendReports(ctx context.Context) {
+	const most = 1024 // per round trip: bounds one message's size
+	batch := make([]*ordering.Notice, 0, most)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case notice := <-n.reports:
+			batch = append(batch[:0], notice)
+		drain:
+			for len(batch) < most {
+				select {
+				case notice := <-n.reports:
+					batch = append(batch, notice)
+				default:
+					break drain
+				}
+			}
 			rctx, cancel := context.WithTimeout(ctx, redisTimeout)
-			if err := n.router.ReportDelivered(rctx, notice.Origin, notice.Key, notice.ID); err != nil {
+			if err := n.router.ReportDeliveredMany(rctx, batch); err != nil {
 				n.metrics.redisErrors.WithLabelValues("delivery_report").Inc()
 			}
 			cancel()
+			clear(batch) // let the notices go
 		}
 	}
 }

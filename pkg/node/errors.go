@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/herald-push/herald/pkg/redisconn"
 )
 
 // Kind is the class of a failed operation: what the caller can do about it.
@@ -97,6 +99,28 @@ func retryLater(e *Error, after time.Duration) *Error {
 var ErrNotReplicated = &Error{Kind: KindUnavailable, Code: "not_replicated", RetryAfter: time.Second,
 	Message: "the message was stored on the Redis master, but too few replicas confirmed it in time, so it was not sent yet; " +
 		"retry with the same Idempotency-Key: the retry sends it once, without storing it twice"}
+
+// outcomeUnknown is the answer to a send whose Redis command failed in a
+// way that may have run it (redisconn.MayHaveRun): a timeout, a connection
+// lost after the command was written. Telling the sender "nothing was sent"
+// would make it send twice; telling it "sent" may lose the message. what
+// names the step that failed.
+func outcomeUnknown(what string) *Error {
+	return retryLater(Errorf(KindUnavailable, "outcome_unknown",
+		"%s: Redis did not answer in time, so the message may or may not have been sent; "+
+			"retry with the same Idempotency-Key: a stored message or history post is then kept and delivered once, "+
+			"a plain one may arrive twice", what), time.Second)
+}
+
+// redisFailed is the answer to a send whose Redis step failed with err:
+// unavailable, "nothing was sent", only when the command surely did not
+// run; outcome_unknown otherwise.
+func redisFailed(err error, what string) *Error {
+	if redisconn.MayHaveRun(err) {
+		return outcomeUnknown(what)
+	}
+	return retryLater(unavailable("%s; nothing was sent", what), time.Second)
+}
 
 // ErrStorageFull and ErrIdempotencyFull: the single-node mode's in-process
 // inbox holds as much as --inbox-memory-bytes allows, or its idempotency

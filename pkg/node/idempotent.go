@@ -37,7 +37,15 @@ func idempotent[R any](ctx context.Context, n *Node, key, scoped string, do func
 		return res, false, n.storageFull(ErrIdempotencyFull)
 	case err != nil:
 		n.metrics.redisErrors.WithLabelValues("idempotency").Inc()
-		return res, false, unavailable("could not check the Idempotency-Key; nothing was sent")
+		if redisconn.MayHaveRun(err) {
+			// Nothing was sent (the request never started), but the claim
+			// may stand: a retry then finds it in progress until its lease
+			// ends. It cannot be released blindly: it may be another
+			// request's.
+			return res, false, retryLater(unavailable("could not check the Idempotency-Key; nothing was sent, "+
+				"but Redis may hold the key's claim: a retry with it may be answered idempotency_in_progress for up to %v", n.requestLease()), time.Second)
+		}
+		return res, false, retryLater(unavailable("could not check the Idempotency-Key; nothing was sent"), time.Second)
 	case !claimed:
 		if err := json.Unmarshal(answer, &res); err != nil {
 			return res, false, err // internal: the stored answer is not ours

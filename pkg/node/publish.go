@@ -98,7 +98,7 @@ func (n *Node) publishMessage(ctx context.Context, m *fanout.Message, data []byt
 		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
-			return PublishResult{}, unavailable("could not keep the message in the topic's history; nothing was sent")
+			return PublishResult{}, redisFailed(err, "could not keep the message in the topic's history")
 		}
 		m.Stored, m.Prevs = ids, prevs
 		n.mem.Grew(inbox.StoredCost(1, len(data)))
@@ -109,7 +109,7 @@ func (n *Node) publishMessage(ctx context.Context, m *fanout.Message, data []byt
 	if err != nil {
 		n.metrics.redisErrors.WithLabelValues("publish").Inc()
 		if !kept {
-			return PublishResult{}, unavailable("cluster bus unreachable; nothing was sent")
+			return PublishResult{}, redisFailed(err, "cluster bus unreachable")
 		}
 		n.log.Warn("a history post was kept but could not be published live", "topic", m.Topic, "err", err)
 		nodes = 0

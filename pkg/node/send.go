@@ -203,7 +203,9 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 		}
 		if err != nil {
 			n.metrics.redisErrors.WithLabelValues("inbox_write").Inc()
-			return SendResult{}, unavailable("could not store the message; nothing was sent")
+			// An append that timed out may have stored the message, and it
+			// then reaches its clients when they next read the inbox.
+			return SendResult{}, redisFailed(err, "could not store the message")
 		}
 		n.metrics.stored.Add(uint64(len(keys)))
 		n.mem.Grew(inbox.StoredCost(len(keys), len(req.Data)))
@@ -334,7 +336,7 @@ func (n *Node) sendResult(m *fanout.Message, store bool, res fanout.KeysResult, 
 		// SendMany however many of its sends failed.
 		n.metrics.redisErrors.WithLabelValues("publish").Inc()
 		if !store && len(out.Online) == 0 {
-			return SendResult{}, unavailable("cluster bus unreachable; nothing was sent")
+			return SendResult{}, redisFailed(res.RouteErr, "cluster bus unreachable")
 		}
 	}
 	n.metrics.dropOffline.Add(uint64(offline))
