@@ -338,7 +338,7 @@ func TestOverASlowLinkWaitingSendsAnswerDeliveredAndTheNodeTurnsReady(t *testing
 		addr := freeAddr(t)
 		start := time.Now()
 		b := launch(t, addr, execHerald(t, "--listen", addr, "--node-id", "b", "--redis-url", "redis://"+link.Addr()))
-		wait.Until(t, 20*time.Second, "b ready behind a 1.4s round trip", func() bool { return status(b, "/readyz") == http.StatusOK })
+		wait.Until(t, 40*time.Second, "b ready behind a 1.4s round trip", func() bool { return status(b, "/readyz") == http.StatusOK })
 		t.Logf("b turned ready %v after it started, behind a 1.4s round trip", time.Since(start).Round(100*time.Millisecond))
 	})
 }

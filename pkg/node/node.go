@@ -423,7 +423,14 @@ func (n *Node) keepPresence(ctx context.Context) {
 	gap := n.cfg.PresenceTTL/3 + time.Second
 	for {
 		info := n.info()
-		hctx, cancel := context.WithTimeout(ctx, n.cfg.PresenceTTL/3)
+		// A heartbeat must land before the deadline the previous one set;
+		// a join has no deadline yet, and on a slow link (a few round
+		// trips, a fresh connection's handshake) it needs more time.
+		budget := n.cfg.PresenceTTL / 3
+		if !joined {
+			budget = 2 * n.cfg.PresenceTTL / 3
+		}
+		hctx, cancel := context.WithTimeout(ctx, budget)
 		var err error
 		resync, forgotten := false, false
 		if !joined {
@@ -519,13 +526,20 @@ func (n *Node) checkClock() {
 	if !ok {
 		return
 	}
-	if off := c.ClockOffset(); (off > clockWarnAt || off < -clockWarnAt) && n.clockWarned.CompareAndSwap(false, true) {
-		n.log.Warn("this host's clock is far from Redis's; presence uses Redis's clock", "offset", off.Round(time.Millisecond).String())
+	// A reading is only as good as half its round trip: on a slow link
+	// to Redis a sound clock must not be reported as skewed.
+	off, within := c.ClockOffset(), c.ClockUncertainty()
+	if (off-within > clockWarnAt || off+within < -clockWarnAt) && n.clockWarned.CompareAndSwap(false, true) {
+		n.log.Warn("this host's clock is far from Redis's; presence uses Redis's clock", "offset", off.Round(time.Millisecond).String(),
+			"uncertainty", within.Round(time.Millisecond).String())
 	}
 }
 
 // clockOffsetter is a presence store that measures Redis's clock.
-type clockOffsetter interface{ ClockOffset() time.Duration }
+type clockOffsetter interface {
+	ClockOffset() time.Duration
+	ClockUncertainty() time.Duration
+}
 
 // info is what this node tells the cluster about itself.
 func (n *Node) info() presence.Node {

@@ -107,10 +107,14 @@ type Redis struct {
 	// incarnation and before it removes its entries.
 	reapHook func(node string)
 
-	clock  func() time.Time
-	offset atomic.Int64 // Redis's clock minus clock, in nanoseconds, as of the last reading
-	synced atomic.Bool  // offset was measured at least once
-	reaped func(node string, killed int, err error)
+	clock   func() time.Time
+	offset  atomic.Int64 // Redis's clock minus clock, in nanoseconds: the best recent reading's
+	synced  atomic.Bool  // offset was measured at least once
+	clockMu sync.Mutex
+	samples [clockSamples]clockSample // the last readings, a ring
+	sampled int                       // readings taken
+	rttBest time.Duration             // round trip of the reading offset came from
+	reaped  func(node string, killed int, err error)
 }
 
 // RedisOptions tune a Redis store. Zero values take the defaults.
@@ -174,12 +178,43 @@ func (r *Redis) now() time.Time {
 // before the first measurement).
 func (r *Redis) ClockOffset() time.Duration { return time.Duration(r.offset.Load()) }
 
+// clockSamples is how many readings of Redis's clock the offset is chosen
+// from: a few heartbeats' worth.
+const clockSamples = 4
+
+type clockSample struct {
+	offset, rtt time.Duration
+}
+
 // measured records Redis's TIME t, read by a round trip that left at sent
 // and came back at back (both by r.clock): Redis read its clock about half
-// way through.
+// way through, so a reading is off by at most half its round trip. The
+// offset kept is that of the recent reading with the shortest round trip
+// (as NTP does): one that also paid for a dial and handshake, or waited
+// behind a slow command, would otherwise be taken for a skewed clock.
 func (r *Redis) measured(t, sent, back time.Time) {
-	r.offset.Store(int64(t.Sub(sent.Add(back.Sub(sent) / 2))))
+	rtt := back.Sub(sent)
+	r.clockMu.Lock()
+	r.samples[r.sampled%clockSamples] = clockSample{offset: t.Sub(sent.Add(rtt / 2)), rtt: rtt}
+	r.sampled++
+	best := r.samples[0]
+	for _, c := range r.samples[1:min(r.sampled, clockSamples)] {
+		if c.rtt < best.rtt {
+			best = c
+		}
+	}
+	r.rttBest = best.rtt
+	r.clockMu.Unlock()
+	r.offset.Store(int64(best.offset))
 	r.synced.Store(true)
+}
+
+// ClockUncertainty is how far ClockOffset may be from the truth: half the
+// round trip of the reading it came from.
+func (r *Redis) ClockUncertainty() time.Duration {
+	r.clockMu.Lock()
+	defer r.clockMu.Unlock()
+	return r.rttBest / 2
 }
 
 // syncClock measures the offset to Redis's clock on its own.
@@ -214,38 +249,71 @@ func (r *Redis) current() (string, error) {
 }
 
 func (r *Redis) Join(ctx context.Context, n Node) error {
+	// The replication id is read beside the rest: on a slow link to Redis
+	// every round trip counts against the heartbeat's budget (a third of
+	// the TTL), and a join that does not fit never happens.
+	epochs := r.readEpoch(ctx)
 	// Before any deadline is written: one computed from a clock that is
-	// off would make this node dead, or immortal, to the others.
-	if err := r.syncClock(ctx); err != nil {
-		return err
-	}
-	// Whatever a previous process with this id left is no longer connected.
-	all, err := r.rdb.ZRange(ctx, nodesKey, 0, -1).Result()
+	// off would make this node dead, or immortal, to the others. The
+	// previous incarnations are listed in the same round trip.
+	sent := r.clock()
+	var redisTime *redis.TimeCmd
+	var listed *redis.StringSliceCmd
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		redisTime = p.Time(ctx)
+		listed = p.ZRange(ctx, nodesKey, 0, -1)
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("list nodes: %w", err)
+		<-epochs
+		return fmt.Errorf("read Redis time and list nodes: %w", err)
 	}
-	for _, m := range all {
+	r.measured(redisTime.Val(), sent, r.clock())
+	// Whatever a previous process with this id left is no longer connected.
+	for _, m := range listed.Val() {
 		if id, inc := splitMember(m); id == r.id {
 			if err := r.rdb.ZRem(ctx, nodesKey, m).Err(); err != nil {
+				<-epochs
 				return fmt.Errorf("remove previous incarnation of node %s: %w", r.id, err)
 			}
 			if err := r.removeIncarnation(ctx, id, inc); err != nil {
+				<-epochs
 				return fmt.Errorf("clear previous entries of node %s: %w", r.id, err)
 			}
 		}
 	}
-	epoch, err := redisconn.Epoch(ctx, r.rdb)
-	if err != nil && !redis.HasErrorPrefix(err, "NOPERM") {
-		return err
+	e := <-epochs
+	if e.err != nil {
+		return e.err
 	}
 	inc := newIncarnation()
 	if err := r.register(ctx, n, inc); err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.inc, r.left, r.epoch = inc, false, epoch
+	r.inc, r.left, r.epoch = inc, false, e.epoch
 	r.mu.Unlock()
 	return nil
+}
+
+type epochResult struct {
+	epoch string
+	err   error
+}
+
+// readEpoch reads redisconn.Epoch concurrently with the caller's own round
+// trip (in a cluster it asks every master). A Redis that refuses INFO
+// (NOPERM) has no epoch to compare: "" then, as every time.
+func (r *Redis) readEpoch(ctx context.Context) <-chan epochResult {
+	out := make(chan epochResult, 1)
+	go func() {
+		e, err := redisconn.Epoch(ctx, r.rdb)
+		if err != nil && redis.HasErrorPrefix(err, "NOPERM") {
+			err = nil
+		}
+		out <- epochResult{e, err}
+	}()
+	return out
 }
 
 func (r *Redis) Heartbeat(ctx context.Context, n Node) (bool, error) {
@@ -253,20 +321,22 @@ func (r *Redis) Heartbeat(ctx context.Context, n Node) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	lost, err := r.refresh(ctx, n, inc)
+	// A master replaced since the last heartbeat (failover, restart) may
+	// have lost any of this node's recent writes, on any shard. Read
+	// beside the refresh, so that a heartbeat is one round trip.
+	epochs := r.readEpoch(ctx)
+	lost, expired, err := r.refresh(ctx, n, inc)
+	e := <-epochs
 	if err != nil {
 		return false, err
 	}
-	// A master replaced since the last heartbeat (failover, restart) may
-	// have lost any of this node's recent writes, on any shard.
-	epoch, err := redisconn.Epoch(ctx, r.rdb)
-	if err != nil && !redis.HasErrorPrefix(err, "NOPERM") {
-		return false, err
+	if e.err != nil {
+		return false, e.err
 	}
 	r.mu.Lock()
-	if epoch != r.epoch {
+	if e.epoch != r.epoch {
 		lost = true
-		r.epoch = epoch
+		r.epoch = e.epoch
 	}
 	r.mu.Unlock()
 	if lost {
@@ -285,7 +355,7 @@ func (r *Redis) Heartbeat(ctx context.Context, n Node) (bool, error) {
 		r.inc = next
 		r.mu.Unlock()
 	}
-	return lost, r.reap(ctx, inc)
+	return lost, r.reap(ctx, inc, expired)
 }
 
 // register adds a new live incarnation of the node.
@@ -307,12 +377,14 @@ func (r *Redis) register(ctx context.Context, n Node, inc string) error {
 }
 
 // refresh extends the live incarnation inc and reports whether it had
-// already expired (or was gone), in which case it was not extended.
-func (r *Redis) refresh(ctx context.Context, n Node, inc string) (lost bool, err error) {
+// already expired (or was gone), in which case it was not extended, and
+// which incarnations' deadlines have passed (at most reapBatch), read in
+// the same round trip.
+func (r *Redis) refresh(ctx context.Context, n Node, inc string) (lost bool, expired []redis.Z, err error) {
 	n.ID = r.id
 	info, err := json.Marshal(n)
 	if err != nil {
-		return false, fmt.Errorf("encode node info: %w", err)
+		return false, nil, fmt.Errorf("encode node info: %w", err)
 	}
 	// The clock is read again with every heartbeat, in the same round
 	// trip; the deadline written now uses the previous reading, which is a
@@ -321,34 +393,35 @@ func (r *Redis) refresh(ctx context.Context, n Node, inc string) (lost bool, err
 	sent := r.clock()
 	var res *redis.Cmd
 	var redisTime *redis.TimeCmd
+	var dead *redis.ZSliceCmd
 	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		redisTime = p.Time(ctx)
 		res = refreshScript.EvalSha(ctx, p, []string{nodesKey}, member(r.id, inc), r.deadline(now), now.UnixMilli())
 		p.Set(ctx, infoKey(r.id), info, r.ttl)
+		dead = p.ZRangeByScoreWithScores(ctx, nodesKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: reapBatch})
 		return nil
 	})
 	if isNoScript(err) {
 		res = refreshScript.Run(ctx, r.rdb, []string{nodesKey}, member(r.id, inc), r.deadline(now), now.UnixMilli())
 		err = res.Err()
 	}
+	if err == nil {
+		err = dead.Err()
+	}
 	if err != nil {
-		return false, fmt.Errorf("heartbeat of node %s: %w", r.id, err)
+		return false, nil, fmt.Errorf("heartbeat of node %s: %w", r.id, err)
 	}
 	if t, err := redisTime.Result(); err == nil {
 		r.measured(t, sent, r.clock())
 	}
 	gone, _ := res.Int()
-	return gone == 1, nil
+	return gone == 1, dead.Val(), nil
 }
 
 // reap removes the entries of incarnations whose liveness ran out, this
 // node's own earlier ones included; mine is the node's current incarnation.
-func (r *Redis) reap(ctx context.Context, mine string) error {
+func (r *Redis) reap(ctx context.Context, mine string, dead []redis.Z) error {
 	now := strconv.FormatInt(r.now().UnixMilli(), 10)
-	dead, err := r.rdb.ZRangeByScoreWithScores(ctx, nodesKey, &redis.ZRangeBy{Min: "-inf", Max: now, Count: reapBatch}).Result()
-	if err != nil {
-		return fmt.Errorf("find expired nodes: %w", err)
-	}
 	for _, z := range dead {
 		m, _ := z.Member.(string)
 		if m == member(r.id, mine) {
