@@ -2,12 +2,17 @@ package faults
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-push/herald/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // echo serves lines back to whoever connects, until the test ends.
@@ -105,6 +110,44 @@ func TestACutLinkHangsWithoutClosingAndHealResumesIt(t *testing.T) {
 	c.SetDeadline(time.Now().Add(2 * time.Second))
 	if got, err := r.ReadString('\n'); err != nil || got != "during\n" {
 		t.Fatalf("after the heal read %q, %v; want the line held by the cut", got, err)
+	}
+}
+
+// A client whose command's reply is held sees it time out, as if it never
+// ran; Redis ran it all the same. Another connection goes on meanwhile,
+// and once released the link holds nothing more.
+func TestACommandWhoseReplyTheLinkHoldsTimesOutYetRan(t *testing.T) {
+	r := redistest.Start(t)
+	l := NewLink(t, r.Addr())
+	// No retries: a retry would run the command a second time.
+	c := redis.NewClient(&redis.Options{Addr: l.Addr(), ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	ctx := t.Context()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	l.HoldRepliesAfter("held:counter")
+	err := c.Incr(ctx, "held:counter").Err()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("INCR whose reply is held ended with %v, want a timeout", err)
+	}
+	if got, err := r.Client().Get(ctx, "held:counter").Result(); err != nil || got != "1" {
+		t.Fatalf("Redis holds held:counter = %q (%v), want the 1 the unanswered INCR stored", got, err)
+	}
+	// A connection that never sent the pattern is not held.
+	other := redis.NewClient(&redis.Options{Addr: l.Addr(), MaxRetries: -1})
+	defer other.Close()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := other.Ping(pctx).Err(); err != nil {
+		t.Fatalf("a PING on another connection while a reply is held: %v", err)
+	}
+
+	l.ReleaseReplies()
+	if got, err := c.Incr(ctx, "held:counter").Result(); err != nil || got != 2 {
+		t.Fatalf("INCR after the release: %d, %v; want 2", got, err)
 	}
 }
 

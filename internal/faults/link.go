@@ -1,18 +1,21 @@
 package faults
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // Link is a TCP proxy standing for a network path: it forwards connections
 // made to Addr to a target, holding each byte for a one-way delay in each
-// direction (order and stream semantics kept), and can stop forwarding
-// without closing anything, as a partition does. It needs no privileges.
+// direction (order and stream semantics kept), can stop forwarding
+// without closing anything, as a partition does, and can hold back the
+// answer to a given command (HoldRepliesAfter). It needs no privileges.
 type Link struct {
 	t      testing.TB
 	ln     net.Listener
@@ -22,6 +25,8 @@ type Link struct {
 	up, down time.Duration // toward the target, and back
 	cut      bool
 	healed   chan struct{} // closed by Heal: wakes forwarders held by a cut
+	holdOn   []byte        // set by HoldRepliesAfter: a chunk containing it holds its connection's replies
+	replies  chan struct{} // closed by ReleaseReplies: wakes replies held since holdOn matched
 	conns    map[net.Conn]struct{}
 	closed   bool
 	wg       sync.WaitGroup
@@ -43,7 +48,7 @@ func NewLink(t testing.TB, target string) *Link {
 		t.Fatal(err)
 	}
 	l := &Link{t: t, ln: ln, target: target, healed: make(chan struct{}),
-		conns: map[net.Conn]struct{}{}, released: make(chan struct{})}
+		replies: make(chan struct{}), conns: map[net.Conn]struct{}{}, released: make(chan struct{})}
 	l.wg.Go(l.accept)
 	t.Cleanup(l.Close)
 	return l
@@ -79,6 +84,47 @@ func (l *Link) Heal() {
 	if l.cut {
 		l.cut = false
 		close(l.healed)
+	}
+	l.mu.Unlock()
+}
+
+// HoldRepliesAfter makes a command run while its answer never comes, as
+// when a link fails after the command reached the target and before the
+// reply came back. A test wants that because a client cannot tell it from
+// a command that never ran: a write that timed out may be done, and what
+// the client does next (answer, retry) must allow for it. From the first
+// chunk containing pattern that a connection forwards toward the target,
+// that chunk included, everything the target sends back on that connection
+// waits until ReleaseReplies; the chunk itself goes through. Other
+// connections, and what goes toward the target, go on. The pattern is
+// matched within what one read returned, which holds a whole small
+// command, such as a Redis one.
+func (l *Link) HoldRepliesAfter(pattern string) {
+	l.mu.Lock()
+	l.holdOn = []byte(pattern)
+	l.mu.Unlock()
+}
+
+// ReleaseReplies lets the replies held since HoldRepliesAfter go on, in
+// order, and holds no more until the next HoldRepliesAfter.
+func (l *Link) ReleaseReplies() {
+	l.mu.Lock()
+	if l.holdOn != nil {
+		l.holdOn = nil
+		close(l.replies)
+		l.replies = make(chan struct{})
+	}
+	l.mu.Unlock()
+}
+
+// holdIfMatched is called before b is forwarded toward the target: if b
+// holds the pattern of HoldRepliesAfter, the connection's replies wait from
+// now on. It is armed before b goes, so b's reply cannot slip through.
+func (l *Link) holdIfMatched(b []byte, held *atomic.Pointer[chan struct{}]) {
+	l.mu.Lock()
+	if l.holdOn != nil && bytes.Contains(b, l.holdOn) {
+		replies := l.replies
+		held.Store(&replies)
 	}
 	l.mu.Unlock()
 }
@@ -139,9 +185,11 @@ func (l *Link) serve(client net.Conn) {
 		client.Close()
 		return
 	}
+	// What this connection's replies wait on once held (HoldRepliesAfter).
+	var held atomic.Pointer[chan struct{}]
 	var wg sync.WaitGroup
-	wg.Go(func() { l.pipe(server, client, true) })
-	wg.Go(func() { l.pipe(client, server, false) })
+	wg.Go(func() { l.pipe(server, client, true, &held) })
+	wg.Go(func() { l.pipe(client, server, false, &held) })
 	wg.Wait()
 	l.mu.Lock()
 	delete(l.conns, client)
@@ -169,10 +217,11 @@ func (l *Link) pass() bool {
 }
 
 // pipe copies src to dst: a reader stamps each chunk with when it is due, a
-// writer holds it until then (and while the link is cut). The queue is
-// unbounded so that a delay never slows the sender down, as on a long fat
-// network path.
-func (l *Link) pipe(dst, src net.Conn, up bool) {
+// writer holds it until then (and while the link is cut, and, coming back
+// from the target, while held points at a channel not yet closed). The
+// queue is unbounded so that a delay never slows the sender down, as on a
+// long fat network path.
+func (l *Link) pipe(dst, src net.Conn, up bool, held *atomic.Pointer[chan struct{}]) {
 	queue := make(chan chunk, 4096)
 	done := make(chan struct{})
 	go func() {
@@ -185,8 +234,18 @@ func (l *Link) pipe(dst, src net.Conn, up bool) {
 					return
 				}
 			}
+			if h := held.Load(); !up && h != nil {
+				select {
+				case <-*h:
+				case <-l.released:
+					return
+				}
+			}
 			if !l.pass() {
 				return
+			}
+			if up {
+				l.holdIfMatched(c.b, held)
 			}
 			if _, err := dst.Write(c.b); err != nil {
 				src.Close() // unblocks the reader

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-push/herald/internal/faults"
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/httpapi"
@@ -40,7 +41,7 @@ func TestASendToAStalledRedisIsAnsweredOutcomeUnknownAndToAStoppedOneNothingWasS
 		{"a post to a history topic", "/v1/topics/board", `{"data":4}`, nil, ""},
 		{"a post to a topic without history", "/v1/topics/news", `{"data":5}`, nil, ""},
 	}
-	faults := []struct {
+	redisFaults := []struct {
 		name     string
 		fault    func(r *redistest.Server)
 		wantCode string
@@ -49,7 +50,7 @@ func TestASendToAStalledRedisIsAnsweredOutcomeUnknownAndToAStoppedOneNothingWasS
 		{"Redis stalled", (*redistest.Server).Pause, "outcome_unknown", "may or may not have been sent"},
 		{"Redis stopped", (*redistest.Server).Kill, "unavailable", "nothing was sent"},
 	}
-	for _, f := range faults {
+	for _, f := range redisFaults {
 		t.Run(f.name, func(t *testing.T) {
 			r := redistest.Start(t)
 			n := startNode(t, "a", r.URL(), func(c *node.Config) { c.HistoryTopics = []string{"board"} })
@@ -92,15 +93,15 @@ func TestASendToAStalledRedisIsAnsweredOutcomeUnknownAndToAStoppedOneNothingWasS
 // client gets it exactly once.
 func TestAStoredSendAnsweredOutcomeUnknownAndRetriedWithItsKeyArrivesOnce(t *testing.T) {
 	r := redistest.Start(t)
-	link := newSlowLink(t, r.Addr(), 0)
-	n := startNode(t, "a", link.URL())
+	link := faults.NewLink(t, r.Addr())
+	n := startNode(t, "a", "redis://"+link.Addr())
 	idem := map[string]string{"Idempotency-Key": "purchase-1"}
 	body := `{"key":"u1","data":{"item":"sword"},"store":true}`
 
 	sendJSON(t, n, `{"key":"u0","data":0,"store":true}`) // Redis knows the append script: EVALSHA runs it
 	link.HoldRepliesAfter("herald:{u1}:inbox")           // the append runs, its answer is lost
 	status, out, _ := postJSONWith(t, n.URL("/v1/send"), body, idem)
-	link.Release()
+	link.ReleaseReplies()
 	if status != http.StatusServiceUnavailable || errorCode(out) != "outcome_unknown" {
 		t.Fatalf("stored send whose answer was lost: %d %v, want 503 outcome_unknown", status, out)
 	}
@@ -138,9 +139,10 @@ func TestAStoredSendAnsweredOutcomeUnknownAndRetriedWithItsKeyArrivesOnce(t *tes
 // round trip instead of one each (which kept up with 1.7 a second only).
 func TestWaitingForDeliveryAcrossASlowLinkKeepsUpWithTheSends(t *testing.T) {
 	r := redistest.Start(t)
-	link := newSlowLink(t, r.Addr(), 300*time.Millisecond)
+	link := faults.NewLink(t, r.Addr())
+	link.SetDelay(300*time.Millisecond, 300*time.Millisecond)
 	a := startNode(t, "a", r.URL())
-	b := startNode(t, "b", link.URL(), func(c *node.Config) { c.PresenceTTL = 15 * time.Second })
+	b := startNode(t, "b", "redis://"+link.Addr(), func(c *node.Config) { c.PresenceTTL = 15 * time.Second })
 	c := dial(t, b, "key=u1")
 	wait.Until(t, 10*time.Second, "u1 online on b as a sees it", func() bool {
 		return presenceOf(t, a, "u1")["online"] == true
@@ -188,13 +190,14 @@ func TestWaitingForDeliveryAcrossASlowLinkKeepsUpWithTheSends(t *testing.T) {
 // again once Redis is back.
 func TestANodeBehindA700msLinkTurnsReadyAndIsNotReadyWhileItsRedisIsUnreachable(t *testing.T) {
 	r := redistest.Start(t)
-	link := newSlowLink(t, r.Addr(), 700*time.Millisecond)
+	link := faults.NewLink(t, r.Addr())
+	link.SetDelay(700*time.Millisecond, 700*time.Millisecond)
 	start := time.Now()
 	// A TTL of 30 s gives each heartbeat 10 s: at the default 15 s, a
 	// first join (a new connection, then three commands in a row: 5.6 s
 	// here) overruns its 5 s and is tried again until pooled connections
 	// make it fit; that is presence's budget, not the bus probe's.
-	n := startUnready(t, node.Config{NodeID: "far", Redis: redisconn.Config{URL: link.URL()},
+	n := startUnready(t, node.Config{NodeID: "far", Redis: redisconn.Config{URL: "redis://" + link.Addr()},
 		Liveness: node.Liveness{PresenceTTL: 30 * time.Second, DrainWindow: 200 * time.Millisecond}})
 	ready := func() bool {
 		status, _ := get(t, n.URL("/readyz"))
