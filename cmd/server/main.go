@@ -50,10 +50,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	gin.SetMode(gin.ReleaseMode)
 	redis.SetLogger(redisLogger{cfg.Logger})
 
-	if err := checkOpenJoin(context.Background(), cfg, cfg.Logger); err != nil {
-		return err
-	}
-	if err := checkRedisPolicy(context.Background(), cfg, cfg.Logger); err != nil {
+	if err := checkRedis(context.Background(), cfg); err != nil {
 		return err
 	}
 	n, err := node.New(cfg)
@@ -362,4 +359,22 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// checkRedis runs the checks a node makes of its Redis before it joins,
+// over one client: on a slow link each new connection's handshake costs
+// round trips the node's start would otherwise pay once per check.
+func checkRedis(ctx context.Context, cfg node.Config) error {
+	if cfg.Redis.Topology() == redisconn.None {
+		return nil
+	}
+	rdb, err := redisconn.New(cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := checkOpenJoin(ctx, rdb, cfg, cfg.Logger); err != nil {
+		return err
+	}
+	return checkRedisPolicy(ctx, rdb, cfg, cfg.Logger)
 }

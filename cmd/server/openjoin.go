@@ -26,15 +26,10 @@ import (
 //
 // It reads the registered nodes once, before the node joins. An open node
 // that cannot read them refuses too: starting then would skip the check.
-func checkOpenJoin(ctx context.Context, cfg node.Config, log *slog.Logger) error {
-	if cfg.Redis.Topology() == redisconn.None || (cfg.Open() && cfg.AllowOpenJoin) {
+func checkOpenJoin(ctx context.Context, rdb redis.UniversalClient, cfg node.Config, log *slog.Logger) error {
+	if cfg.Open() && cfg.AllowOpenJoin {
 		return nil
 	}
-	rdb, err := redisconn.New(cfg.Redis)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
 	defer cancel()
 	nodes, err := presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL, presence.RedisOptions{}).Nodes(ctx)

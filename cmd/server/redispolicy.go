@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/redisconn"
 	"github.com/herald-push/herald/pkg/redismem"
@@ -21,15 +23,10 @@ import (
 // that does not answer yet lets the node start, as a node starts while
 // Redis is down; its memory watcher logs an error on the first evicting
 // policy it reads.
-func checkRedisPolicy(ctx context.Context, cfg node.Config, log *slog.Logger) error {
-	if cfg.Redis.Topology() == redisconn.None || cfg.AllowEvictingRedis {
+func checkRedisPolicy(ctx context.Context, rdb redis.UniversalClient, cfg node.Config, log *slog.Logger) error {
+	if cfg.AllowEvictingRedis {
 		return nil
 	}
-	rdb, err := redisconn.New(cfg.Redis)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
 	defer cancel()
 	readings, err := redismem.Read(ctx, rdb)
