@@ -361,6 +361,12 @@ func splitList(v string) []string {
 	return out
 }
 
+// startCheckTimeout bounds each start-up check of Redis. It is longer
+// than a request's: a check is a few round trips plus a new connection's
+// handshake, and a node 700 ms from Redis must still get through it (an
+// open node that cannot finish the check refuses to start).
+const startCheckTimeout = 3 * redisconn.Timeout
+
 // checkRedis runs the checks a node makes of its Redis before it joins,
 // over one client: on a slow link each new connection's handshake costs
 // round trips the node's start would otherwise pay once per check.

@@ -30,7 +30,7 @@ func checkOpenJoin(ctx context.Context, rdb redis.UniversalClient, cfg node.Conf
 	if cfg.Open() && cfg.AllowOpenJoin {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, startCheckTimeout)
 	defer cancel()
 	nodes, err := presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL, presence.RedisOptions{}).Nodes(ctx)
 	if err != nil {

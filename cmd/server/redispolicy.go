@@ -8,7 +8,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/pkg/node"
-	"github.com/herald-push/herald/pkg/redisconn"
 	"github.com/herald-push/herald/pkg/redismem"
 )
 
@@ -27,7 +26,7 @@ func checkRedisPolicy(ctx context.Context, rdb redis.UniversalClient, cfg node.C
 	if cfg.AllowEvictingRedis {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, startCheckTimeout)
 	defer cancel()
 	readings, err := redismem.Read(ctx, rdb)
 	if err != nil {

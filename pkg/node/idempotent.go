@@ -53,7 +53,7 @@ func idempotent[R any](ctx context.Context, n *Node, key, scoped string, do func
 		n.metrics.idemReplays.Add(1)
 		return res, true, nil
 	}
-	if err := n.roomInRedis(); err != nil {
+	if err := n.roomInRedis(0); err != nil {
 		// Checked once claimed, not before: a retry of a request already
 		// answered gets its answer, which costs Redis nothing more.
 		n.abortClaim(rctx, scoped)

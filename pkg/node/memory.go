@@ -12,10 +12,25 @@ const redisFullRetry = 10 * time.Second
 // send, a history post, an Idempotency-Key record). Refusing those early
 // keeps the rest of maxmemory for heartbeats, presence and pub/sub, which
 // with noeviction would otherwise be refused with everything else.
-func (n *Node) roomInRedis() error {
-	ratio, over := n.mem.Over()
-	if !over {
+//
+// cost is what the request would add to Redis: it is counted against the
+// headroom now, so that concurrent requests cannot all pass the check.
+func (n *Node) roomInRedis(cost int64) error {
+	if n.mem.Evicting() {
+		return retryLater(Errorf(KindUnavailable, "storage_full",
+			"Redis's maxmemory-policy evicts keys (changed since this node started): a message stored now could vanish "+
+				"with its 200 answer given, so stored sends, history posts and Idempotency-Key requests are refused; nothing was stored or sent. "+
+				"Set maxmemory-policy noeviction, or start the nodes with --allow-evicting-redis"), redisFullRetry)
+	}
+	ratio, ok := n.mem.Reserve(cost)
+	if ok {
 		return nil
+	}
+	if ratio >= 1 {
+		return retryLater(Errorf(KindUnavailable, "storage_full",
+			"Redis is out of memory (used memory at %.0f%% of maxmemory): it refuses writes, presence heartbeats included; "+
+				"stored sends, history posts and Idempotency-Key requests are refused; nothing was stored or sent. "+
+				"Raise maxmemory or free memory, then retry", ratio*100), redisFullRetry)
 	}
 	return retryLater(Errorf(KindUnavailable, "storage_full",
 		"Redis is above its high-water mark (used memory at %.0f%% of maxmemory, the mark is %.0f%%): stored sends, history posts "+

@@ -479,6 +479,9 @@ func (n *Node) keepPresence(ctx context.Context) {
 			}
 			lastOK = now
 			n.checkClock()
+			if c, ok := n.store.(liveCounter); ok {
+				n.mem.Shared(c.LiveNodes())
+			}
 		} else {
 			n.presenceOK.Store(false)
 			if joined {
@@ -534,6 +537,10 @@ func (n *Node) checkClock() {
 			"uncertainty", within.Round(time.Millisecond).String())
 	}
 }
+
+// liveCounter is a presence store that counts the live nodes as it
+// heartbeats.
+type liveCounter interface{ LiveNodes() int }
 
 // clockOffsetter is a presence store that measures Redis's clock.
 type clockOffsetter interface {

@@ -85,11 +85,13 @@ func (n *Node) publishMessage(ctx context.Context, m *fanout.Message, data []byt
 	if m.Kind == fanout.KindTopic && slices.Contains(n.cfg.HistoryTopics, m.Topic) {
 		// Kept in the topic's stream first: its id is what subscribers see
 		// and resume after.
-		if err := n.roomInRedis(); err != nil {
+		cost := inbox.StoredCost(1, len(data))
+		if err := n.roomInRedis(cost); err != nil {
 			return PublishResult{}, err
 		}
 		stream := ordering.TopicStream(m.Topic).StoreKey("")
 		ids, prevs, err := n.inbox.Append(ctx, []string{stream}, inbox.Entry{Data: data, Origin: n.cfg.NodeID, Dedupe: dedupe})
+		n.mem.Settled(cost)
 		if errors.Is(err, redisconn.ErrNotReplicated) {
 			err = nil // --redis-min-replicas is for sends to keys; history is kept as it is
 		}
@@ -101,7 +103,6 @@ func (n *Node) publishMessage(ctx context.Context, m *fanout.Message, data []byt
 			return PublishResult{}, redisFailed(err, "could not keep the message in the topic's history")
 		}
 		m.Stored, m.Prevs = ids, prevs
-		n.mem.Grew(inbox.StoredCost(1, len(data)))
 		m.ID, m.TS = ids[0].String(), int64(ids[0].MS)
 		kept = true
 	}

@@ -178,13 +178,16 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	if store {
-		if err := n.roomInRedis(); err != nil {
+		cost := inbox.StoredCost(len(keys), len(req.Data))
+		if err := n.roomInRedis(cost); err != nil {
 			return SendResult{}, err
 		}
 		if err := n.takeStored(req, len(keys)); err != nil {
+			n.mem.Settled(cost)
 			return SendResult{}, err
 		}
 		ids, prevs, err := n.inbox.Append(rctx, keys, inbox.Entry{Data: req.Data, Origin: n.cfg.NodeID, Wait: req.Wait, Dedupe: dedupe})
+		n.mem.Settled(cost)
 		if errors.Is(err, redisconn.ErrNotReplicated) {
 			// Stored on the masters, not confirmed: not sent, because a
 			// failover may still lose it and the retry would then reach
@@ -208,7 +211,6 @@ func (n *Node) send(ctx context.Context, keys []string, req SendRequest, dedupe 
 			return SendResult{}, redisFailed(err, "could not store the message")
 		}
 		n.metrics.stored.Add(uint64(len(keys)))
-		n.mem.Grew(inbox.StoredCost(len(keys), len(req.Data)))
 		m.Stored, m.Prevs, m.Wait = ids, prevs, uint8(req.Wait)
 	}
 	// Register before routing: a report may come back before SendKeys

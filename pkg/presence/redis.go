@@ -107,6 +107,8 @@ type Redis struct {
 	// incarnation and before it removes its entries.
 	reapHook func(node string)
 
+	liveNodes atomic.Int64 // live incarnations at the last heartbeat
+
 	clock   func() time.Time
 	offset  atomic.Int64 // Redis's clock minus clock, in nanoseconds: the best recent reading's
 	synced  atomic.Bool  // offset was measured at least once
@@ -208,6 +210,10 @@ func (r *Redis) measured(t, sent, back time.Time) {
 	r.offset.Store(int64(best.offset))
 	r.synced.Store(true)
 }
+
+// LiveNodes is how many live incarnations the registry held at the last
+// heartbeat (a node that just took a new one counts twice for a moment).
+func (r *Redis) LiveNodes() int { return int(r.liveNodes.Load()) }
 
 // ClockUncertainty is how far ClockOffset may be from the truth: half the
 // round trip of the reading it came from.
@@ -394,11 +400,13 @@ func (r *Redis) refresh(ctx context.Context, n Node, inc string) (lost bool, exp
 	var res *redis.Cmd
 	var redisTime *redis.TimeCmd
 	var dead *redis.ZSliceCmd
+	var live *redis.IntCmd
 	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		redisTime = p.Time(ctx)
 		res = refreshScript.EvalSha(ctx, p, []string{nodesKey}, member(r.id, inc), r.deadline(now), now.UnixMilli())
 		p.Set(ctx, infoKey(r.id), info, r.ttl)
 		dead = p.ZRangeByScoreWithScores(ctx, nodesKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: reapBatch})
+		live = p.ZCount(ctx, nodesKey, "("+strconv.FormatInt(now.UnixMilli(), 10), "+inf")
 		return nil
 	})
 	if isNoScript(err) {
@@ -413,6 +421,9 @@ func (r *Redis) refresh(ctx context.Context, n Node, inc string) (lost bool, exp
 	}
 	if t, err := redisTime.Result(); err == nil {
 		r.measured(t, sent, r.clock())
+	}
+	if n, err := live.Result(); err == nil {
+		r.liveNodes.Store(n)
 	}
 	gone, _ := res.Int()
 	return gone == 1, dead.Val(), nil

@@ -128,8 +128,17 @@ type Watcher struct {
 	// estimated by its callers, so that a burst between two readings
 	// cannot run past the mark on this node's account alone.
 	grown atomic.Int64
+	// inflight is what reserved writes not yet settled will add: a reading
+	// may come before Redis has them, so they stay counted past it.
+	inflight atomic.Int64
+	// sharers is how many nodes write to this Redis (at least 1): each may
+	// have grown it as much as this one since the last reading.
+	sharers atomic.Int64
 	// full: Redis refused a write for memory since the last reading.
 	full atomic.Bool
+	// evicting: the last reading found a policy that evicts keys, and the
+	// node was not told to accept that.
+	evicting atomic.Bool
 
 	policyLogged string // the evicting policy last logged; Run's goroutine only
 }
@@ -175,8 +184,15 @@ func (w *Watcher) refresh(ctx context.Context, timeout time.Duration) {
 		}
 	}
 	w.last.Store(&fullest)
-	w.grown.Store(0)
+	w.grown.Store(w.inflight.Load())
 	w.full.Store(false)
+	evicting := false
+	for _, r := range readings {
+		if r.Evicting() && !w.allowEvicting {
+			evicting = true
+		}
+	}
+	w.evicting.Store(evicting)
 	for _, r := range readings {
 		if r.Evicting() && !w.allowEvicting {
 			if r.Policy != w.policyLogged {
@@ -196,6 +212,21 @@ func (w *Watcher) Grew(bytes int64) {
 		w.grown.Add(bytes)
 	}
 }
+
+// Shared tells the watcher how many nodes write to this Redis (itself
+// included). Two nodes racing to the mark between readings would
+// otherwise each spend the whole headroom, and together run Redis past
+// maxmemory, where heartbeats are refused too.
+func (w *Watcher) Shared(nodes int) {
+	if w != nil {
+		w.sharers.Store(int64(max(1, nodes)))
+	}
+}
+
+// Evicting reports whether the last reading found a maxmemory-policy that
+// evicts keys (changed at run time: a node refuses to start on one), which
+// the node was not told to accept: a message stored there may vanish.
+func (w *Watcher) Evicting() bool { return w != nil && w.evicting.Load() }
 
 // Refused tells the watcher Redis refused a write for lack of memory: it
 // reads as over the mark until the next reading.
@@ -225,7 +256,8 @@ func (w *Watcher) Full() bool {
 }
 
 // Over reports whether Redis is at or above the high-water mark, counting
-// what this node added since the last reading, and the ratio it counted.
+// what this node added since the last reading once for every node that
+// shares Redis (see Shared), and the ratio it counted.
 func (w *Watcher) Over() (ratio float64, over bool) {
 	if w == nil || w.mark <= 0 {
 		return 0, false
@@ -237,8 +269,53 @@ func (w *Watcher) Over() (ratio float64, over bool) {
 	if r == nil || r.Max <= 0 {
 		return 0, false
 	}
-	ratio = float64(r.Used+w.grown.Load()) / float64(r.Max)
+	ratio = float64(r.Used+w.grown.Load()*max(1, w.sharers.Load())) / float64(r.Max)
 	return ratio, ratio >= w.mark
+}
+
+// Reserve counts bytes this node is about to add to Redis, unless that
+// would take Redis to the high-water mark (see Over), and reports the
+// ratio it counted and whether it reserved. Counting before the write,
+// not after, keeps concurrent writes (a batch runs many at once) from all
+// passing one check together.
+//
+// Every reservation made (ok) must be Settled once its write is done.
+func (w *Watcher) Reserve(bytes int64) (ratio float64, ok bool) {
+	if w == nil {
+		return 0, true
+	}
+	if w.mark <= 0 {
+		w.inflight.Add(bytes)
+		return 0, true
+	}
+	if w.full.Load() {
+		return max(1, w.Ratio()), false
+	}
+	r := w.last.Load()
+	if r == nil || r.Max <= 0 {
+		w.inflight.Add(bytes)
+		return 0, true
+	}
+	share := max(1, w.sharers.Load())
+	for {
+		grown := w.grown.Load()
+		ratio = float64(r.Used+(grown+bytes)*share) / float64(r.Max)
+		if ratio >= w.mark {
+			return ratio, false
+		}
+		if w.grown.CompareAndSwap(grown, grown+bytes) {
+			w.inflight.Add(bytes)
+			return ratio, true
+		}
+	}
+}
+
+// Settled tells the watcher a write Reserve counted is done (or failed):
+// the next reading sees what it added.
+func (w *Watcher) Settled(bytes int64) {
+	if w != nil {
+		w.inflight.Add(-bytes)
+	}
 }
 
 // Mark is the high-water mark (0 or less: off).
