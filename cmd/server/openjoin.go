@@ -32,7 +32,8 @@ func checkOpenJoin(ctx context.Context, rdb redis.UniversalClient, cfg node.Conf
 	}
 	ctx, cancel := context.WithTimeout(ctx, startCheckTimeout)
 	defer cancel()
-	nodes, err := presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL, presence.RedisOptions{}).Nodes(ctx)
+	registry := presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL, presence.RedisOptions{})
+	nodes, err := registry.Nodes(ctx)
 	if err != nil {
 		if cfg.Open() {
 			return fmt.Errorf("cannot tell whether authenticated nodes use this Redis (%w): start this open node once Redis answers, or pass --allow-open-join", err)
@@ -40,7 +41,11 @@ func checkOpenJoin(ctx context.Context, rdb redis.UniversalClient, cfg node.Conf
 		return nil // the node waits for Redis as usual; it has nothing to warn about yet
 	}
 	if cfg.Open() && cfg.Redis.Topology() != redisconn.Cluster {
-		if err := checkHiddenNodes(ctx, rdb, len(nodes)); err != nil {
+		registered := func(ctx context.Context) (int, error) {
+			ns, err := registry.Nodes(ctx)
+			return len(ns), err
+		}
+		if err := checkHiddenNodes(ctx, rdb, len(nodes), registered); err != nil {
 			return err
 		}
 	}
@@ -75,7 +80,11 @@ func checkOpenJoin(ctx context.Context, rdb redis.UniversalClient, cfg node.Conf
 // listeners than registered nodes means such nodes. A node starting beside
 // this one listens a moment before it registers, so only an excess that
 // lasts counts.
-func checkHiddenNodes(ctx context.Context, rdb redis.UniversalClient, registered int) error {
+//
+// The registry is read again with every look: nodes started together
+// register while this one looks, and counting them once, at the start,
+// made the third of three nodes started at once refuse the other two.
+func checkHiddenNodes(ctx context.Context, rdb redis.UniversalClient, registered int, count func(context.Context) (int, error)) error {
 	var hidden int64
 	for try := range 5 {
 		if try > 0 {
@@ -84,6 +93,11 @@ func checkHiddenNodes(ctx context.Context, rdb redis.UniversalClient, registered
 				return fmt.Errorf("cannot tell whether hidden nodes share this Redis: %w", ctx.Err())
 			case <-time.After(500 * time.Millisecond):
 			}
+			n, err := count(ctx)
+			if err != nil {
+				return fmt.Errorf("cannot tell whether authenticated nodes share this Redis (%w): pass --allow-open-join to start anyway", err)
+			}
+			registered = n
 		}
 		listening, err := rdb.PubSubNumSub(ctx, fanout.BroadcastChannel).Result()
 		if err != nil {
