@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-push/herald/pkg/idempotency"
+	"github.com/herald-push/herald/pkg/inbox"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
 
@@ -53,12 +54,16 @@ func idempotent[R any](ctx context.Context, n *Node, key, scoped string, do func
 		n.metrics.idemReplays.Add(1)
 		return res, true, nil
 	}
-	if err := n.roomInRedis(0); err != nil {
+	// A record holds the request's answer, a few hundred bytes, counted
+	// as generously as a stored send's entry.
+	cost := inbox.StoredCost(1, 512)
+	if err := n.roomInRedis(cost); err != nil {
 		// Checked once claimed, not before: a retry of a request already
 		// answered gets its answer, which costs Redis nothing more.
 		n.abortClaim(rctx, scoped)
 		return res, false, err
 	}
+	defer n.mem.Settled(cost)
 	res, err = do()
 	if err != nil {
 		n.abortClaim(rctx, scoped)
