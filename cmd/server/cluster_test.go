@@ -153,7 +153,22 @@ func balancedClusterStory(t *testing.T, topology string) {
 		}
 		return total == boards
 	})
-	spread := lc.perNode(t)
+	// Each node's count is its info as of its last heartbeat: a read can
+	// catch one node's count behind the others', so the spread is judged
+	// over a few heartbeats, not on one read.
+	var spread map[string]int
+	deadline := time.Now().Add(12 * time.Second)
+	for {
+		spread = lc.perNode(t)
+		everyNode := len(spread) == 3
+		for _, n := range spread {
+			everyNode = everyNode && n > 0
+		}
+		if everyNode || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	t.Logf("boards per node through the balancer: %v", spread)
 	for id, n := range spread {
 		if n == 0 {
