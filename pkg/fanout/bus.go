@@ -13,9 +13,9 @@ import (
 //
 // Every node listens on its own channel and on the cluster-wide broadcast
 // channel from Run on; topic channels are listened to between Subscribe and
-// Unsubscribe. Subscribe and Unsubscribe of the same topic are never called
-// concurrently: callers serialize them. All other methods may be called
-// concurrently.
+// Unsubscribe, a key's channel between SubscribeKeys and UnsubscribeKeys.
+// Subscriptions of the same topic or key are never changed concurrently:
+// callers serialize them. All other methods may be called concurrently.
 type Bus interface {
 	// Send delivers m to the named node and reports whether a node was
 	// listening on its channel.
@@ -29,6 +29,18 @@ type Bus interface {
 	Subscribe(ctx context.Context, topics ...string) error
 	// Unsubscribe stops topic messages from reaching this node.
 	Unsubscribe(ctx context.Context, topics ...string) error
+	// SendKey delivers m to every node subscribed to key's channel, the
+	// sender included, and returns how many received it: a send to a key
+	// is one publish, and its answer says on how many nodes the key is
+	// connected.
+	SendKey(ctx context.Context, key string, m *Message) (int, error)
+	// SubscribeKeys returns once messages sent to the keys' channels from
+	// now on will reach this node.
+	SubscribeKeys(ctx context.Context, keys ...string) error
+	// UnsubscribeKeys stops messages sent to the keys from reaching this
+	// node. Redis may count this node for a publish shortly after it
+	// returned: the unsubscribe may still be on its way.
+	UnsubscribeKeys(ctx context.Context, keys ...string) error
 	// Ready reports whether the node currently receives what is sent to it.
 	Ready() bool
 	// Run hands every received message to h, one at a time, until ctx ends.
@@ -42,14 +54,14 @@ type Handler interface {
 	HandleMessage(m *Message)
 }
 
-// awaitSubscribed waits until each topic's subscription is confirmed
+// awaitSubscribed waits until each channel's subscription is confirmed
 // (waits[i] closed), or ctx ends.
-func awaitSubscribed(ctx context.Context, topics []string, waits []chan struct{}) error {
+func awaitSubscribed(ctx context.Context, channels []string, waits []chan struct{}) error {
 	for i, w := range waits {
 		select {
 		case <-w:
 		case <-ctx.Done():
-			return fmt.Errorf("subscribe to topic %s: %w", topics[i], ctx.Err())
+			return fmt.Errorf("subscribe to %s: %w", channels[i], ctx.Err())
 		}
 	}
 	return nil

@@ -13,11 +13,13 @@ type Memory struct {
 	mu       sync.RWMutex
 	handlers map[string]Handler             // node -> handler while Run runs
 	topics   map[string]map[string]struct{} // topic -> subscribed nodes
+	keys     map[string]map[string]struct{} // key -> subscribed nodes
 }
 
 // NewMemory returns an empty network.
 func NewMemory() *Memory {
-	return &Memory{handlers: make(map[string]Handler), topics: make(map[string]map[string]struct{})}
+	return &Memory{handlers: make(map[string]Handler), topics: make(map[string]map[string]struct{}),
+		keys: make(map[string]map[string]struct{})}
 }
 
 // Bus returns the Bus of node id.
@@ -56,30 +58,64 @@ func (b *memoryBus) Publish(_ context.Context, msg *Message) (int, error) {
 	return len(targets), nil
 }
 
-func (b *memoryBus) Subscribe(_ context.Context, topics ...string) error {
-	b.m.mu.Lock()
-	defer b.m.mu.Unlock()
-	for _, t := range topics {
-		nodes := b.m.topics[t]
-		if nodes == nil {
-			nodes = make(map[string]struct{})
-			b.m.topics[t] = nodes
+func (b *memoryBus) SendKey(_ context.Context, key string, msg *Message) (int, error) {
+	b.m.mu.RLock()
+	var few [4]Handler // a key is held on a node or two: no allocation per send
+	targets := few[:0]
+	for node := range b.m.keys[key] {
+		if h := b.m.handlers[node]; h != nil {
+			targets = append(targets, h)
 		}
-		nodes[b.id] = struct{}{}
 	}
+	b.m.mu.RUnlock()
+	for _, h := range targets {
+		h.HandleMessage(msg)
+	}
+	return len(targets), nil
+}
+
+func (b *memoryBus) Subscribe(_ context.Context, topics ...string) error {
+	b.subscribe(b.m.topics, topics)
 	return nil
 }
 
 func (b *memoryBus) Unsubscribe(_ context.Context, topics ...string) error {
+	b.unsubscribe(b.m.topics, topics)
+	return nil
+}
+
+func (b *memoryBus) SubscribeKeys(_ context.Context, keys ...string) error {
+	b.subscribe(b.m.keys, keys)
+	return nil
+}
+
+func (b *memoryBus) UnsubscribeKeys(_ context.Context, keys ...string) error {
+	b.unsubscribe(b.m.keys, keys)
+	return nil
+}
+
+func (b *memoryBus) subscribe(subs map[string]map[string]struct{}, names []string) {
 	b.m.mu.Lock()
 	defer b.m.mu.Unlock()
-	for _, t := range topics {
-		delete(b.m.topics[t], b.id)
-		if len(b.m.topics[t]) == 0 {
-			delete(b.m.topics, t)
+	for _, name := range names {
+		nodes := subs[name]
+		if nodes == nil {
+			nodes = make(map[string]struct{})
+			subs[name] = nodes
+		}
+		nodes[b.id] = struct{}{}
+	}
+}
+
+func (b *memoryBus) unsubscribe(subs map[string]map[string]struct{}, names []string) {
+	b.m.mu.Lock()
+	defer b.m.mu.Unlock()
+	for _, name := range names {
+		delete(subs[name], b.id)
+		if len(subs[name]) == 0 {
+			delete(subs, name)
 		}
 	}
-	return nil
 }
 
 func (b *memoryBus) Ready() bool {
@@ -95,10 +131,12 @@ func (b *memoryBus) Run(ctx context.Context, h Handler) error {
 	<-ctx.Done()
 	b.m.mu.Lock()
 	delete(b.m.handlers, b.id)
-	for t, nodes := range b.m.topics {
-		delete(nodes, b.id)
-		if len(nodes) == 0 {
-			delete(b.m.topics, t)
+	for _, subs := range []map[string]map[string]struct{}{b.m.topics, b.m.keys} {
+		for name, nodes := range subs {
+			delete(nodes, b.id)
+			if len(nodes) == 0 {
+				delete(subs, name)
+			}
 		}
 	}
 	b.m.mu.Unlock()

@@ -52,6 +52,11 @@ func (p *publisher) Send(ctx context.Context, node string, m *Message) (bool, er
 	return n > 0, err
 }
 
+// SendKey publishes m to key's channel and returns how many nodes heard it.
+func (p *publisher) SendKey(ctx context.Context, key string, m *Message) (int, error) {
+	return p.publish(ctx, keyChannel(key), m)
+}
+
 // Publish publishes a topic or broadcast message to its channel.
 func (p *publisher) Publish(ctx context.Context, m *Message) (int, error) {
 	ch := BroadcastChannel

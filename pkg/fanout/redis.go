@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,25 @@ const nodeChannelPrefix = "herald:node:"
 
 func nodeChannel(id string) string     { return nodeChannelPrefix + id }
 func topicChannel(topic string) string { return "herald:topic:" + topic }
+
+// keyChannel is where sends to key go. Its hash tag is the key's, as for
+// the key's inbox, so that in Redis Cluster a stored send's append and its
+// publish go to one master.
+func keyChannel(key string) string { return "herald:key:{" + key + "}" }
+
+// channelsOf names the channels of topics or keys.
+func channelsOf(names []string, channel func(string) string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = channel(n)
+	}
+	return out
+}
+
+// subscribeBatch bounds the channels of one SUBSCRIBE: a node that comes
+// back with 15,000 keys subscribes them in a few commands, none so long
+// that Redis stalls its other clients while it reads one.
+const subscribeBatch = 1024
 
 // RedisOptions tune a Redis bus. Zero values take the defaults.
 type RedisOptions struct {
@@ -68,39 +88,45 @@ type Redis struct {
 
 	*publisher // Send and Publish
 
-	mu      sync.Mutex
-	waiters map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
-	topics  map[string]bool            // topic channels subscribed, for a renewed connection
+	mu       sync.Mutex
+	waiters  map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
+	channels map[string]struct{}        // topic and key channels subscribed, for a renewed connection
 }
 
 // NewRedis returns the Bus of node id on rdb.
 func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
 	opts = opts.withDefaults()
 	r := &Redis{
-		rdb:     rdb,
-		id:      id,
-		opts:    opts,
-		ps:      rdb.Subscribe(context.Background()),
-		renew:   make(chan string, 1),
-		waiters: make(map[string][]chan struct{}),
-		topics:  make(map[string]bool),
+		rdb:      rdb,
+		id:       id,
+		opts:     opts,
+		ps:       rdb.Subscribe(context.Background()),
+		renew:    make(chan string, 1),
+		waiters:  make(map[string][]chan struct{}),
+		channels: make(map[string]struct{}),
 	}
 	r.publisher = newPublisher(rdb, false)
 	return r
 }
 
 func (r *Redis) Subscribe(ctx context.Context, topics ...string) error {
-	if len(topics) == 0 {
+	return r.subscribe(ctx, channelsOf(topics, topicChannel))
+}
+
+func (r *Redis) SubscribeKeys(ctx context.Context, keys ...string) error {
+	return r.subscribe(ctx, channelsOf(keys, keyChannel))
+}
+
+func (r *Redis) subscribe(ctx context.Context, channels []string) error {
+	if len(channels) == 0 {
 		return nil
 	}
-	channels := make([]string, len(topics))
-	waits := make([]chan struct{}, len(topics))
+	waits := make([]chan struct{}, len(channels))
 	r.mu.Lock()
-	for i, t := range topics {
-		channels[i] = topicChannel(t)
+	for i, ch := range channels {
 		waits[i] = make(chan struct{})
-		r.waiters[channels[i]] = append(r.waiters[channels[i]], waits[i])
-		r.topics[channels[i]] = true
+		r.waiters[ch] = append(r.waiters[ch], waits[i])
+		r.channels[ch] = struct{}{}
 	}
 	ps := r.ps
 	r.mu.Unlock()
@@ -108,10 +134,12 @@ func (r *Redis) Subscribe(ctx context.Context, topics ...string) error {
 
 	// go-redis remembers the channels even when this write fails and
 	// subscribes to them again on reconnect.
-	if err := ps.Subscribe(ctx, channels...); err != nil {
-		return fmt.Errorf("subscribe to %d topics: %w", len(topics), err)
+	for chunk := range slices.Chunk(channels, subscribeBatch) {
+		if err := ps.Subscribe(ctx, chunk...); err != nil {
+			return fmt.Errorf("subscribe to %d channels: %w", len(channels), err)
+		}
 	}
-	return awaitSubscribed(ctx, topics, waits)
+	return awaitSubscribed(ctx, channels, waits)
 }
 
 func (r *Redis) dropWaiters(channels []string, waits []chan struct{}) {
@@ -143,19 +171,27 @@ func (r *Redis) confirm(channel string) {
 }
 
 func (r *Redis) Unsubscribe(ctx context.Context, topics ...string) error {
-	if len(topics) == 0 {
+	return r.unsubscribe(ctx, channelsOf(topics, topicChannel))
+}
+
+func (r *Redis) UnsubscribeKeys(ctx context.Context, keys ...string) error {
+	return r.unsubscribe(ctx, channelsOf(keys, keyChannel))
+}
+
+func (r *Redis) unsubscribe(ctx context.Context, channels []string) error {
+	if len(channels) == 0 {
 		return nil
 	}
-	channels := make([]string, len(topics))
 	r.mu.Lock()
-	for i, t := range topics {
-		channels[i] = topicChannel(t)
-		delete(r.topics, channels[i])
+	for _, ch := range channels {
+		delete(r.channels, ch)
 	}
 	ps := r.ps
 	r.mu.Unlock()
-	if err := ps.Unsubscribe(ctx, channels...); err != nil {
-		return fmt.Errorf("unsubscribe from %d topics: %w", len(topics), err)
+	for chunk := range slices.Chunk(channels, subscribeBatch) {
+		if err := ps.Unsubscribe(ctx, chunk...); err != nil {
+			return fmt.Errorf("unsubscribe from %d channels: %w", len(channels), err)
+		}
 	}
 	return nil
 }
@@ -210,15 +246,15 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 		// subscribed to everything the old one was.
 		r.mu.Lock()
 		r.ps = r.rdb.Subscribe(context.Background())
-		topics := make([]string, 0, len(r.topics))
-		for ch := range r.topics {
-			topics = append(topics, ch)
+		channels := make([]string, 0, len(r.channels))
+		for ch := range r.channels {
+			channels = append(channels, ch)
 		}
 		next := r.ps
 		r.mu.Unlock()
 		ps.Close()
-		if len(topics) > 0 {
-			_ = next.Subscribe(ctx, topics...)
+		for chunk := range slices.Chunk(channels, subscribeBatch) {
+			_ = next.Subscribe(ctx, chunk...)
 		}
 		r.opts.Logger.Warn("bus subscription renewed", "reason", reason)
 	}

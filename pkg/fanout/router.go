@@ -23,13 +23,6 @@ type Presence interface {
 	Lookup(ctx context.Context, keys []string) ([][]presence.Holder, error)
 }
 
-// Route is presence that can also publish: it looks up keys' holders and
-// publishes a payload to each live holder's channel in one Redis round trip
-// (presence.Redis, outside Redis Cluster).
-type Route interface {
-	Route(ctx context.Context, keys []string, skip, channelPrefix string, payload []byte) (presence.Routed, error)
-}
-
 // Local is this node's own connections.
 type Local interface {
 	// SendKey queues d for every local connection of key and returns how
@@ -56,9 +49,19 @@ type Router struct {
 	log      *slog.Logger
 	topics   *reconcile.Loop
 
-	route      Route           // nil: look up, then publish
+	keys       *reconcile.Loop
 	subscribed map[string]bool // touched only by the topics loop
-	unroutable func(n int)     // messages that reached no node that should have had them
+	// byChannel: sends to at most this many keys publish to each key's
+	// channel; larger ones look up presence and publish once per node.
+	byChannel int
+
+	// keySubs holds every key whose channel Redis may count this node on:
+	// from before its SUBSCRIBE is written until keyLeaveGrace after its
+	// UNSUBSCRIBE was. Written by the keys loop (and the grace timers),
+	// read by every send.
+	keySubsMu  sync.RWMutex
+	keySubs    map[string]keySub
+	unroutable func(n int) // messages that reached no node that should have had them
 	delivered  func(key string, id protocol.StoredID)
 	invalid    func()      // messages from the bus whose data is not valid text
 	loggedBad  atomic.Bool // the first such message was logged
@@ -81,11 +84,33 @@ type RouterConfig struct {
 	// id is not a name or its data not valid (protocol.ValidData): both are
 	// pasted into frames verbatim. Optional.
 	InvalidText func()
-	// Route, when set, sends to keys in one Redis round trip: it must
-	// publish to the Bus's node channels (a classic Redis bus on the same
-	// Redis). Optional.
-	Route Route
+	// ByChannelUpTo is the most keys a send may have to be published to
+	// its keys' channels, one publish per key; a send to more keys looks
+	// its keys up in presence and publishes once to each node holding
+	// any. Zero takes DefaultByChannelUpTo; negative sends every send by
+	// lookup.
+	ByChannelUpTo int
 }
+
+// DefaultByChannelUpTo is where publishing per key stops costing Redis
+// less than a lookup and one publish per node (docs/benchmarks.md).
+const DefaultByChannelUpTo = 16
+
+// keySub is this node's subscription to a key's channel.
+type keySub struct {
+	// leaving: the keys loop unsubscribed it (or is doing so) and no
+	// connection of the key needed it since; an entry that is not
+	// leaving is subscribed or being subscribed.
+	leaving bool
+	// gen tells a grace timer whether the entry is still the one it was
+	// set for.
+	gen uint64
+}
+
+// keyLeaveGrace is how long after an UNSUBSCRIBE was written this node
+// still counts itself among a key's subscribers: Redis reads the command
+// soon after, but nothing says when.
+const keyLeaveGrace = 2 * time.Second
 
 // NewRouter returns a Router; call Run before routing.
 func NewRouter(c RouterConfig) *Router {
@@ -98,8 +123,12 @@ func NewRouter(c RouterConfig) *Router {
 		subscribed: make(map[string]bool),
 		unroutable: c.Unroutable,
 		delivered:  c.Delivered,
-		route:      c.Route,
 		invalid:    c.InvalidText,
+		byChannel:  c.ByChannelUpTo,
+		keySubs:    make(map[string]keySub),
+	}
+	if r.byChannel == 0 {
+		r.byChannel = DefaultByChannelUpTo
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -114,13 +143,15 @@ func NewRouter(c RouterConfig) *Router {
 		r.invalid = func() {}
 	}
 	r.topics = reconcile.New(r.syncTopics, time.Second)
+	r.keys = reconcile.New(r.syncKeys, time.Second)
 	return r
 }
 
-// Run receives from the bus and keeps topic subscriptions in line with local
-// subscribers until ctx ends.
+// Run receives from the bus and keeps topic and key subscriptions in line
+// with local connections until ctx ends.
 func (r *Router) Run(ctx context.Context) error {
 	go r.topics.Run(ctx)
+	go r.keys.Run(ctx)
 	return r.bus.Run(ctx, r)
 }
 
@@ -143,6 +174,80 @@ func (r *Router) RenewSubscription(reason string) {
 // changed. Wait on the result to know that the bus subscription is in place.
 func (r *Router) TopicsChanged(topics ...string) *reconcile.Pending {
 	return r.topics.Mark(topics...)
+}
+
+// KeysChanged tells the router that local connection counts of keys
+// changed. Wait on the result to know that the keys' channel subscriptions
+// are in place: a send published from then on reaches this node.
+func (r *Router) KeysChanged(keys ...string) *reconcile.Pending {
+	return r.keys.Mark(keys...)
+}
+
+// syncKeys subscribes the channels of keys that have local connections and
+// unsubscribes those of keys that have none, each in as few commands as
+// the bus allows: a node restarting with 15,000 clients subscribes their
+// keys in a few SUBSCRIBEs.
+func (r *Router) syncKeys(ctx context.Context, keys []string) error {
+	var sub, unsub []string
+	r.keySubsMu.Lock()
+	for _, k := range keys {
+		want := r.local.KeyConns(k) > 0
+		e, have := r.keySubs[k]
+		have = have && !e.leaving
+		switch {
+		case want && !have:
+			e.leaving, e.gen = false, e.gen+1
+			r.keySubs[k] = e // before the SUBSCRIBE: Redis may count it at once
+			sub = append(sub, k)
+		case !want && have:
+			unsub = append(unsub, k)
+		}
+	}
+	r.keySubsMu.Unlock()
+	if len(unsub) > 0 {
+		err := r.bus.UnsubscribeKeys(ctx, unsub...)
+		r.keySubsMu.Lock()
+		gens := make([]uint64, len(unsub))
+		for i, k := range unsub {
+			e := r.keySubs[k]
+			e.leaving, e.gen = true, e.gen+1
+			r.keySubs[k], gens[i] = e, e.gen
+		}
+		r.keySubsMu.Unlock()
+		time.AfterFunc(keyLeaveGrace, func() { r.forgetLeft(unsub, gens) })
+		if err != nil {
+			return err
+		}
+	}
+	if len(sub) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, redisconn.Timeout)
+		defer cancel()
+		if err := r.bus.SubscribeKeys(sctx, sub...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forgetLeft drops the entries of keys unsubscribed a grace ago, unless a
+// connection of the key came back since.
+func (r *Router) forgetLeft(keys []string, gens []uint64) {
+	r.keySubsMu.Lock()
+	defer r.keySubsMu.Unlock()
+	for i, k := range keys {
+		if e, ok := r.keySubs[k]; ok && e.leaving && e.gen == gens[i] {
+			delete(r.keySubs, k)
+		}
+	}
+}
+
+// mayCountSelf reports whether Redis may count this node among the
+// subscribers of key's channel.
+func (r *Router) mayCountSelf(key string) bool {
+	r.keySubsMu.RLock()
+	_, ok := r.keySubs[key]
+	r.keySubsMu.RUnlock()
+	return ok
 }
 
 func (r *Router) syncTopics(ctx context.Context, topics []string) error {
@@ -184,9 +289,6 @@ type KeysResult struct {
 	// Online[i] is true when keys[i] had a connection that was handed the
 	// message: locally, or on a node whose channel received it.
 	Online []bool
-	// Conns is how many connections the message was handed to, locally or by
-	// presence count on the nodes that received it.
-	Conns int
 	// Unreached[i] is true when keys[i] is held on a node the message could
 	// not be published to; RouteErr says why. Such a key is not online for
 	// this send, and it is not offline either: Redis failed.
@@ -197,8 +299,8 @@ type KeysResult struct {
 // SendKeys routes m (KindKeys) to every connection of m.Keys in the cluster.
 // Nothing is delivered when presence cannot be read; the error says so.
 func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
-	if r.route != nil && !r.anyLocal(m.Keys) {
-		return r.sendKeysInOneTrip(ctx, m)
+	if len(m.Keys) <= r.byChannel {
+		return r.sendByChannel(ctx, m), nil
 	}
 	holders, err := r.presence.Lookup(ctx, m.Keys)
 	if err != nil {
@@ -207,12 +309,12 @@ func (r *Router) SendKeys(ctx context.Context, m *Message) (KeysResult, error) {
 	return r.deliverKeys(ctx, m, holders), nil
 }
 
-// SendKeysMany routes several messages (KindKeys) as SendKeys would each,
-// looking up all their keys in one presence call: a batch of sends costs
-// one lookup, not one per send. Messages none of whose keys are local take
-// the one-trip route where there is one, concurrently, so that they share
-// its pipelines. Results and errors are in the order of ms; errs[i] is what
-// SendKeys would have returned for ms[i].
+// SendKeysMany routes several messages (KindKeys) as SendKeys would each.
+// Those sent by key channel are published concurrently, so that they share
+// the bus's pipelines; the others' keys are looked up in one presence call:
+// a batch of sends costs one lookup, not one per send. Results and errors
+// are in the order of ms; errs[i] is what SendKeys would have returned for
+// ms[i].
 func (r *Router) SendKeysMany(ctx context.Context, ms []*Message) (out []KeysResult, errs []error) {
 	out, errs = make([]KeysResult, len(ms)), make([]error, len(ms))
 	var lookedUp []int // of ms
@@ -220,8 +322,8 @@ func (r *Router) SendKeysMany(ctx context.Context, ms []*Message) (out []KeysRes
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for i, m := range ms {
-		if r.route != nil && !r.anyLocal(m.Keys) {
-			wg.Go(func() { out[i], errs[i] = r.sendKeysInOneTrip(ctx, m) })
+		if len(m.Keys) <= r.byChannel {
+			wg.Go(func() { out[i] = r.sendByChannel(ctx, m) })
 			continue
 		}
 		lookedUp = append(lookedUp, i)
@@ -269,9 +371,8 @@ func (r *Router) deliverKeys(ctx context.Context, m *Message, holders [][]presen
 	// Group remote keys by node so each node gets one message.
 	var remote map[string][]int
 	for i, key := range m.Keys {
-		if n := r.local.SendKey(key, keyDelivery(m, i)); n > 0 {
+		if r.local.SendKey(key, keyDelivery(m, i)) > 0 {
 			res.Online[i] = true
-			res.Conns += n
 		}
 		for _, h := range holders[i] {
 			if h.Node == r.self {
@@ -318,72 +419,96 @@ func (r *Router) deliverKeys(ctx context.Context, m *Message, holders [][]presen
 			if res.Unreached != nil {
 				res.Unreached[i] = false
 			}
-			for _, h := range holders[i] {
-				if h.Node == node {
-					res.Conns += h.Conns
-				}
-			}
 		}
 	}
 	return res
 }
 
-// anyLocal reports whether a key has a connection on this node. Such a send
-// looks up first: its keys are most likely here only, and a lookup costs
-// Redis less than the script, which pays off only for keys held elsewhere.
-func (r *Router) anyLocal(keys []string) bool {
-	for _, k := range keys {
-		if r.local.KeyConns(k) > 0 {
+// sendByChannel hands m to the local connections of its keys and
+// publishes it once to each key's channel, whose subscribers are the other
+// nodes holding the key: one PUBLISH per key, concurrent publishes sharing
+// the bus's pipeline, and each answer says whether the key is online
+// elsewhere. Each key's channel gets the message with that key alone.
+func (r *Router) sendByChannel(ctx context.Context, m *Message) KeysResult {
+	res := KeysResult{Online: make([]bool, len(m.Keys))}
+	if len(m.Keys) == 1 {
+		r.sendKeyByChannel(ctx, m, 0, m, &res)
+		return res
+	}
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	parts := make([]Message, len(m.Keys))
+	for i := range m.Keys {
+		one := &parts[i]
+		*one = *m
+		one.Keys = m.Keys[i : i+1]
+		if m.Stored != nil {
+			one.Stored, one.Prevs = m.Stored[i:i+1], m.Prevs[i:i+1]
+		}
+		wg.Go(func() {
+			var part KeysResult
+			part.Online = res.Online[i : i+1] // each goroutine writes its own
+			r.sendKeyByChannel(ctx, one, i, m, &part)
+			if part.RouteErr == nil {
+				return
+			}
+			mu.Lock()
+			if part.RouteErr != nil {
+				res.RouteErr = errors.Join(res.RouteErr, part.RouteErr)
+				if res.Unreached == nil {
+					res.Unreached = make([]bool, len(m.Keys))
+				}
+				res.Unreached[i] = !res.Online[i]
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+// sendKeyByChannel delivers one, the message of whole's key i alone, to the
+// key's local connections and publishes it to the key's channel, writing
+// where it went into res (whose Online has one).
+func (r *Router) sendKeyByChannel(ctx context.Context, one *Message, i int, whole *Message, res *KeysResult) {
+	key := one.Keys[0]
+	here := r.local.SendKey(key, keyDelivery(whole, i)) > 0
+	heard, err := r.bus.SendKey(ctx, key, one)
+	res.Online[0] = here
+	if err != nil {
+		res.RouteErr = fmt.Errorf("publish to key %s: %w", key, err)
+		if !here {
+			res.Unreached = []bool{true}
+		}
+		return
+	}
+	if here || heard == 0 {
+		return
+	}
+	if heard == 1 && r.mayCountSelf(key) {
+		// The one subscriber may be this node, whose last connection of
+		// the key just left and whose UNSUBSCRIBE Redis may not have read
+		// yet: only presence can tell, and only this rare case asks it.
+		res.Online[0] = r.heldElsewhere(ctx, key)
+		return
+	}
+	res.Online[0] = true
+}
+
+// heldElsewhere reports whether presence names another node holding key.
+func (r *Router) heldElsewhere(ctx context.Context, key string) bool {
+	holders, err := r.presence.Lookup(ctx, []string{key})
+	if err != nil {
+		return false
+	}
+	for _, h := range holders[0] {
+		if h.Node != r.self && h.Conns > 0 {
 			return true
 		}
 	}
 	return false
-}
-
-// sendKeysInOneTrip delivers to local connections, then has Redis look up
-// the keys' holders and publish m, whole, once to each other node holding
-// any of them: one round trip. A node delivers only to the keys it holds.
-func (r *Router) sendKeysInOneTrip(ctx context.Context, m *Message) (KeysResult, error) {
-	res := KeysResult{Online: make([]bool, len(m.Keys))}
-	for i, key := range m.Keys {
-		if n := r.local.SendKey(key, keyDelivery(m, i)); n > 0 {
-			res.Online[i] = true
-			res.Conns += n
-		}
-	}
-	payload, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
-	if err != nil {
-		return KeysResult{}, err
-	}
-	routed, err := r.route.Route(ctx, m.Keys, r.self, nodeChannelPrefix, payload)
-	if err != nil {
-		// Looking up and publishing are one step here: what was not
-		// delivered locally did not go anywhere.
-		res.RouteErr = fmt.Errorf("route: %w", err)
-		res.Unreached = make([]bool, len(m.Keys))
-		for i := range m.Keys {
-			res.Unreached[i] = !res.Online[i]
-		}
-		return res, nil
-	}
-	gone := 0
-	for i, hs := range routed.Holders {
-		for _, h := range hs {
-			if h.Node == r.self {
-				continue
-			}
-			if routed.Receivers[h.Node] > 0 {
-				res.Online[i] = true
-				res.Conns += h.Conns
-			} else {
-				gone++
-			}
-		}
-	}
-	if gone > 0 {
-		r.unroutable(gone)
-	}
-	return res, nil
 }
 
 // Publish routes m (KindTopic or KindBroadcast) to every subscriber, or every
@@ -501,6 +626,9 @@ func keyDelivery(m *Message, i int) hub.Delivery {
 func (r *Router) HandleMessage(m *Message) {
 	switch m.Kind {
 	case KindKeys:
+		if m.Origin == r.self {
+			return // its key's channel echoing a send delivered locally when accepted
+		}
 		if !writable(m) {
 			r.dropInvalid(m)
 			return

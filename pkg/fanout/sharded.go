@@ -85,13 +85,20 @@ func NewRedisSharded(cc *redis.ClusterClient, id string, opts RedisOptions) *Red
 }
 
 func (r *RedisSharded) Subscribe(ctx context.Context, topics ...string) error {
-	if len(topics) == 0 {
+	return r.subscribe(ctx, channelsOf(topics, topicChannel))
+}
+
+func (r *RedisSharded) SubscribeKeys(ctx context.Context, keys ...string) error {
+	return r.subscribe(ctx, channelsOf(keys, keyChannel))
+}
+
+func (r *RedisSharded) subscribe(ctx context.Context, channels []string) error {
+	if len(channels) == 0 {
 		return nil
 	}
-	waits := make([]chan struct{}, len(topics))
+	waits := make([]chan struct{}, len(channels))
 	r.mu.Lock()
-	for i, t := range topics {
-		ch := topicChannel(t)
+	for i, ch := range channels {
 		r.want[ch] = true
 		waits[i] = make(chan struct{})
 		if r.confirmed[ch] {
@@ -102,13 +109,21 @@ func (r *RedisSharded) Subscribe(ctx context.Context, topics ...string) error {
 	}
 	r.mu.Unlock()
 	r.poke()
-	return awaitSubscribed(ctx, topics, waits)
+	return awaitSubscribed(ctx, channels, waits)
 }
 
 func (r *RedisSharded) Unsubscribe(ctx context.Context, topics ...string) error {
+	return r.unsubscribe(channelsOf(topics, topicChannel))
+}
+
+func (r *RedisSharded) UnsubscribeKeys(ctx context.Context, keys ...string) error {
+	return r.unsubscribe(channelsOf(keys, keyChannel))
+}
+
+func (r *RedisSharded) unsubscribe(channels []string) error {
 	r.mu.Lock()
-	for _, t := range topics {
-		delete(r.want, topicChannel(t))
+	for _, ch := range channels {
+		delete(r.want, ch)
 	}
 	r.mu.Unlock()
 	r.poke()

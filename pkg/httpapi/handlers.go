@@ -16,11 +16,10 @@ import (
 
 // sendAnswer is the body of a send's answer.
 type sendAnswer struct {
-	ID          string               `json:"id"`
-	Online      []string             `json:"online"`
-	Offline     []string             `json:"offline"`
-	Connections int                  `json:"connections"`
-	Results     map[string]keyAnswer `json:"results,omitempty"`
+	ID      string               `json:"id"`
+	Online  []string             `json:"online"`
+	Offline []string             `json:"offline"`
+	Results map[string]keyAnswer `json:"results,omitempty"`
 }
 
 type keyAnswer struct {
@@ -67,7 +66,7 @@ func (s *Server) handleSend(c *gin.Context) {
 }
 
 func sendAnswerOf(res node.SendResult) sendAnswer {
-	out := sendAnswer{ID: res.ID, Online: res.Online, Offline: res.Offline, Connections: res.Connections}
+	out := sendAnswer{ID: res.ID, Online: res.Online, Offline: res.Offline}
 	out.Results = keyAnswersOf(res.Results)
 	return out
 }

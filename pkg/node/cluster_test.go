@@ -65,8 +65,8 @@ func storySendOnOneNodeReachesEveryConnectionOfTheKeyOnOtherNodesAndNoOtherKey(t
 	if got := strs(out["online"]); !slices.Equal(got, []string{"u1"}) {
 		t.Errorf("online = %v, want [u1]", got)
 	}
-	if got := out["connections"]; got != float64(3) {
-		t.Errorf("connections = %v, want 3", got)
+	if _, ok := out["connections"]; ok {
+		t.Errorf("the answer claims a connection count, which herald does not learn on the send path: %v", out)
 	}
 	for name, cl := range map[string]*client{"phone": phone, "tablet": tablet, "laptop": laptop} {
 		f := cl.next()
@@ -102,7 +102,7 @@ func storyMultiKeySendSaysWhichKeysWereOnline(t *testing.T, topo redisTopology) 
 func storySendToAnOfflineKeyIsReportedNotSilentlyDropped(t *testing.T, topo redisTopology) {
 	a, _, _ := threeNodesOn(t, topo)
 	out := sendJSON(t, a, `{"key":"ghost","data":1}`)
-	if got := strs(out["offline"]); !slices.Equal(got, []string{"ghost"}) || len(strs(out["online"])) != 0 || out["connections"] != float64(0) {
+	if got := strs(out["offline"]); !slices.Equal(got, []string{"ghost"}) || len(strs(out["online"])) != 0 {
 		t.Fatalf("send to an offline key answered %v, want it listed offline", out)
 	}
 }

@@ -227,6 +227,11 @@ func (n *Node) register(ctx context.Context, conn *hub.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	pending := n.presence.Mark(conn.Key)
+	// Sends to the key reach this node through its channel: subscribed
+	// before the client sees its socket open.
+	if err := n.router.KeysChanged(conn.Key).Wait(ctx); err != nil {
+		return fmt.Errorf("subscribe key: %w", err)
+	}
 	if len(conn.Topics) > 0 {
 		if err := n.router.TopicsChanged(conn.Topics...).Wait(ctx); err != nil {
 			return fmt.Errorf("subscribe topics: %w", err)

@@ -175,13 +175,6 @@ func New(cfg Config) (*Node, error) {
 		Skipped:     n.storedSkipped,
 		Log:         n.log,
 	}
-	var route fanout.Route
-	if t := cfg.Redis.Topology(); t == redisconn.Single || t == redisconn.Sentinel {
-		// Every key on one server: a send's lookup and publishes are one
-		// script, one round trip (not in Redis Cluster, where a script
-		// may touch one slot only).
-		route, _ = n.store.(fanout.Route)
-	}
 	n.router = fanout.NewRouter(fanout.RouterConfig{
 		Self:        cfg.NodeID,
 		Bus:         bus,
@@ -191,7 +184,6 @@ func New(cfg Config) (*Node, error) {
 		Unroutable:  func(k int) { n.metrics.dropUnroutable.Add(uint64(k)) },
 		InvalidText: func() { n.metrics.dropInvalid.Add(1) },
 		Delivered:   n.waits.delivered,
-		Route:       route,
 	})
 	n.presence = reconcile.New(n.writePresence, time.Second)
 	n.fence = &fence{after: cfg.FenceAfter, fire: n.fenceOff}
@@ -390,6 +382,7 @@ func (n *Node) Ready() error {
 // connection leaves, whatever made it leave.
 func (n *Node) connRemoved(c *hub.Conn) {
 	n.presence.Mark(c.Key)
+	n.router.KeysChanged(c.Key)
 	if len(c.Topics) > 0 {
 		n.router.TopicsChanged(c.Topics...)
 	}

@@ -38,10 +38,9 @@ type SendRequest struct {
 
 // SendResult says where a send went.
 type SendResult struct {
-	ID          string
-	Online      []string // keys with a connection that was handed the message
-	Offline     []string
-	Connections int
+	ID      string
+	Online  []string // keys with a connection that was handed the message
+	Offline []string
 	// Results, for a stored send, is what became of each key's message.
 	Results map[string]KeyResult
 	// Replayed: the result of an earlier request with the same
@@ -320,7 +319,7 @@ func (n *Node) sendResult(m *fanout.Message, store bool, res fanout.KeysResult, 
 		}
 		res.Online = make([]bool, len(keys)) // stored: its key's clients get it when they next resume
 	}
-	out := SendResult{ID: m.ID, Online: make([]string, 0, len(keys)), Offline: make([]string, 0), Connections: res.Conns}
+	out := SendResult{ID: m.ID, Online: make([]string, 0, len(keys)), Offline: make([]string, 0)}
 	offline := 0
 	for i, k := range keys {
 		switch {

@@ -94,8 +94,7 @@ type Redis struct {
 	ttl time.Duration
 
 	lookups *batch.Batcher[lookupReq]
-	routes  *batch.Batcher[routeReq]
-	batched atomic.Bool // Run is merging concurrent lookups and routes
+	batched atomic.Bool // Run is merging concurrent lookups
 	live    liveness
 
 	mu    sync.Mutex
@@ -154,7 +153,6 @@ func NewRedis(rdb redis.UniversalClient, id string, ttl time.Duration, opts Redi
 	}
 	r := &Redis{rdb: rdb, id: id, ttl: ttl, clock: opts.Clock, reaped: opts.Reaped}
 	r.lookups = batch.New(256, r.lookupBatch)
-	r.routes = batch.New(256, r.routeBatch)
 	return r
 }
 
@@ -163,10 +161,7 @@ func NewRedis(rdb redis.UniversalClient, id string, ttl time.Duration, opts Redi
 func (r *Redis) Run(ctx context.Context) {
 	r.batched.Store(true)
 	defer r.batched.Store(false)
-	var routes sync.WaitGroup
-	routes.Go(func() { r.routes.Run(ctx) })
 	r.lookups.Run(ctx)
-	routes.Wait()
 }
 
 // now is Redis's time as this node best knows it: its own clock corrected

@@ -3,6 +3,7 @@ package fanouttest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -44,6 +45,18 @@ func (r *recorder) waitFor(t *testing.T, who string, want ...string) {
 	for !slices.Equal(r.ids(), want) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s received %v, want %v", who, r.ids(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitForOne polls until r has received id, or fails.
+func (r *recorder) waitForOne(t *testing.T, who, id string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(r.ids(), id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s received %v, want %s among them", who, r.ids(), id)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -139,5 +152,69 @@ func Run(t *testing.T, newNetwork NewNetwork) {
 		}
 		a.got.waitFor(t, "a", "m1")
 		b.got.waitFor(t, "b", "m1")
+	})
+
+	t.Run("AKeysMessagesReachTheNodesSubscribedToItAndSayHowMany", func(t *testing.T) {
+		bus := newNetwork(t)
+		a, b, c := start(t, bus("a")), start(t, bus("b")), start(t, bus("c"))
+		for _, n := range []node{b, c} {
+			if err := n.SubscribeKeys(ctx, "u1", "u2"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m := &fanout.Message{Kind: fanout.KindKeys, Origin: "a", ID: "m1", Keys: []string{"u1"}, Data: []byte(`1`)}
+		if n, err := a.SendKey(ctx, "u1", m); err != nil || n != 2 {
+			t.Fatalf("send to u1 held on b and c: n=%d err=%v, want 2 nodes", n, err)
+		}
+		b.got.waitFor(t, "b", "m1")
+		c.got.waitFor(t, "c", "m1")
+		if n, err := a.SendKey(ctx, "nobody", &fanout.Message{Kind: fanout.KindKeys, ID: "m0", Keys: []string{"nobody"}}); err != nil || n != 0 {
+			t.Fatalf("send to a key nobody holds: n=%d err=%v, want 0 nodes", n, err)
+		}
+
+		if err := c.UnsubscribeKeys(ctx, "u1"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n, err := a.SendKey(ctx, "u1", &fanout.Message{Kind: fanout.KindKeys, ID: "m2", Keys: []string{"u1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("u1 still heard by %d nodes 5s after c unsubscribed, want 1", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n, err := a.SendKey(ctx, "u2", &fanout.Message{Kind: fanout.KindKeys, ID: "m3", Keys: []string{"u2"}}); err != nil || n != 2 {
+			t.Fatalf("u2, which c still holds: n=%d err=%v, want 2", n, err)
+		}
+		c.got.waitForOne(t, "c", "m3") // and perhaps m2, sent while its unsubscribe was on its way
+		if ids := a.got.ids(); len(ids) != 0 {
+			t.Fatalf("a, subscribed to no key, received %v", ids)
+		}
+	})
+
+	t.Run("ThousandsOfKeysSubscribeInOneCall", func(t *testing.T) {
+		bus := newNetwork(t)
+		a, b := start(t, bus("a")), start(t, bus("b"))
+		keys := make([]string, 3000)
+		for i := range keys {
+			keys[i] = fmt.Sprint("k", i)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := b.SubscribeKeys(sctx, keys...); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{keys[0], keys[1500], keys[2999]} {
+			if n, err := a.SendKey(ctx, k, &fanout.Message{Kind: fanout.KindKeys, ID: "to-" + k, Keys: []string{k}}); err != nil || n != 1 {
+				t.Fatalf("send to %s: n=%d err=%v, want 1", k, n, err)
+			}
+		}
+		b.got.waitFor(t, "b", "to-k0", "to-k1500", "to-k2999")
 	})
 }
