@@ -94,7 +94,7 @@ type RouterConfig struct {
 
 // DefaultByChannelUpTo is where publishing per key stops costing Redis
 // less than a lookup and one publish per node (docs/benchmarks.md).
-const DefaultByChannelUpTo = 16
+const DefaultByChannelUpTo = 3
 
 // keySub is this node's subscription to a key's channel.
 type keySub struct {
