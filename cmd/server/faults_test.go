@@ -367,7 +367,11 @@ func TestASendWhoseRedisCommandTimedOutNeverSaysNothingWasSent(t *testing.T) {
 	r := redistest.Start(t)
 	link := faults.NewLink(t, r.Addr())
 	a := startProcess(t, "--node-id", "a", "--redis-url", r.URL())
-	b := startProcess(t, "--node-id", "b", "--redis-url", "redis://"+link.Addr())
+	// A short --max-wait keeps the Idempotency-Key lease short (three Redis
+	// timeouts and the wait): a claim the hung link delivers after the heal
+	// holds retries off that long, as the answer says.
+	const lease = 3*5*time.Second + time.Second
+	b := startProcess(t, "--node-id", "b", "--redis-url", "redis://"+link.Addr(), "--max-wait", "1s")
 	sub := subscribe(t, "e1", "ws://"+a.addr)
 	waitOnline(t, b, []string{"e1"})
 
@@ -386,12 +390,12 @@ func TestASendWhoseRedisCommandTimedOutNeverSaysNothingWasSent(t *testing.T) {
 	wait.Until(t, 15*time.Second, "b ready after the heal", func() bool { return status(b, "/readyz") == http.StatusOK })
 	// The backend retries the keyed send, as the answer tells it to.
 	var retry plainAnswer
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(lease + 5*time.Second)
 	for retry = sendPlain(b.addr, "e1", "order-1", "order-1"); retry.status != http.StatusOK; retry = sendPlain(b.addr, "e1", "order-1", "order-1") {
 		if time.Now().After(deadline) {
-			t.Fatalf("the retry with the same Idempotency-Key is still answered %d %q (%s) 10s after the heal", retry.status, retry.code, retry.msg)
+			t.Fatalf("the retry with the same Idempotency-Key is still answered %d %q (%s) past its lease after the heal", retry.status, retry.code, retry.msg)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	// A later send through the same node marks the end: whatever the first
 	// attempts put in flight has arrived before it.
@@ -405,5 +409,34 @@ func TestASendWhoseRedisCommandTimedOutNeverSaysNothingWasSent(t *testing.T) {
 	}
 	if keyedGot != 1 {
 		t.Errorf("the client got order-1 %d times, want once", keyedGot)
+	}
+}
+
+// A plain send is at most once: its PUBLISH ran in Redis, but the answer
+// was lost on the way back (the link held it past the read timeout). The
+// Redis client must not run it again on another connection, which would
+// hand the client the same message twice; the sender is told the outcome is
+// unknown instead.
+func TestAPlainSendWhoseAnswerWasLostIsNotPublishedTwice(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	link := faults.NewLink(t, r.Addr())
+	a := startProcess(t, "--node-id", "a", "--redis-url", r.URL())
+	b := startProcess(t, "--node-id", "b", "--redis-url", "redis://"+link.Addr())
+	sub := subscribe(t, "d1", "ws://"+a.addr)
+	waitOnline(t, b, []string{"d1"})
+
+	link.HoldRepliesAfter("plain-once")
+	ans := sendPlain(b.addr, "d1", "plain-once", "")
+	link.ReleaseReplies()
+	t.Logf("the send whose answer was held was answered %d %s (%s)", ans.status, ans.code, ans.msg)
+	if ans.status != http.StatusServiceUnavailable || ans.code != "outcome_unknown" {
+		t.Errorf("answered %d %q (%s), want 503 outcome_unknown", ans.status, ans.code, ans.msg)
+	}
+	wait.Until(t, 15*time.Second, "b ready after the release", func() bool { return status(b, "/readyz") == http.StatusOK })
+	sendPlain(b.addr, "d1", "after", "")
+	wait.Until(t, 5*time.Second, "the client got the next send", func() bool { return sub.count("after") > 0 })
+	if got := sub.count("plain-once"); got != 1 {
+		t.Errorf("the client got the send %d times, want once (it ran in Redis)", got)
 	}
 }

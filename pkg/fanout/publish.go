@@ -25,8 +25,18 @@ type publisher struct {
 type publishReq struct {
 	channel string
 	payload []byte
+	once    bool
 	done    chan publishRes
 }
+
+// onceCmd is a PUBLISH the Redis client must not run again after a failure
+// (go-redis does not retry a command, nor a pipeline holding one, whose
+// NoRetry is true). A plain send is at most once: a publish whose answer
+// was lost may have run, and running it again on another connection hands
+// its clients the message twice.
+type onceCmd struct{ *redis.IntCmd }
+
+func (onceCmd) NoRetry() bool { return true }
 
 type publishRes struct {
 	n   int
@@ -53,8 +63,11 @@ func (p *publisher) Send(ctx context.Context, node string, m *Message) (bool, er
 }
 
 // SendKey publishes m to key's channel and returns how many nodes heard it.
+// A plain send's publish is never run twice; a stored one's may be, which
+// its clients' cursors absorb, and that retry saves it from waiting for the
+// next catch-up.
 func (p *publisher) SendKey(ctx context.Context, key string, m *Message) (int, error) {
-	return p.publish(ctx, keyChannel(key), m)
+	return p.publishOnce(ctx, keyChannel(key), m, m.Stored == nil)
 }
 
 // Publish publishes a topic or broadcast message to its channel.
@@ -66,28 +79,45 @@ func (p *publisher) Publish(ctx context.Context, m *Message) (int, error) {
 	return p.publish(ctx, ch, m)
 }
 
-func (p *publisher) command(ctx context.Context, c redis.Cmdable, channel string, payload []byte) *redis.IntCmd {
+// processor is a client or a pipeline.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+func (p *publisher) command(ctx context.Context, c processor, channel string, payload []byte, once bool) *redis.IntCmd {
+	name := "publish"
 	if p.sharded {
-		return c.SPublish(ctx, channel, payload)
+		name = "spublish"
 	}
-	return c.Publish(ctx, channel, payload)
+	cmd := redis.NewIntCmd(ctx, name, channel, payload)
+	if once {
+		_ = c.Process(ctx, onceCmd{cmd})
+	} else {
+		_ = c.Process(ctx, cmd)
+	}
+	return cmd
 }
 
 // publish returns how many subscribers Redis counted (in a cluster, on the
 // master that owns the channel).
 func (p *publisher) publish(ctx context.Context, channel string, m *Message) (int, error) {
+	return p.publishOnce(ctx, channel, m, false)
+}
+
+// publishOnce is publish, run at most once when once is set.
+func (p *publisher) publishOnce(ctx context.Context, channel string, m *Message, once bool) (int, error) {
 	b, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
 	if err != nil {
 		return 0, err
 	}
 	if !p.batched.Load() {
-		n, err := p.command(ctx, p.rdb, channel, b).Result()
+		n, err := p.command(ctx, p.rdb, channel, b, once).Result()
 		if err != nil {
 			return 0, fmt.Errorf("publish to %s: %w", channel, err)
 		}
 		return int(n), nil
 	}
-	req := publishReq{channel: channel, payload: b, done: make(chan publishRes, 1)}
+	req := publishReq{channel: channel, payload: b, once: once, done: make(chan publishRes, 1)}
 	if err := p.batch.Do(ctx, req); err != nil {
 		return 0, err
 	}
@@ -106,7 +136,7 @@ func (p *publisher) publishBatch(ctx context.Context, reqs []publishReq) {
 	cmds := make([]*redis.IntCmd, len(reqs))
 	_, _ = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, q := range reqs {
-			cmds[i] = p.command(ctx, pipe, q.channel, q.payload)
+			cmds[i] = p.command(ctx, pipe, q.channel, q.payload, q.once)
 		}
 		return nil
 	})
