@@ -297,18 +297,22 @@ func idle(ctx context.Context, args []string) (any, error) {
 // --- latency ---------------------------------------------------------------
 
 type latencyResult struct {
-	Keys          int                `json:"keys"`
-	Rate          int                `json:"rate"`
-	Seconds       float64            `json:"seconds"`
-	Sent          int64              `json:"sent"`
-	Accepted      int64              `json:"accepted"`
-	HTTPErrors    int64              `json:"http_errors"`
-	Received      int64              `json:"received"`
-	Lost          int64              `json:"lost"`
-	Duplicates    int64              `json:"duplicates"`
-	LatencyMS     map[string]float64 `json:"latency_ms"`
-	MaxLagMS      float64            `json:"max_schedule_lag_ms"`
-	BenchCPUShare float64            `json:"bench_cpu_cores"`
+	Keys       int     `json:"keys"`
+	Rate       int     `json:"rate"`
+	Seconds    float64 `json:"seconds"`
+	Sent       int64   `json:"sent"`
+	Accepted   int64   `json:"accepted"`
+	HTTPErrors int64   `json:"http_errors"`
+	Received   int64   `json:"received"`
+	// Lost counts accepted sends that never arrived. A send whose answer
+	// failed (a timeout, a refused connection) may still arrive: those
+	// are counted in ReceivedUnanswered, not against Lost.
+	Lost               int64              `json:"lost"`
+	ReceivedUnanswered int64              `json:"received_unanswered,omitempty"`
+	Duplicates         int64              `json:"duplicates"`
+	LatencyMS          map[string]float64 `json:"latency_ms"`
+	MaxLagMS           float64            `json:"max_schedule_lag_ms"`
+	BenchCPUShare      float64            `json:"bench_cpu_cores"`
 	// RedisMicrosPerSend is Redis's CPU time (INFO cpu) per accepted send.
 	RedisMicrosPerSend float64 `json:"redis_cpu_us_per_send,omitempty"`
 }
@@ -400,6 +404,7 @@ func latency(ctx context.Context, args []string) (any, error) {
 	var maxLag atomic.Int64
 	interval := time.Second / time.Duration(*rate)
 	total := int64(*rate) * int64(dur.Seconds())
+	answered := make([]atomic.Bool, total) // by sequence number: answered 200
 	cpu0, redis0 := cpuSeconds(), c.redisCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -422,6 +427,7 @@ func latency(ctx context.Context, args []string) (any, error) {
 					return
 				}
 				accepted.Add(1)
+				answered[i].Store(true)
 				return
 			}
 			body := fmt.Sprintf(`{"key":%q,"data":{"t":%d,"s":%d}%s}`, key, due.UnixNano(), i, storeField)
@@ -437,6 +443,7 @@ func latency(ctx context.Context, args []string) (any, error) {
 				return
 			}
 			accepted.Add(1)
+			answered[i].Store(true)
 		})
 	}
 	wg.Wait()
@@ -453,9 +460,16 @@ func latency(ctx context.Context, args []string) (any, error) {
 		BenchCPUShare:      math.Round(cpu/elapsed*100) / 100,
 		RedisMicrosPerSend: microsPerSend(redis0, redis1, accepted.Load()),
 	}
-	res.Lost = res.Accepted - res.Received
-	fmt.Fprintf(os.Stderr, "latency: %d sends/s to %d keys for %.0fs: accepted %d, received %d, lost %d, dup %d, http errors %d; ms %v; schedule lag max %.1fms; bench used %.2f cores; Redis %.2f µs CPU per send\n",
-		*rate, *keys, elapsed, res.Accepted, res.Received, res.Lost, res.Duplicates, res.HTTPErrors, res.LatencyMS, res.MaxLagMS, res.BenchCPUShare, res.RedisMicrosPerSend)
+	for i := range answered {
+		switch got := rcv.seen[int64(i)]; {
+		case answered[i].Load() && !got:
+			res.Lost++
+		case !answered[i].Load() && got:
+			res.ReceivedUnanswered++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "latency: %d sends/s to %d keys for %.0fs: accepted %d, received %d, lost %d, dup %d, http errors %d (%d of them arrived all the same); ms %v; schedule lag max %.1fms; bench used %.2f cores; Redis %.2f µs CPU per send\n",
+		*rate, *keys, elapsed, res.Accepted, res.Received, res.Lost, res.Duplicates, res.HTTPErrors, res.ReceivedUnanswered, res.LatencyMS, res.MaxLagMS, res.BenchCPUShare, res.RedisMicrosPerSend)
 	return res, nil
 }
 
