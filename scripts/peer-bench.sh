@@ -107,9 +107,11 @@ bench() {
 		args+=("$arg")
 	done
 	[ "$sys" = peer ] && args+=("${peer_bench_args[@]}")
+	local load
+	load=$(cut -d' ' -f1 /proc/loadavg) # the machine's 1-minute load as the measurement starts
 	taskset -c 1 bin/bench "$mode" "${args[@]}" >"$work/result.json"
-	jq -c --arg sys "$sys" --arg mode "$mode" --argjson round "$round" \
-		'{system: $sys, round: $round, mode: $mode} + .' "$work/result.json" >>"$raw"
+	jq -c --arg sys "$sys" --arg mode "$mode" --argjson round "$round" --argjson load "$load" \
+		'{system: $sys, round: $round, mode: $mode, load1: $load} + .' "$work/result.json" >>"$raw"
 	stop
 }
 measure() { # SYSTEM ROUND
@@ -150,7 +152,8 @@ jq -rs --argjson rounds "$rounds" '
 		["RSS per idle connection, 15,000 (KiB)", "idle", ["server_kib_per_connection"]],
 		["at 5,000/s: lost", "latency", ["lost"], false],
 		["at 5,000/s: duplicated", "latency", ["duplicates"], false],
-		["refused sends in (a) + (b)", "errors", null, false]
+		["refused sends in (a) + (b)", "errors", null, false],
+		["machine load (1 min) as (b) started", "latency", ["load1"], false]
 	] as $figs
 	| "| figure | herald (\($rounds) rounds) | the peer (\($rounds) rounds) | ratio herald/peer per round | median ratio |",
 	  "|---|---|---|---|---|",
