@@ -153,6 +153,7 @@ jq -rs --argjson rounds "$rounds" '
 		["at 5,000/s: lost", "latency", ["lost"], false],
 		["at 5,000/s: duplicated", "latency", ["duplicates"], false],
 		["refused sends in (a) + (b)", "errors", null, false],
+		["(b): the generator'"'"'s own max schedule lag (ms)", "latency", ["max_schedule_lag_ms"], false],
 		["machine load (1 min) as (b) started", "latency", ["load1"], false]
 	] as $figs
 	| "| figure | herald (\($rounds) rounds) | the peer (\($rounds) rounds) | ratio herald/peer per round | median ratio |",
