@@ -6,6 +6,10 @@
 //	bench throughput -send http://127.0.0.1:8081 -ws ws://127.0.0.1:8082 -keys 1000 -senders 64 -duration 20s
 //	bench broadcast  -send http://127.0.0.1:8081 -ws ws://127.0.0.1:8081 -n 15000
 //
+// With -peer centrifugo (and -peer-secret, -peer-api-key) the idle, latency
+// and throughput modes drive the peer instead (peer.go), for
+// scripts/peer-bench.sh.
+//
 // One process holds at most about 19,000 sockets here (20,000 open files);
 // run several bench processes, each with its own -key-prefix, to go further,
 // and several nodes to hold more (docs/benchmarks.md).
@@ -73,6 +77,9 @@ type common struct {
 	dialConc  int
 	maxConns  int
 	connected atomic.Int64
+
+	peer, peerSecret, peerAPIKey string
+	peerErrOnce                  sync.Once // says why the first refused publish was
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -82,6 +89,9 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.prefix, "key-prefix", "b", "prefix of client keys, distinct per bench process")
 	fs.IntVar(&c.sources, "sources", 8, "spread clients over 127.0.0.1..127.0.0.N source addresses (28,232 ports each)")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections opened at once")
+	fs.StringVar(&c.peer, "peer", "", `drive the peer instead of herald: "centrifugo" (-ws and -send are then its nodes)`)
+	fs.StringVar(&c.peerSecret, "peer-secret", "", "the peer's client.token.hmac_secret_key, to sign connect tokens")
+	fs.StringVar(&c.peerAPIKey, "peer-api-key", "", "the peer's http_api.key, to publish")
 }
 
 // redisCPU returns Redis's used_cpu_sys + used_cpu_user in seconds, or -1
@@ -129,8 +139,21 @@ func (c *common) httpClient(i int) *http.Client {
 
 // conn is one benchmark client.
 type conn struct {
-	ws  *websocket.Conn
-	key string
+	ws   *websocket.Conn
+	key  string
+	peer bool
+
+	pending [][]byte // the peer's publications read but not yet returned
+}
+
+// next returns the next message pushed to cn: herald's frame, or the
+// peer's publication.
+func (cn *conn) next(ctx context.Context) ([]byte, error) {
+	if cn.peer {
+		return cn.nextPeer(ctx)
+	}
+	_, b, err := cn.ws.Read(ctx)
+	return b, err
 }
 
 // dialAll opens n clients with keys prefix-0..n-1 (and topics, if any),
@@ -157,13 +180,19 @@ func (c *common) dialAll(ctx context.Context, n int, topics string) ([]*conn, fl
 			}
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			ws, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: clients[i%len(clients)]})
+			var ws *websocket.Conn
+			var err error
+			if c.peer != "" {
+				ws, err = c.dialPeer(dctx, urls[i%len(urls)], key, clients[i%len(clients)])
+			} else {
+				ws, _, err = websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: clients[i%len(clients)]})
+			}
 			if err != nil {
 				firstErr.CompareAndSwap(nil, fmt.Errorf("dial %s: %w", key, err))
 				return
 			}
 			ws.SetReadLimit(1 << 20)
-			conns[i] = &conn{ws: ws, key: key}
+			conns[i] = &conn{ws: ws, key: key, peer: c.peer != ""}
 			c.connected.Add(1)
 		})
 	}
@@ -222,6 +251,9 @@ func idle(ctx context.Context, args []string) (any, error) {
 	settle := fs.Duration("settle", 5*time.Second, "wait before reading the RSS")
 	hold := fs.Duration("hold", 0, "keep the connections open this long after measuring")
 	fs.Parse(args)
+	if err := c.checkPeer("idle", nil); err != nil {
+		return nil, err
+	}
 	var before int64
 	if *pid != 0 {
 		before, _ = rssKiB(*pid)
@@ -231,8 +263,19 @@ func idle(ctx context.Context, args []string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Drain whatever the server sends (pings need a reader).
+	// Drain whatever the server sends (pings need a reader; the peer's
+	// must be answered).
 	for _, cn := range conns {
+		if cn.peer {
+			go func() {
+				for {
+					if _, err := cn.next(ctx); err != nil {
+						return
+					}
+				}
+			}()
+			continue
+		}
 		cn.ws.CloseRead(ctx)
 	}
 	time.Sleep(*settle)
@@ -254,18 +297,22 @@ func idle(ctx context.Context, args []string) (any, error) {
 // --- latency ---------------------------------------------------------------
 
 type latencyResult struct {
-	Keys          int                `json:"keys"`
-	Rate          int                `json:"rate"`
-	Seconds       float64            `json:"seconds"`
-	Sent          int64              `json:"sent"`
-	Accepted      int64              `json:"accepted"`
-	HTTPErrors    int64              `json:"http_errors"`
-	Received      int64              `json:"received"`
-	Lost          int64              `json:"lost"`
-	Duplicates    int64              `json:"duplicates"`
-	LatencyMS     map[string]float64 `json:"latency_ms"`
-	MaxLagMS      float64            `json:"max_schedule_lag_ms"`
-	BenchCPUShare float64            `json:"bench_cpu_cores"`
+	Keys       int     `json:"keys"`
+	Rate       int     `json:"rate"`
+	Seconds    float64 `json:"seconds"`
+	Sent       int64   `json:"sent"`
+	Accepted   int64   `json:"accepted"`
+	HTTPErrors int64   `json:"http_errors"`
+	Received   int64   `json:"received"`
+	// Lost counts accepted sends that never arrived. A send whose answer
+	// failed (a timeout, a refused connection) may still arrive: those
+	// are counted in ReceivedUnanswered, not against Lost.
+	Lost               int64              `json:"lost"`
+	ReceivedUnanswered int64              `json:"received_unanswered,omitempty"`
+	Duplicates         int64              `json:"duplicates"`
+	LatencyMS          map[string]float64 `json:"latency_ms"`
+	MaxLagMS           float64            `json:"max_schedule_lag_ms"`
+	BenchCPUShare      float64            `json:"bench_cpu_cores"`
 	// RedisMicrosPerSend is Redis's CPU time (INFO cpu) per accepted send.
 	RedisMicrosPerSend float64 `json:"redis_cpu_us_per_send,omitempty"`
 }
@@ -290,7 +337,7 @@ func (r *receiver) run(ctx context.Context, conns []*conn) {
 		go func() {
 			var f struct{ Data stamp }
 			for {
-				_, b, err := cn.ws.Read(ctx)
+				b, err := cn.next(ctx)
 				if err != nil {
 					return
 				}
@@ -334,6 +381,9 @@ func latency(ctx context.Context, args []string) (any, error) {
 	grace := fs.Duration("grace", 3*time.Second, "wait for late frames after the last send")
 	store := fs.Bool("store", false, `store each send ("store":true), as a purchase would be`)
 	fs.Parse(args)
+	if err := c.checkPeer("latency", map[string]bool{"-store": *store}); err != nil {
+		return nil, err
+	}
 	storeField := ""
 	if *store {
 		storeField = `,"store":true`
@@ -354,6 +404,7 @@ func latency(ctx context.Context, args []string) (any, error) {
 	var maxLag atomic.Int64
 	interval := time.Second / time.Duration(*rate)
 	total := int64(*rate) * int64(dur.Seconds())
+	answered := make([]atomic.Bool, total) // by sequence number: answered 200
 	cpu0, redis0 := cpuSeconds(), c.redisCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -370,6 +421,15 @@ func latency(ctx context.Context, args []string) (any, error) {
 		key := conns[i%int64(len(conns))].key
 		wg.Go(func() {
 			sent.Add(1)
+			if c.peer != "" {
+				if err := c.publishPeer(client, new(bytes.Buffer), key, fmt.Sprintf(`{"t":%d,"s":%d}`, due.UnixNano(), i)); err != nil {
+					httpErrs.Add(1)
+					return
+				}
+				accepted.Add(1)
+				answered[i].Store(true)
+				return
+			}
 			body := fmt.Sprintf(`{"key":%q,"data":{"t":%d,"s":%d}%s}`, key, due.UnixNano(), i, storeField)
 			resp, err := client.Post(c.send+"/v1/send", "application/json", strings.NewReader(body))
 			if err != nil {
@@ -383,6 +443,7 @@ func latency(ctx context.Context, args []string) (any, error) {
 				return
 			}
 			accepted.Add(1)
+			answered[i].Store(true)
 		})
 	}
 	wg.Wait()
@@ -399,9 +460,16 @@ func latency(ctx context.Context, args []string) (any, error) {
 		BenchCPUShare:      math.Round(cpu/elapsed*100) / 100,
 		RedisMicrosPerSend: microsPerSend(redis0, redis1, accepted.Load()),
 	}
-	res.Lost = res.Accepted - res.Received
-	fmt.Fprintf(os.Stderr, "latency: %d sends/s to %d keys for %.0fs: accepted %d, received %d, lost %d, dup %d, http errors %d; ms %v; schedule lag max %.1fms; bench used %.2f cores; Redis %.2f µs CPU per send\n",
-		*rate, *keys, elapsed, res.Accepted, res.Received, res.Lost, res.Duplicates, res.HTTPErrors, res.LatencyMS, res.MaxLagMS, res.BenchCPUShare, res.RedisMicrosPerSend)
+	for i := range answered {
+		switch got := rcv.seen[int64(i)]; {
+		case answered[i].Load() && !got:
+			res.Lost++
+		case !answered[i].Load() && got:
+			res.ReceivedUnanswered++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "latency: %d sends/s to %d keys for %.0fs: accepted %d, received %d, lost %d, dup %d, http errors %d (%d of them arrived all the same); ms %v; schedule lag max %.1fms; bench used %.2f cores; Redis %.2f µs CPU per send\n",
+		*rate, *keys, elapsed, res.Accepted, res.Received, res.Lost, res.Duplicates, res.HTTPErrors, res.ReceivedUnanswered, res.LatencyMS, res.MaxLagMS, res.BenchCPUShare, res.RedisMicrosPerSend)
 	return res, nil
 }
 
@@ -431,6 +499,9 @@ func throughput(ctx context.Context, args []string) (any, error) {
 	dur := fs.Duration("duration", 20*time.Second, "how long to send")
 	batch := fs.Int("batch", 0, "send through POST /v1/batch, this many single-key sends per request")
 	fs.Parse(args)
+	if err := c.checkPeer("throughput", map[string]bool{"-batch": *batch > 0, "-keys-per-send > 1": *perSend != 1}); err != nil {
+		return nil, err
+	}
 
 	conns, _, err := c.dialAll(ctx, *keys, "")
 	defer closeAll(conns)
@@ -443,7 +514,7 @@ func throughput(ctx context.Context, args []string) (any, error) {
 	for _, cn := range conns {
 		go func() {
 			for {
-				if _, _, err := cn.ws.Read(rctx); err != nil {
+				if _, err := cn.next(rctx); err != nil {
 					return
 				}
 				frames.Add(1)
@@ -461,6 +532,14 @@ func throughput(ctx context.Context, args []string) (any, error) {
 			var body bytes.Buffer
 			for i := s; time.Now().Before(deadline); i += *senders {
 				body.Reset()
+				if c.peer != "" {
+					if err := c.publishPeer(client, &body, conns[i%len(conns)].key, strconv.Itoa(i)); err != nil {
+						errs.Add(1)
+					} else {
+						ok.Add(1)
+					}
+					continue
+				}
 				if *batch > 0 {
 					ok.Add(sendBatch(client, c.send, &body, conns, i*(*batch), *batch, &errs))
 					continue
@@ -612,6 +691,9 @@ func broadcast(ctx context.Context, args []string) (any, error) {
 	topic := fs.String("topic", "bench", "topic")
 	metrics := fs.String("metrics", "", "the subscribers' node's /metrics URL, to read its own fan-out time")
 	fs.Parse(args)
+	if c.peer != "" {
+		return nil, errors.New("broadcast with -peer: not built; the peer is driven in idle, latency and throughput")
+	}
 	conns, _, err := c.dialAll(ctx, *n, *topic)
 	defer closeAll(conns)
 	if err != nil {
