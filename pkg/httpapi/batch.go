@@ -48,7 +48,7 @@ type batchResult struct {
 // bad item does not fail the others.
 func (s *Server) handleBatch(c *gin.Context) {
 	start := time.Now()
-	defer func() { s.metrics.sendDuration.WithLabelValues("batch").Observe(time.Since(start).Seconds()) }()
+	defer func() { s.metrics.batchSeconds.Observe(time.Since(start).Seconds()) }()
 	var caller *auth.Caller
 	if s.cfg.APIKeys != nil {
 		cl, err := s.caller(c)

@@ -52,7 +52,11 @@ func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, int64, er
 	if err != nil {
 		return payload{}, reserved, err
 	}
-	queryKey, hasQueryKey := c.GetQuery("key")
+	var queryKey string
+	var hasQueryKey bool
+	if c.Request.URL.RawQuery != "" { // gin parses the query into a map, even an empty one
+		queryKey, hasQueryKey = c.GetQuery("key")
+	}
 	p, err := parsePayload(body, c.GetHeader("Content-Type"), queryKey, hasQueryKey, allowKeys, s.cfg.MaxMessageBytes)
 	return p, reserved, err
 }
@@ -125,8 +129,13 @@ func parsePayload(body []byte, contentType, queryKey string, hasQueryKey, allowK
 }
 
 func jsonContentType(header string) (bool, error) {
-	if header == "" {
+	switch {
+	case header == "":
 		return false, nil
+	case strings.EqualFold(header, "application/json"), strings.EqualFold(header, "application/json; charset=utf-8"):
+		// What nearly every client sends, known without ParseMediaType
+		// and the map it makes.
+		return true, nil
 	}
 	mt, _, err := mime.ParseMediaType(header)
 	if err != nil {
