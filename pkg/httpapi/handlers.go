@@ -63,7 +63,7 @@ func (s *Server) handleSend(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.answer(c, res.Replayed, sendAnswerOf(res))
+	s.answerSend(c, res.Replayed, sendAnswerOf(res))
 }
 
 func sendAnswerOf(res node.SendResult) sendAnswer {

@@ -48,7 +48,13 @@ func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, int64, er
 		// Room for the envelope and a full list of maximal keys.
 		limit += int64(s.cfg.MaxKeysPerSend*(protocol.MaxNameLen+3) + 1024)
 	}
-	body, reserved, err := s.readBody(c, limit)
+	// The body is read into a pooled buffer: nothing parsed from it keeps
+	// a reference (encoding/json copies strings and RawMessages, a text
+	// body is marshalled into a new string), so it is free once parsed.
+	buf := s.bodyBufs.get()
+	defer s.bodyBufs.put(buf)
+	body, reserved, err := s.readBody(c, limit, (*buf)[:0])
+	*buf = body
 	if err != nil {
 		return payload{}, reserved, err
 	}
@@ -64,9 +70,10 @@ func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, int64, er
 // readBody reads a request body of at most limit bytes, counting them in the
 // node's budget of body bytes in flight as they arrive (bodyReader); it
 // returns the bytes counted, which the caller gives back with releaseBody.
-func (s *Server) readBody(c *gin.Context, limit int64) ([]byte, int64, error) {
-	br := &bodyReader{r: http.MaxBytesReader(c.Writer, c.Request.Body, limit), l: &s.inFlight}
-	body, err := io.ReadAll(br)
+// The body is appended to buf, which may be nil.
+func (s *Server) readBody(c *gin.Context, limit int64, buf []byte) ([]byte, int64, error) {
+	br := bodyReader{r: http.MaxBytesReader(c.Writer, c.Request.Body, limit), l: &s.inFlight}
+	body, err := br.readAll(buf)
 	reserved := br.held
 	if errors.Is(err, errTooManyBodyBytes) {
 		return nil, reserved, errTooManyBodyBytes

@@ -39,6 +39,8 @@ type Server struct {
 	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
 	inFlight   inFlight
 	headers    *securityHeaders
+	answerBufs buffers // send answers
+	bodyBufs   buffers // send and publish bodies
 
 	mu       sync.Mutex
 	srv      *http.Server
