@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/herald-push/herald/pkg/node"
@@ -45,6 +46,10 @@ func TestSendBodiesAreRefusedAsAStrictDecoderRefusedThem(t *testing.T) {
 			}
 			if code != tc.code {
 				t.Fatalf("code %q (%v), want %q", code, err, tc.code)
+			}
+			if strings.HasPrefix(tc.body, `{"key":"u1","data":1}`) && code == "invalid_json" &&
+				!strings.Contains(err.Error(), "more than one JSON value") {
+				t.Fatalf("a second value is refused as %q, want it named", err)
 			}
 			// The strict decoder of before, for comparison.
 			var old payload
