@@ -48,7 +48,7 @@ type batchResult struct {
 // bad item does not fail the others.
 func (s *Server) handleBatch(c *gin.Context) {
 	start := time.Now()
-	defer func() { s.metrics.sendDuration.WithLabelValues("batch").Observe(time.Since(start).Seconds()) }()
+	defer func() { s.metrics.batchSeconds.Observe(time.Since(start).Seconds()) }()
 	var caller *auth.Caller
 	if s.cfg.APIKeys != nil {
 		cl, err := s.caller(c)
@@ -176,7 +176,7 @@ func (s *Server) readBatch(c *gin.Context) ([]json.RawMessage, int64, error) {
 	if !isJSON {
 		return nil, 0, errNotJSON
 	}
-	body, reserved, err := s.readBody(c, s.cfg.BatchBodyLimit())
+	body, reserved, err := s.readBody(c, s.cfg.BatchBodyLimit(), nil)
 	if err != nil {
 		return nil, reserved, err
 	}

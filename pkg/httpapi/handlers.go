@@ -37,7 +37,7 @@ var waits = map[string]inbox.Wait{"": inbox.WaitNone, "delivered": inbox.WaitDel
 
 func (s *Server) handleSend(c *gin.Context) {
 	start := time.Now()
-	defer func() { s.metrics.sendDuration.WithLabelValues("send").Observe(time.Since(start).Seconds()) }()
+	defer func() { s.metrics.sendSeconds.Observe(time.Since(start).Seconds()) }()
 	p, reserved, err := s.readPayload(c, true)
 	defer s.releaseBody(reserved)
 	if err != nil {
@@ -62,7 +62,7 @@ func (s *Server) handleSend(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.answer(c, res.Replayed, sendAnswerOf(res))
+	s.answerSend(c, res.Replayed, sendAnswerOf(res))
 }
 
 func sendAnswerOf(res node.SendResult) sendAnswer {
@@ -97,7 +97,7 @@ func (s *Server) answer(c *gin.Context, replayed bool, body any) {
 // limited.
 func (s *Server) handlePublish(c *gin.Context) {
 	start := time.Now()
-	defer func() { s.metrics.sendDuration.WithLabelValues("topic").Observe(time.Since(start).Seconds()) }()
+	defer func() { s.metrics.topicSeconds.Observe(time.Since(start).Seconds()) }()
 	topic := c.Param("topic")
 	if !protocol.ValidName(topic) {
 		s.fail(c, node.InvalidName("invalid_topic", "topic", topic))
@@ -132,7 +132,7 @@ func (s *Server) handlePublish(c *gin.Context) {
 
 func (s *Server) handleBroadcast(c *gin.Context) {
 	start := time.Now()
-	defer func() { s.metrics.sendDuration.WithLabelValues("broadcast").Observe(time.Since(start).Seconds()) }()
+	defer func() { s.metrics.broadcastSeconds.Observe(time.Since(start).Seconds()) }()
 	s.publish(c, node.PublishRequest{Caller: c.GetString(callerNameKey)}, s.node.Broadcast)
 }
 

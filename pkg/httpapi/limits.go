@@ -71,6 +71,28 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readAll is io.ReadAll appending to buf: a send's body goes into a pooled
+// buffer, and a bodyReader that is not an io.Reader here stays off the
+// heap.
+func (b *bodyReader) readAll(buf []byte) ([]byte, error) {
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, 512)
+	}
+	for {
+		n, err := b.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // room to grow, as io.ReadAll makes it
+		}
+	}
+}
+
 // releaseBody gives back what a bodyReader counted, once the request is
 // answered: what is decoded from a body lives as long as the request.
 func (s *Server) releaseBody(n int64) {

@@ -1,10 +1,8 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -48,11 +46,21 @@ func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, int64, er
 		// Room for the envelope and a full list of maximal keys.
 		limit += int64(s.cfg.MaxKeysPerSend*(protocol.MaxNameLen+3) + 1024)
 	}
-	body, reserved, err := s.readBody(c, limit)
+	// The body is read into a pooled buffer: nothing parsed from it keeps
+	// a reference (encoding/json copies strings and RawMessages, a text
+	// body is marshalled into a new string), so it is free once parsed.
+	buf := s.bodyBufs.get()
+	defer s.bodyBufs.put(buf)
+	body, reserved, err := s.readBody(c, limit, (*buf)[:0])
+	*buf = body
 	if err != nil {
 		return payload{}, reserved, err
 	}
-	queryKey, hasQueryKey := c.GetQuery("key")
+	var queryKey string
+	var hasQueryKey bool
+	if c.Request.URL.RawQuery != "" { // gin parses the query into a map, even an empty one
+		queryKey, hasQueryKey = c.GetQuery("key")
+	}
 	p, err := parsePayload(body, c.GetHeader("Content-Type"), queryKey, hasQueryKey, allowKeys, s.cfg.MaxMessageBytes)
 	return p, reserved, err
 }
@@ -60,9 +68,10 @@ func (s *Server) readPayload(c *gin.Context, allowKeys bool) (payload, int64, er
 // readBody reads a request body of at most limit bytes, counting them in the
 // node's budget of body bytes in flight as they arrive (bodyReader); it
 // returns the bytes counted, which the caller gives back with releaseBody.
-func (s *Server) readBody(c *gin.Context, limit int64) ([]byte, int64, error) {
-	br := &bodyReader{r: http.MaxBytesReader(c.Writer, c.Request.Body, limit), l: &s.inFlight}
-	body, err := io.ReadAll(br)
+// The body is appended to buf, which may be nil.
+func (s *Server) readBody(c *gin.Context, limit int64, buf []byte) ([]byte, int64, error) {
+	br := bodyReader{r: http.MaxBytesReader(c.Writer, c.Request.Body, limit), l: &s.inFlight}
+	body, err := br.readAll(buf)
 	reserved := br.held
 	if errors.Is(err, errTooManyBodyBytes) {
 		return nil, reserved, errTooManyBodyBytes
@@ -125,8 +134,13 @@ func parsePayload(body []byte, contentType, queryKey string, hasQueryKey, allowK
 }
 
 func jsonContentType(header string) (bool, error) {
-	if header == "" {
+	switch {
+	case header == "":
 		return false, nil
+	case strings.EqualFold(header, "application/json"), strings.EqualFold(header, "application/json; charset=utf-8"):
+		// What nearly every client sends, known without ParseMediaType
+		// and the map it makes.
+		return true, nil
 	}
 	mt, _, err := mime.ParseMediaType(header)
 	if err != nil {
@@ -149,20 +163,21 @@ var errNotJSON = node.Errorf(node.KindUnsupported, "unsupported_media_type",
 
 // decodeStrict decodes exactly one JSON object whose fields are exactly
 // names, each at most once.
+//
+// checkFields refuses every unknown name of a well-formed object, and
+// json.Unmarshal refuses anything not well-formed before it decodes, so a
+// json.Decoder with DisallowUnknownFields would add nothing but its three
+// allocations and a copy of the body.
 func decodeStrict(body []byte, v any, names fieldSet) *node.Error {
 	if err := checkFields(body, names); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if strings.HasPrefix(err.Error(), "json: unknown field") {
-			return badRequest("unknown_field", "%s", strings.TrimPrefix(err.Error(), "json: "))
+	if err := json.Unmarshal(body, v); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) && strings.HasSuffix(syntax.Error(), "after top-level value") {
+			return badRequest("invalid_json", "the body holds more than one JSON value")
 		}
 		return badRequest("invalid_json", "the body is not a valid JSON object: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("invalid_json", "the body holds more than one JSON value")
 	}
 	return nil
 }

@@ -113,11 +113,16 @@ func (s *Server) caller(c *gin.Context) (auth.Caller, error) {
 // X-Request-ID or made up, and echoes the id back. Query strings are left
 // out: they may carry credentials.
 func (s *Server) logRequests(c *gin.Context) {
-	id := c.GetHeader("X-Request-ID")
+	// The header's canonical name, used as the map key directly: Get and
+	// Set with "X-Request-ID" would canonicalize it, an allocation each.
+	var id string
+	if v := c.Request.Header[requestIDHeader]; len(v) > 0 {
+		id = v[0]
+	}
 	if id == "" || len(id) > 128 {
 		id = s.reqIDs.next()
 	}
-	c.Header("X-Request-ID", id)
+	c.Writer.Header()[requestIDHeader] = []string{id}
 	start := time.Now()
 	c.Next()
 	// Checked first: the arguments alone cost every request allocations.
@@ -126,6 +131,9 @@ func (s *Server) logRequests(c *gin.Context) {
 			"status", c.Writer.Status(), "duration", time.Since(start))
 	}
 }
+
+// requestIDHeader is X-Request-ID as net/http keys it.
+const requestIDHeader = "X-Request-Id"
 
 // requestIDs makes request ids for logs: a random prefix and a counter.
 type requestIDs struct {

@@ -39,6 +39,8 @@ type Server struct {
 	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
 	inFlight   inFlight
 	headers    *securityHeaders
+	answerBufs buffers // send answers
+	bodyBufs   buffers // send and publish bodies
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -197,6 +199,9 @@ func (s *Server) stopped() <-chan struct{} { return s.node.Stopped() }
 type metrics struct {
 	rejected     *prometheus.CounterVec   // code
 	sendDuration *prometheus.HistogramVec // kind
+	// The kinds' series, looked up once: WithLabelValues hashes its labels
+	// and takes a lock on every call.
+	sendSeconds, topicSeconds, broadcastSeconds, batchSeconds prometheus.Observer
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -213,9 +218,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	}
 	// Series exist at 0 from the start, so that rates and dashboards show 0
 	// rather than "no data" before the first event.
-	for _, kind := range []string{"send", "topic", "broadcast", "batch"} {
-		m.sendDuration.WithLabelValues(kind)
-	}
+	m.sendSeconds = m.sendDuration.WithLabelValues("send")
+	m.topicSeconds = m.sendDuration.WithLabelValues("topic")
+	m.broadcastSeconds = m.sendDuration.WithLabelValues("broadcast")
+	m.batchSeconds = m.sendDuration.WithLabelValues("batch")
 	for _, code := range []string{"invalid_json", "unknown_field", "missing_data", "missing_key", "invalid_key",
 		"message_too_large", "missing_api_key", "invalid_api_key", "missing_token", "invalid_token", "forbidden",
 		"rate_limited", "too_many_connections", "unavailable", "invalid_utf8", "duplicate_field", "unsupported_media_type",

@@ -20,7 +20,7 @@ import (
 	"github.com/herald-push/herald/pkg/node"
 )
 
-func newAPI(t *testing.T, cfg node.Config) *httpapi.Server {
+func newAPI(t testing.TB, cfg node.Config) *httpapi.Server {
 	t.Helper()
 	n, err := node.New(cfg)
 	if err != nil {

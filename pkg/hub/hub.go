@@ -93,7 +93,7 @@ func New(opts Options) *Hub {
 	if opts.FanoutDone == nil {
 		opts.FanoutDone = func(protocol.Kind, time.Duration) {}
 	}
-	return &Hub{
+	h := &Hub{
 		opts:   opts,
 		keys:   make(map[string][]*Conn),
 		topics: make(map[string][]*Conn),
@@ -102,6 +102,8 @@ func New(opts Options) *Hub {
 		// processors would only take turns.
 		writers: writers{max: 2 * runtime.GOMAXPROCS(0)},
 	}
+	h.writers.run = h.writeReady
+	return h
 }
 
 // Errors Add returns when a limit is reached.

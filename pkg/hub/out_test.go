@@ -396,3 +396,46 @@ func TestCloseNowEndsEveryConnectionAndOneServedAfterIt(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOneFrameAtATime is what a node holding connections does under
+// many small sends: one frame for one connection, written before the next
+// comes, so each finds the shared writers stopped and starts one. Its
+// allocations per frame are the write path's own.
+//
+//	go test -run '^$' -bench OneFrameAtATime -benchmem ./pkg/hub
+func BenchmarkOneFrameAtATime(b *testing.B) {
+	const conns = 100
+	h := New(Options{QueueMessages: 64, QueueBytes: 1 << 20})
+	srv := outServer(b, h, context.Background(), func(End) {})
+	got := make(chan struct{}, conns)
+	for i := range conns {
+		ws, _, err := websocket.Dial(context.Background(), fmt.Sprintf("ws%s/?key=k%d", strings.TrimPrefix(srv.URL, "http"), i), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ws.CloseNow()
+		go func() {
+			for {
+				if _, _, err := ws.Read(context.Background()); err != nil {
+					return
+				}
+				got <- struct{}{}
+			}
+		}()
+	}
+	for h.Len() < conns {
+		time.Sleep(time.Millisecond)
+	}
+	keys := make([]string, conns)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+	}
+	d := Delivery{ID: "m", TS: 1, Data: []byte(`{"item":"sword"}`)}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		h.SendKey(keys[i%conns], d)
+		i++
+		<-got
+	}
+}

@@ -19,6 +19,13 @@ type writers struct {
 	head    int // ready[head:] wait
 	running int
 	max     int
+	// spare holds the gathering buffers of writers that stopped, for the
+	// next to start: under many small sends each frame finds the writers
+	// stopped, and a buffer per start was an allocation per frame.
+	spare [][]byte
+	// run is Hub.writeReady, bound once: "go h.writeReady()" makes a
+	// closure, an allocation, every time a writer starts.
+	run func()
 }
 
 // maxGatherBuffer is the largest gathering buffer a writer keeps between
@@ -37,19 +44,36 @@ func (h *Hub) schedule(c *Conn) {
 	}
 	w.mu.Unlock()
 	if start {
-		go h.writeReady()
+		go w.run()
 	}
 }
 
-// next takes the connection waiting longest, or says there is none and
-// stops counting the caller as running.
-func (w *writers) next() *Conn {
+// buffer hands a starting writer a spare gathering buffer, if there is one.
+func (w *writers) buffer() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := len(w.spare); n > 0 {
+		buf := w.spare[n-1]
+		w.spare[n-1] = nil
+		w.spare = w.spare[:n-1]
+		return buf
+	}
+	return nil
+}
+
+// next takes the connection waiting longest, or says there is none, keeps
+// the caller's buffer (at most maxGatherBuffer) for the next writer to
+// start, and stops counting the caller as running.
+func (w *writers) next(buf []byte) *Conn {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.head == len(w.ready) {
 		clear(w.ready)
 		w.ready, w.head = w.ready[:0], 0
 		w.running--
+		if buf != nil && cap(buf) <= maxGatherBuffer && len(w.spare) < w.max {
+			w.spare = append(w.spare, buf[:0])
+		}
 		return nil
 	}
 	c := w.ready[w.head]
@@ -59,8 +83,8 @@ func (w *writers) next() *Conn {
 }
 
 func (h *Hub) writeReady() {
-	var buf []byte
-	for c := h.writers.next(); c != nil; c = h.writers.next() {
+	buf := h.writers.buffer()
+	for c := h.writers.next(buf); c != nil; c = h.writers.next(buf) {
 		buf = h.writeBurst(c, buf)
 		if cap(buf) > maxGatherBuffer {
 			buf = nil
