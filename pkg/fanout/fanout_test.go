@@ -38,6 +38,7 @@ func TestMessageSurvivesTheWireUnchanged(t *testing.T) {
 		{Kind: fanout.KindKeys, Origin: "node-a", ID: "m1", TS: 1700000000000, Keys: []string{"u1", "u2"}, Data: []byte(`{"a":[1,2]}`)},
 		{Kind: fanout.KindTopic, Origin: "b", ID: "m2", TS: -1, Topic: "board", Data: []byte(`"text"`)},
 		{Kind: fanout.KindBroadcast, Keys: []string{}},
+		{Kind: fanout.KindKeys, Origin: "a", ID: "m4", Keys: []string{"only"}, Data: []byte(`{}`)},
 		{Kind: fanout.KindKeys, Origin: "a", ID: "m3", Keys: []string{"u1", "u2"}, Wait: 2,
 			Stored: []protocol.StoredID{{MS: 1795723200000, Seq: 3}, {MS: 5}}, Prevs: []protocol.StoredID{{MS: 1795723200000, Seq: 2}, {}},
 			Data: []byte(`1`)},
@@ -47,14 +48,20 @@ func TestMessageSurvivesTheWireUnchanged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got fanout.Message
-		if err := got.UnmarshalBinary(b); err != nil {
+		// As bytes, and as the string Redis pub/sub hands a node.
+		var fromBytes, fromString fanout.Message
+		if err := fromBytes.UnmarshalBinary(b); err != nil {
 			t.Fatalf("decode %+v: %v", want, err)
 		}
-		if got.Kind != want.Kind || got.Origin != want.Origin || got.ID != want.ID || got.TS != want.TS ||
-			!slices.Equal(got.Keys, want.Keys) || got.Topic != want.Topic || string(got.Data) != string(want.Data) ||
-			!slices.Equal(got.Stored, want.Stored) || !slices.Equal(got.Prevs, want.Prevs) || got.Wait != want.Wait {
-			t.Errorf("round trip = %+v, want %+v", got, want)
+		if err := fromString.UnmarshalString(string(b)); err != nil {
+			t.Fatalf("decode %+v from a string: %v", want, err)
+		}
+		for _, got := range []fanout.Message{fromBytes, fromString} {
+			if got.Kind != want.Kind || got.Origin != want.Origin || got.ID != want.ID || got.TS != want.TS ||
+				!slices.Equal(got.Keys, want.Keys) || got.Topic != want.Topic || string(got.Data) != string(want.Data) ||
+				!slices.Equal(got.Stored, want.Stored) || !slices.Equal(got.Prevs, want.Prevs) || got.Wait != want.Wait {
+				t.Errorf("round trip = %+v, want %+v", got, want)
+			}
 		}
 	}
 }
@@ -64,7 +71,7 @@ func TestTruncatedMessagesAreRejected(t *testing.T) {
 	// Every cut before the data ends inside a field and must fail cleanly.
 	for n := 0; n < len(full); n++ {
 		var m fanout.Message
-		if err := m.UnmarshalBinary(full[:n]); err == nil {
+		if err := m.UnmarshalBinary(full[:n]); err == nil || m.UnmarshalString(string(full[:n])) == nil {
 			t.Errorf("decoding the first %d of %d bytes succeeded", n, len(full))
 		}
 	}
@@ -79,9 +86,16 @@ func FuzzMessageDecode(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var m fanout.Message
-		if err := m.UnmarshalBinary(b); err != nil {
+		var m, fromString fanout.Message
+		err := m.UnmarshalBinary(b)
+		if serr := fromString.UnmarshalString(string(b)); (err == nil) != (serr == nil) {
+			t.Fatalf("%x: decoded as bytes: %v, as a string: %v", b, err, serr)
+		}
+		if err != nil {
 			return
+		}
+		if fromString.ID != m.ID || fromString.Origin != m.Origin || !slices.Equal(fromString.Keys, m.Keys) || string(fromString.Data) != string(m.Data) {
+			t.Fatalf("%x decodes differently as a string", b)
 		}
 		again, _ := m.AppendBinary(nil)
 		var m2 fanout.Message
@@ -157,4 +171,20 @@ func TestARedisBusWhoseSubscriptionWasLeftOnTheOldMasterFollowsTheNewOne(t *test
 		return err == nil && ok && got.has(id)
 	})
 	wait.Until(t, 5*time.Second, "bus ready again", bus.Ready)
+}
+
+// BenchmarkDecodeReceived is what a node does with each message Redis hands
+// it: decode it from the string pub/sub gave.
+func BenchmarkDecodeReceived(b *testing.B) {
+	m := &fanout.Message{Kind: fanout.KindKeys, Origin: "node-a", ID: "mx5i7fxm-a3zw-br", TS: 1796178375434,
+		Keys: []string{"player-1234"}, Data: []byte(`{"item":"sword","gold":5}`)}
+	wire, _ := m.AppendBinary(nil)
+	payload := string(wire)
+	b.ReportAllocs()
+	for b.Loop() {
+		var got fanout.Message
+		if err := got.UnmarshalString(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

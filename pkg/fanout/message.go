@@ -35,6 +35,8 @@ type Message struct {
 	Wait   uint8 // what the sender waits for (inbox.Wait)
 	Topic  string
 	Data   []byte
+
+	one [1]string // Keys of a decoded one-key message
 }
 
 // AppendBinary appends m's wire form to b:
@@ -65,18 +67,6 @@ func appendID(b []byte, id protocol.StoredID) []byte {
 	return binary.AppendUvarint(binary.AppendUvarint(b, id.MS), id.Seq)
 }
 
-func readID(b []byte) (protocol.StoredID, []byte, bool) {
-	ms, n := binary.Uvarint(b)
-	if n <= 0 {
-		return protocol.StoredID{}, nil, false
-	}
-	seq, m := binary.Uvarint(b[n:])
-	if m <= 0 {
-		return protocol.StoredID{}, nil, false
-	}
-	return protocol.StoredID{MS: ms, Seq: seq}, b[n+m:], true
-}
-
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -85,7 +75,15 @@ func appendString(b []byte, s string) []byte {
 var errMalformed = errors.New("malformed message")
 
 // UnmarshalBinary decodes what AppendBinary wrote. Data aliases b.
-func (m *Message) UnmarshalBinary(b []byte) error {
+func (m *Message) UnmarshalBinary(b []byte) error { return decode(m, b) }
+
+// UnmarshalString decodes what AppendBinary wrote from a string, as Redis
+// pub/sub hands messages over: origin, id, keys and topic are substrings
+// of s, and only Data is copied out, so a received message costs one
+// allocation for its fields rather than one per field.
+func (m *Message) UnmarshalString(s string) error { return decode(m, s) }
+
+func decode[T string | []byte](m *Message, b T) error {
 	if len(b) == 0 {
 		return errMalformed
 	}
@@ -97,23 +95,27 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 	if m.ID, b, ok = readString(b); !ok {
 		return errMalformed
 	}
-	ts, n := binary.Varint(b)
+	ts, n := varint(b)
 	if n <= 0 {
 		return errMalformed
 	}
 	m.TS, b = ts, b[n:]
-	count, n := binary.Uvarint(b)
+	count, n := uvarint(b)
 	if n <= 0 || count > uint64(len(b)) {
 		return errMalformed
 	}
 	b = b[n:]
-	m.Keys = make([]string, count)
+	if count == 1 {
+		m.Keys = m.one[:] // most sends are to one key: no slice to allocate
+	} else {
+		m.Keys = make([]string, count)
+	}
 	for i := range m.Keys {
 		if m.Keys[i], b, ok = readString(b); !ok {
 			return errMalformed
 		}
 	}
-	stored, n := binary.Uvarint(b)
+	stored, n := uvarint(b)
 	if n <= 0 || stored > uint64(len(b)) {
 		return errMalformed
 	}
@@ -138,15 +140,60 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 	if m.Topic, b, ok = readString(b); !ok {
 		return errMalformed
 	}
-	m.Data = b
+	m.Data = []byte(b) // a copy from a string; b itself from a slice
 	return nil
 }
 
-func readString(b []byte) (string, []byte, bool) {
-	l, n := binary.Uvarint(b)
+// readString reads a length-prefixed string: a substring when b is a
+// string, a copy when it is a slice.
+func readString[T string | []byte](b T) (string, T, bool) {
+	l, n := uvarint(b)
 	if n <= 0 || l > uint64(len(b)-n) {
-		return "", nil, false
+		return "", b[:0], false
 	}
 	end := n + int(l)
 	return string(b[n:end]), b[end:], true
+}
+
+func readID[T string | []byte](b T) (protocol.StoredID, T, bool) {
+	ms, n := uvarint(b)
+	if n <= 0 {
+		return protocol.StoredID{}, b[:0], false
+	}
+	seq, m := uvarint(b[n:])
+	if m <= 0 {
+		return protocol.StoredID{}, b[:0], false
+	}
+	return protocol.StoredID{MS: ms, Seq: seq}, b[n+m:], true
+}
+
+// uvarint is binary.Uvarint for a string or a slice.
+func uvarint[T string | []byte](b T) (uint64, int) {
+	var x uint64
+	var s uint
+	for i := 0; i < len(b); i++ {
+		if i == binary.MaxVarintLen64 {
+			return 0, -(i + 1) // overflow
+		}
+		c := b[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(c)<<s, i + 1
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, 0
+}
+
+// varint is binary.Varint for a string or a slice.
+func varint[T string | []byte](b T) (int64, int) {
+	ux, n := uvarint(b)
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x, n
 }

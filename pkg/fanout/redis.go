@@ -290,7 +290,7 @@ func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, pro
 				}
 			case *redis.Message:
 				var m Message
-				if err := m.UnmarshalBinary([]byte(v.Payload)); err != nil {
+				if err := m.UnmarshalString(v.Payload); err != nil {
 					r.opts.Logger.Error("dropping undecodable bus message", "channel", v.Channel, "err", err)
 					continue
 				}

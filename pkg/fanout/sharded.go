@@ -330,7 +330,7 @@ func (r *RedisSharded) receive(ctx context.Context, sh *shard, h Handler) {
 			r.subscriptionChanged(sh, v)
 		case *redis.Message:
 			var m Message
-			if err := m.UnmarshalBinary([]byte(v.Payload)); err != nil {
+			if err := m.UnmarshalString(v.Payload); err != nil {
 				r.opts.Logger.Error("dropping undecodable bus message", "channel", v.Channel, "err", err)
 				continue
 			}
