@@ -416,27 +416,39 @@ func TestASendWhoseRedisCommandTimedOutNeverSaysNothingWasSent(t *testing.T) {
 // was lost on the way back (the link held it past the read timeout). The
 // Redis client must not run it again on another connection, which would
 // hand the client the same message twice; the sender is told the outcome is
-// unknown instead.
+// unknown instead. Both paths: a send to one key (its key's channel) and
+// one to five (a lookup, then the holding node's channel).
 func TestAPlainSendWhoseAnswerWasLostIsNotPublishedTwice(t *testing.T) {
 	t.Parallel()
-	r := redistest.Start(t)
-	link := faults.NewLink(t, r.Addr())
-	a := startProcess(t, "--node-id", "a", "--redis-url", r.URL())
-	b := startProcess(t, "--node-id", "b", "--redis-url", "redis://"+link.Addr())
-	sub := subscribe(t, "d1", "ws://"+a.addr)
-	waitOnline(t, b, []string{"d1"})
+	for _, c := range []struct {
+		name string
+		keys []string
+	}{
+		{"one key", []string{"d1"}},
+		{"five keys", []string{"d1", "x1", "x2", "x3", "x4"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := redistest.Start(t)
+			link := faults.NewLink(t, r.Addr())
+			a := startProcess(t, "--node-id", "a", "--redis-url", r.URL())
+			b := startProcess(t, "--node-id", "b", "--redis-url", "redis://"+link.Addr())
+			sub := subscribe(t, "d1", "ws://"+a.addr)
+			waitOnline(t, b, []string{"d1"})
 
-	link.HoldRepliesAfter("plain-once")
-	ans := sendPlain(b.addr, "d1", "plain-once", "")
-	link.ReleaseReplies()
-	t.Logf("the send whose answer was held was answered %d %s (%s)", ans.status, ans.code, ans.msg)
-	if ans.status != http.StatusServiceUnavailable || ans.code != "outcome_unknown" {
-		t.Errorf("answered %d %q (%s), want 503 outcome_unknown", ans.status, ans.code, ans.msg)
-	}
-	wait.Until(t, 15*time.Second, "b ready after the release", func() bool { return status(b, "/readyz") == http.StatusOK })
-	sendPlain(b.addr, "d1", "after", "")
-	wait.Until(t, 5*time.Second, "the client got the next send", func() bool { return sub.count("after") > 0 })
-	if got := sub.count("plain-once"); got != 1 {
-		t.Errorf("the client got the send %d times, want once (it ran in Redis)", got)
+			keys, _ := json.Marshal(c.keys)
+			link.HoldRepliesAfter("plain-once")
+			code, out := postJSON(t, b, "/v1/send", `{"keys":`+string(keys)+`,"data":"plain-once"}`)
+			link.ReleaseReplies()
+			t.Logf("the send whose answer was held was answered %d %v", code, out["error"])
+			if e, _ := out["error"].(map[string]any); code != http.StatusServiceUnavailable || e["code"] != "outcome_unknown" {
+				t.Errorf("answered %d %v, want 503 outcome_unknown", code, out)
+			}
+			wait.Until(t, 15*time.Second, "b ready after the release", func() bool { return status(b, "/readyz") == http.StatusOK })
+			sendPlain(b.addr, "d1", "after", "")
+			wait.Until(t, 5*time.Second, "the client got the next send", func() bool { return sub.count("after") > 0 })
+			if got := sub.count("plain-once"); got != 1 {
+				t.Errorf("the client got the send %d times, want once (it ran in Redis)", got)
+			}
+		})
 	}
 }

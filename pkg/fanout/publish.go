@@ -58,7 +58,7 @@ func (p *publisher) run(ctx context.Context) {
 
 // Send publishes m to node's channel and reports whether it listened.
 func (p *publisher) Send(ctx context.Context, node string, m *Message) (bool, error) {
-	n, err := p.publish(ctx, nodeChannel(node), m)
+	n, err := p.publishOnce(ctx, nodeChannel(node), m, atMostOnce(m))
 	return n > 0, err
 }
 
@@ -67,7 +67,19 @@ func (p *publisher) Send(ctx context.Context, node string, m *Message) (bool, er
 // its clients' cursors absorb, and that retry saves it from waiting for the
 // next catch-up.
 func (p *publisher) SendKey(ctx context.Context, key string, m *Message) (int, error) {
-	return p.publishOnce(ctx, keyChannel(key), m, m.Stored == nil)
+	return p.publishOnce(ctx, keyChannel(key), m, atMostOnce(m))
+}
+
+// atMostOnce reports whether m is a message its clients must get at most
+// once: a send, topic post or broadcast that was not stored. Stored ones,
+// and the nodes' own messages (reports, disconnects), may be published
+// again after a failure.
+func atMostOnce(m *Message) bool {
+	switch m.Kind {
+	case KindKeys, KindTopic, KindBroadcast:
+		return m.Stored == nil
+	}
+	return false
 }
 
 // Publish publishes a topic or broadcast message to its channel.
@@ -76,7 +88,7 @@ func (p *publisher) Publish(ctx context.Context, m *Message) (int, error) {
 	if m.Kind == KindTopic {
 		ch = topicChannel(m.Topic)
 	}
-	return p.publish(ctx, ch, m)
+	return p.publishOnce(ctx, ch, m, atMostOnce(m))
 }
 
 // processor is a client or a pipeline.

@@ -140,3 +140,54 @@ func TestAReaperDropsTheDeadNodesOldSubscriptionsOnEveryMasterAndNoOtherConnecti
 		})
 	}
 }
+
+// A failover (here: Redis handed a new replication id, as a promoted
+// replica has) makes a live node take a new incarnation, since the new
+// master may have lost its writes. The incarnation it left behind must not
+// be reaped like a dead node's: the reaper would drop every subscription
+// the node holds, all of them older than that incarnation's deadline, and
+// its keys would read offline while it runs. The node retires it itself.
+func TestANodeThatTookANewIncarnationAfterAFailoverKeepsItsSubscriptions(t *testing.T) {
+	const ttl = 3 * time.Second
+	s := redistest.StartWith(t, "--enable-debug-command", "yes")
+	rdb := s.Client()
+	var reaps []string
+	other := presence.NewRedis(rdb, "b", ttl, presence.RedisOptions{
+		Reaped: func(node string, n int, err error) { reaps = append(reaps, node+":"+strconv.Itoa(n)) },
+	})
+	live := presence.NewRedis(rdb, "a", ttl, presence.RedisOptions{})
+	for _, p := range []*presence.Redis{other, live} {
+		if err := p.Join(t.Context(), presence.Node{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subscribeAs(t, s.Addr(), redisconn.ClientName("a"))
+
+	if err := rdb.Do(t.Context(), "DEBUG", "CHANGE-REPL-ID").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if lost, err := live.Heartbeat(t.Context(), presence.Node{}); err != nil || !lost {
+		t.Fatalf("the heartbeat after the failover: lost=%v err=%v, want lost", lost, err)
+	}
+	// Both keep beating well past the old incarnation's deadline.
+	for end := time.Now().Add(ttl + 2*time.Second); time.Now().Before(end); time.Sleep(ttl / 3) {
+		for _, p := range []*presence.Redis{live, other} {
+			if _, err := p.Heartbeat(t.Context(), presence.Node{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := subscribers(t, s.Addr())[redisconn.ClientName("a")]; got != 1 {
+		t.Errorf("a's live subscription was dropped (%d left; reaps: %v)", got, reaps)
+	}
+	if len(reaps) != 0 {
+		t.Errorf("b reaped %v, want nothing: a retired its old incarnation itself", reaps)
+	}
+	members, err := rdb.ZRange(t.Context(), "herald:nodes", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 2 {
+		t.Errorf("registry holds %v, want one incarnation of a and one of b", members)
+	}
+}

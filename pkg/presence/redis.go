@@ -97,10 +97,17 @@ type Redis struct {
 	batched atomic.Bool // Run is merging concurrent lookups
 	live    liveness
 
-	mu    sync.Mutex
-	inc   string // this node's incarnation; "" before Join
-	left  bool
-	epoch string // redisconn.Epoch at the last heartbeat
+	mu  sync.Mutex
+	inc string // this node's incarnation; "" before Join
+	// retired is the incarnation this node left behind when it took a
+	// new one while alive (a failover may have lost its writes): it
+	// removes it itself once its keys are written again, rather than let
+	// it expire, because a reaper of an expired incarnation drops every
+	// subscription of the node older than its deadline, and this node's
+	// live ones are.
+	retired string
+	left    bool
+	epoch   string // redisconn.Epoch at the last heartbeat
 
 	// reapHook, when set (tests only), runs after a reaper claimed an
 	// incarnation and before it removes its entries.
@@ -340,10 +347,13 @@ func (r *Redis) Heartbeat(ctx context.Context, n Node) (bool, error) {
 		r.epoch = e.epoch
 	}
 	r.mu.Unlock()
+	if err := r.retire(ctx); err != nil {
+		return false, err
+	}
 	if lost {
-		// The old incarnation expires by itself and is reaped like a dead
-		// node's; until then its entries still count, so the keys do not
-		// read offline while the caller writes them again.
+		// The old incarnation's entries still count until the next
+		// heartbeat retires it, so the keys do not read offline while the
+		// caller writes them again.
 		next := newIncarnation()
 		if err := r.register(ctx, n, next); err != nil {
 			return false, err
@@ -354,9 +364,33 @@ func (r *Redis) Heartbeat(ctx context.Context, n Node) (bool, error) {
 			return false, ErrLeft
 		}
 		r.inc = next
+		r.retired = inc
 		r.mu.Unlock()
 	}
 	return lost, r.reap(ctx, inc, expired)
+}
+
+// retire removes the incarnation this node left behind at its previous
+// heartbeat, by then written again under its new one, before it expires.
+func (r *Redis) retire(ctx context.Context) error {
+	r.mu.Lock()
+	old := r.retired
+	r.mu.Unlock()
+	if old == "" {
+		return nil
+	}
+	if err := r.rdb.ZRem(ctx, nodesKey, member(r.id, old)).Err(); err != nil {
+		return fmt.Errorf("retire incarnation %s: %w", old, err)
+	}
+	if err := r.removeIncarnation(ctx, r.id, old); err != nil {
+		return fmt.Errorf("retire incarnation %s: %w", old, err)
+	}
+	r.mu.Lock()
+	if r.retired == old {
+		r.retired = ""
+	}
+	r.mu.Unlock()
+	return nil
 }
 
 // register adds a new live incarnation of the node.
@@ -443,8 +477,14 @@ func (r *Redis) reap(ctx context.Context, mine string, dead []redis.Z) error {
 		id, inc := splitMember(m)
 		// Redis still counts a cut-off node's subscription, which hangs
 		// until TCP gives up, as a receiver: a publish to it would count
-		// 1 and be lost. Dropping it makes the next publish count 0.
-		killed, kerr := r.killSubscriptions(ctx, id, int64(z.Score))
+		// 1 and be lost. Dropping it makes the next publish count 0. Not
+		// this node's own: an incarnation of its own that expired is one
+		// it left behind, and the connections under its name are its live
+		// ones.
+		killed, kerr := 0, error(nil)
+		if id != r.id {
+			killed, kerr = r.killSubscriptions(ctx, id, int64(z.Score))
+		}
 		r.reaped(id, killed, kerr)
 		if r.reapHook != nil {
 			r.reapHook(id)
