@@ -89,7 +89,7 @@ type Redis struct {
 	*publisher // Send and Publish
 
 	mu       sync.Mutex
-	waiters  map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
+	waiters  map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation; nil when none
 	channels map[string]struct{}        // topic and key channels subscribed, for a renewed connection
 }
 
@@ -102,7 +102,6 @@ func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
 		opts:     opts,
 		ps:       rdb.Subscribe(context.Background()),
 		renew:    make(chan string, 1),
-		waiters:  make(map[string][]chan struct{}),
 		channels: make(map[string]struct{}),
 	}
 	r.publisher = newPublisher(rdb, false)
@@ -125,6 +124,9 @@ func (r *Redis) subscribe(ctx context.Context, channels []string) error {
 	r.mu.Lock()
 	for i, ch := range channels {
 		waits[i] = make(chan struct{})
+		if r.waiters == nil {
+			r.waiters = make(map[string][]chan struct{})
+		}
 		r.waiters[ch] = append(r.waiters[ch], waits[i])
 		r.channels[ch] = struct{}{}
 	}
@@ -158,6 +160,11 @@ func (r *Redis) dropWaiters(channels []string, waits []chan struct{}) {
 		} else {
 			r.waiters[ch] = ws
 		}
+	}
+	if len(r.waiters) == 0 {
+		// A map keeps the room of its largest size: 15,000 keys
+		// subscribed at once would hold ~50 bytes each for good.
+		r.waiters = nil
 	}
 }
 

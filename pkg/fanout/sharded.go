@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,10 +25,13 @@ import (
 // only and resubscribes every channel in one command, which Redis refuses
 // across slots. Here each wanted channel is placed on the master that owns
 // its slot, one subscribing connection per master, one channel per
-// SSUBSCRIBE. Placement is redone when a subscription connection fails (the
-// master died), when Redis unsubscribes a channel itself (its slot
-// migrated), and every second against the client's view of the slots (a
-// resharding or a failover). Messages published to a channel while it was
+// SSUBSCRIBE. A placement pass looks at the channels subscribed or
+// unsubscribed since the last one only: a node with 15,000 keys whose
+// connections come and go does not look up 15,000 masters a second. Every
+// channel is placed again when a subscription connection fails (the master
+// died), when Redis unsubscribes a channel itself (its slot migrated), when
+// probes stop coming back, and every few seconds against the client's view
+// of the slots (a resharding or a failover nothing else told of). Messages published to a channel while it was
 // being moved are lost, as with any pub/sub gap: Resubscribed is called
 // once every channel is back so that stored messages are read again.
 type RedisSharded struct {
@@ -48,14 +52,25 @@ type RedisSharded struct {
 	moved   atomic.Bool // the slot layout changed: let the client reload it before placing
 	failing atomic.Bool // subscriptions are failing; logged once until they are back
 
-	mu        sync.Mutex
-	want      map[string]bool            // channels this node listens to
-	shards    map[string]*shard          // master address -> its subscription
-	placed    map[string]*shard          // channel -> where it is subscribed
-	confirmed map[string]bool            // channel -> Redis confirmed the subscription
-	waiters   map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation
-	gap       bool                       // a channel was lost since everything was last confirmed
-	started   bool                       // the node channel was confirmed once
+	mu      sync.Mutex
+	want    map[string]bool            // channels this node listens to
+	shards  map[string]*shard          // master address -> its subscription
+	placed  map[string]placement       // channel -> where it is subscribed
+	waiters map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation; nil when none
+	// changed holds the channels subscribed or unsubscribed since the last
+	// placement pass, which places them alone unless everything is to be
+	// placed again (all).
+	changed map[string]struct{}
+	all     bool
+	gap     bool // a channel was lost since everything was last confirmed
+	started bool // the node channel was confirmed once
+}
+
+// placement is where a channel is subscribed: one map entry per channel,
+// not one per fact about it, for a node holds one per key.
+type placement struct {
+	sh        *shard
+	confirmed bool // Redis confirmed the subscription
 }
 
 // shard is one subscribing connection, to one master.
@@ -64,21 +79,22 @@ type shard struct {
 	ps     *redis.PubSub
 	stop   context.CancelFunc
 	broken bool // guarded by RedisSharded.mu
+	n      int  // channels placed on it; guarded by RedisSharded.mu
 }
 
 // NewRedisSharded returns the Bus of node id on the cluster cc.
 func NewRedisSharded(cc *redis.ClusterClient, id string, opts RedisOptions) *RedisSharded {
 	opts = opts.withDefaults()
 	r := &RedisSharded{
-		cc:        cc,
-		id:        id,
-		opts:      opts,
-		kick:      make(chan struct{}, 1),
-		want:      map[string]bool{nodeChannel(id): true, BroadcastChannel: true},
-		shards:    make(map[string]*shard),
-		placed:    make(map[string]*shard),
-		confirmed: make(map[string]bool),
-		waiters:   make(map[string][]chan struct{}),
+		cc:      cc,
+		id:      id,
+		opts:    opts,
+		kick:    make(chan struct{}, 1),
+		want:    map[string]bool{nodeChannel(id): true, BroadcastChannel: true},
+		shards:  make(map[string]*shard),
+		placed:  make(map[string]placement),
+		changed: make(map[string]struct{}),
+		all:     true,
 	}
 	r.publisher = newPublisher(cc, true)
 	return r
@@ -100,16 +116,41 @@ func (r *RedisSharded) subscribe(ctx context.Context, channels []string) error {
 	r.mu.Lock()
 	for i, ch := range channels {
 		r.want[ch] = true
+		r.changed[ch] = struct{}{}
 		waits[i] = make(chan struct{})
-		if r.confirmed[ch] {
+		if r.placed[ch].confirmed {
 			close(waits[i])
 		} else {
+			if r.waiters == nil {
+				r.waiters = make(map[string][]chan struct{})
+			}
 			r.waiters[ch] = append(r.waiters[ch], waits[i])
 		}
 	}
 	r.mu.Unlock()
 	r.poke()
-	return awaitSubscribed(ctx, channels, waits)
+	err := awaitSubscribed(ctx, channels, waits)
+	if err != nil {
+		r.dropWaiters(channels, waits)
+	}
+	return err
+}
+
+// dropWaiters forgets the waits of a Subscribe that gave up.
+func (r *RedisSharded) dropWaiters(channels []string, waits []chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, ch := range channels {
+		ws := slices.DeleteFunc(r.waiters[ch], func(w chan struct{}) bool { return w == waits[i] })
+		if len(ws) == 0 {
+			delete(r.waiters, ch)
+		} else {
+			r.waiters[ch] = ws
+		}
+	}
+	if len(r.waiters) == 0 {
+		r.waiters = nil // a map keeps the room of its largest size: let the GC have it
+	}
 }
 
 func (r *RedisSharded) Unsubscribe(ctx context.Context, topics ...string) error {
@@ -124,10 +165,18 @@ func (r *RedisSharded) unsubscribe(channels []string) error {
 	r.mu.Lock()
 	for _, ch := range channels {
 		delete(r.want, ch)
+		r.changed[ch] = struct{}{}
 	}
 	r.mu.Unlock()
 	r.poke()
 	return nil
+}
+
+// placeAll makes the next placement pass look at every channel.
+func (r *RedisSharded) placeAll() {
+	r.mu.Lock()
+	r.all = true
+	r.mu.Unlock()
 }
 
 func (r *RedisSharded) Ready() bool { return r.ready.Load() && !r.renewing.Load() }
@@ -177,6 +226,7 @@ func (r *RedisSharded) Run(ctx context.Context, h Handler) error {
 			r.moved.Store(true)
 		}
 		if r.moved.Swap(false) {
+			r.placeAll()
 			// The client reloads the slot layout in the background, at
 			// most every 200ms: placing again sooner would ask the old
 			// owner again.
@@ -192,54 +242,103 @@ func (r *RedisSharded) Run(ctx context.Context, h Handler) error {
 		case <-r.kick:
 		case <-t.C:
 			// The client learns of a failover or a resharding from
-			// redirects; ask it to look now and then as well.
-			if reload++; reload%5 == 0 {
+			// redirects; ask it to look now and then as well, and check
+			// every channel against what it learned on the next tick.
+			switch reload++; reload % 5 {
+			case 0:
 				r.cc.ReloadState(ctx)
+			case 1:
+				r.placeAll()
 			}
 		}
 	}
 }
 
-// place subscribes every wanted channel on the master that owns its slot
-// and unsubscribes what is no longer wanted or no longer there.
+// place subscribes the wanted channels on the masters that own their slots
+// and unsubscribes what is no longer wanted or no longer there: the
+// channels changed since the last pass, or every channel when something
+// may have moved them all.
 func (r *RedisSharded) place(ctx context.Context, h Handler, loops *sync.WaitGroup) error {
 	r.mu.Lock()
-	want := make([]string, 0, len(r.want))
-	for ch := range r.want {
-		want = append(want, ch)
+	all := r.all
+	r.all = false
+	changed := r.changed
+	r.changed = make(map[string]struct{}) // not clear: a map keeps the room of its largest size
+	var todo []string
+	if all {
+		todo = make([]string, 0, len(r.want)+len(changed))
+		for ch := range r.want {
+			todo = append(todo, ch)
+		}
+		for ch := range changed {
+			if !r.want[ch] {
+				todo = append(todo, ch)
+			}
+		}
+		for ch := range r.placed {
+			if _, seen := changed[ch]; !seen && !r.want[ch] {
+				todo = append(todo, ch)
+			}
+		}
+	} else {
+		todo = make([]string, 0, len(changed))
+		for ch := range changed {
+			todo = append(todo, ch)
+		}
 	}
 	r.mu.Unlock()
 
 	var errs []error
-	for _, ch := range want {
+	leave := map[*shard][]string{}
+	for _, ch := range todo {
+		r.mu.Lock()
+		if !r.want[ch] {
+			if sh := r.placed[ch].sh; sh != nil {
+				r.unplaceLocked(ch, sh)
+				if !sh.broken {
+					leave[sh] = append(leave[sh], ch)
+				}
+			}
+			r.mu.Unlock()
+			continue
+		}
+		r.mu.Unlock()
 		master, err := r.cc.MasterForKey(ctx, ch)
 		if err != nil {
+			r.retry(ch)
 			errs = append(errs, fmt.Errorf("find the master of %s: %w", ch, err))
 			continue
 		}
 		addr := master.Options().Addr
 		r.mu.Lock()
-		cur := r.placed[ch]
+		if !r.want[ch] {
+			r.mu.Unlock()
+			continue // unsubscribed meanwhile: changed again, the next pass leaves it
+		}
+		cur := r.placed[ch].sh
 		if cur != nil && cur.addr == addr && !cur.broken {
 			r.mu.Unlock()
 			continue
 		}
-		var leave *shard
-		if cur != nil && !cur.broken {
-			// The slot moved: leave the old master, lose nothing that
-			// Resubscribed will not read back.
-			leave = cur
-			r.confirmed[ch] = false
-			r.gap = true
+		var old *shard
+		if cur != nil {
+			r.unplaceLocked(ch, cur)
+			if !cur.broken {
+				// The slot moved: leave the old master, lose nothing that
+				// Resubscribed will not read back.
+				old = cur
+				r.gap = true
+			}
 		}
 		sh := r.shards[addr]
 		if sh == nil || sh.broken {
 			sh = r.openShard(ctx, master, addr, h, loops)
 		}
-		r.placed[ch] = sh
+		r.placed[ch] = placement{sh: sh}
+		sh.n++
 		r.mu.Unlock()
-		if leave != nil {
-			_ = leave.ps.SUnsubscribe(ctx, ch)
+		if old != nil {
+			_ = old.ps.SUnsubscribe(ctx, ch)
 		}
 		// One channel per command: SSUBSCRIBE refuses channels of several
 		// slots in one call.
@@ -251,23 +350,8 @@ func (r *RedisSharded) place(ctx context.Context, h Handler, loops *sync.WaitGro
 
 	r.mu.Lock()
 	var drop []*shard
-	leave := map[*shard][]string{}
-	for ch, sh := range r.placed {
-		if !r.want[ch] {
-			delete(r.placed, ch)
-			delete(r.confirmed, ch)
-			leave[sh] = append(leave[sh], ch)
-		}
-	}
 	for addr, sh := range r.shards {
-		used := false
-		for _, p := range r.placed {
-			if p == sh {
-				used = true
-				break
-			}
-		}
-		if !used {
+		if sh.n == 0 {
 			delete(r.shards, addr)
 			drop = append(drop, sh)
 		}
@@ -283,6 +367,19 @@ func (r *RedisSharded) place(ctx context.Context, h Handler, loops *sync.WaitGro
 		_ = sh.ps.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// unplaceLocked forgets that ch is subscribed on sh. r.mu is held.
+func (r *RedisSharded) unplaceLocked(ch string, sh *shard) {
+	delete(r.placed, ch)
+	sh.n--
+}
+
+// retry makes the next placement pass look at ch again.
+func (r *RedisSharded) retry(ch string) {
+	r.mu.Lock()
+	r.changed[ch] = struct{}{}
+	r.mu.Unlock()
 }
 
 // openShard starts a subscribing connection to master. r.mu is held.
@@ -350,14 +447,19 @@ func (r *RedisSharded) subscriptionChanged(sh *shard, s *redis.Subscription) {
 	defer r.mu.Unlock()
 	switch s.Kind {
 	case "ssubscribe":
-		if r.placed[s.Channel] != sh {
+		p := r.placed[s.Channel]
+		if p.sh != sh {
 			return
 		}
-		r.confirmed[s.Channel] = true
+		p.confirmed = true
+		r.placed[s.Channel] = p
 		for _, w := range r.waiters[s.Channel] {
 			close(w)
 		}
 		delete(r.waiters, s.Channel)
+		if len(r.waiters) == 0 {
+			r.waiters = nil // a map keeps the room of its largest size
+		}
 		if s.Channel == nodeChannel(r.id) {
 			r.ready.Store(true)
 			r.renewing.Store(false)
@@ -366,10 +468,10 @@ func (r *RedisSharded) subscriptionChanged(sh *shard, s *redis.Subscription) {
 		r.endGapLocked()
 	case "sunsubscribe":
 		// Either ours, or Redis telling us the slot moved elsewhere.
-		if r.placed[s.Channel] == sh && r.want[s.Channel] {
-			delete(r.placed, s.Channel)
-			r.confirmed[s.Channel] = false
+		if r.placed[s.Channel].sh == sh && r.want[s.Channel] {
+			r.unplaceLocked(s.Channel, sh)
 			r.gap = true
+			r.all = true // the slot's other channels moved too
 			r.cc.ReloadState(context.Background())
 			r.moved.Store(true)
 			r.poke()
@@ -384,7 +486,7 @@ func (r *RedisSharded) endGapLocked() {
 		return
 	}
 	for ch := range r.want {
-		if !r.confirmed[ch] {
+		if !r.placed[ch].confirmed {
 			return
 		}
 	}
@@ -416,17 +518,16 @@ func (r *RedisSharded) breakShard(sh *shard, err error) {
 	if r.shards[sh.addr] == sh {
 		delete(r.shards, sh.addr)
 	}
-	lost := 0
-	for ch, p := range r.placed {
-		if p == sh {
-			delete(r.placed, ch)
-			r.confirmed[ch] = false
-			lost++
-		}
-	}
+	lost := sh.n
 	if lost > 0 {
+		for ch, p := range r.placed {
+			if p.sh == sh {
+				r.unplaceLocked(ch, sh)
+			}
+		}
 		r.gap = true
 	}
+	r.all = true
 	r.mu.Unlock()
 	r.logFailure("sharded subscription lost; placing its channels again", "master", sh.addr, "channels", lost, "err", err)
 	sh.stop()
@@ -451,9 +552,9 @@ func (r *RedisSharded) closeAll() {
 // its owner again.
 func (r *RedisSharded) replace(channel string) {
 	r.mu.Lock()
-	if sh := r.placed[channel]; sh != nil {
-		delete(r.placed, channel)
-		r.confirmed[channel] = false
+	r.all = true // probes stopped coming back: anything may have moved
+	if sh := r.placed[channel].sh; sh != nil {
+		r.unplaceLocked(channel, sh)
 		r.gap = true
 		// Under the lock, so that a placement pass cannot subscribe the
 		// channel on this connection before this unsubscribes it. Rare: only
