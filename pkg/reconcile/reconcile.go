@@ -31,6 +31,10 @@ type Loop struct {
 	kick  chan struct{}
 }
 
+// shrinkAbove is the most names a flush may carry for the loop to keep its
+// map; a larger one is let go.
+const shrinkAbove = 1024
+
 // Pending is the outcome of the flush that will carry a mark.
 type Pending struct {
 	done chan struct{}
@@ -101,7 +105,13 @@ func (l *Loop) Run(ctx context.Context) {
 		for n := range l.dirty {
 			names = append(names, n)
 		}
-		clear(l.dirty)
+		if len(l.dirty) > shrinkAbove {
+			// A Go map keeps the room of its largest size: after a storm
+			// of 15,000 reconnects a cleared one would hold it for good.
+			l.dirty = make(map[string]struct{})
+		} else {
+			clear(l.dirty)
+		}
 		p := l.next
 		l.next = newPending()
 		l.mu.Unlock()
