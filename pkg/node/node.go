@@ -430,15 +430,18 @@ func (n *Node) keepPresence(ctx context.Context) {
 			err = n.store.Join(hctx, info)
 			joined, resync = err == nil, err == nil
 		} else {
-			resync, err = n.store.Heartbeat(hctx, info)
-			forgotten = resync
+			var lost presence.Lost
+			lost, err = n.store.Heartbeat(hctx, info)
+			resync, forgotten = lost != presence.LostNothing, lost == presence.LostNode
 		}
 		cancel()
 		if err == nil && forgotten {
 			// A reaper dropped this node's subscription, or Redis lost it:
 			// keys written before a subscription is back would read online
-			// while nothing reaches them.
-			n.router.RenewSubscription("presence had forgotten this node (reaped, or Redis lost its writes)")
+			// while nothing reaches them. Not after a failover alone: the
+			// subscriptions on healthy masters stand, and renewing them all
+			// would turn every key offline for a moment.
+			n.router.RenewSubscription("presence had forgotten this node (reaped, or Redis restarted empty)")
 			n.awaitBus(ctx, n.cfg.PresenceTTL/3)
 		}
 		if err == nil && resync {

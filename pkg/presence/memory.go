@@ -56,13 +56,13 @@ func (s *memoryStore) Join(_ context.Context, n Node) error {
 	return nil
 }
 
-func (s *memoryStore) Heartbeat(_ context.Context, n Node) (bool, error) {
+func (s *memoryStore) Heartbeat(_ context.Context, n Node) (Lost, error) {
 	m := s.m
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s.left {
-		return false, ErrLeft
+		return LostNothing, ErrLeft
 	}
 	for id, mn := range m.nodes {
 		if id != s.id && !mn.expires.After(now) {
@@ -72,7 +72,10 @@ func (s *memoryStore) Heartbeat(_ context.Context, n Node) (bool, error) {
 	n.ID = s.id
 	_, known := m.nodes[s.id]
 	m.nodes[s.id] = &memoryNode{info: n, expires: now.Add(m.ttl)}
-	return !known, nil
+	if !known {
+		return LostNode, nil
+	}
+	return LostNothing, nil
 }
 
 func (s *memoryStore) Set(_ context.Context, counts []Count) error {

@@ -36,11 +36,9 @@ type Store interface {
 	// the same id left behind (its keys are no longer connected anywhere).
 	Join(ctx context.Context, n Node) error
 	// Heartbeat extends the node's liveness by the TTL, updates its info and
-	// reaps the entries of nodes whose liveness ran out. lost is true when
-	// the store had forgotten this node (Redis restarted empty, or the node
-	// was reaped after missing heartbeats): the caller must Set every key it
-	// holds again.
-	Heartbeat(ctx context.Context, n Node) (lost bool, err error)
+	// reaps the entries of nodes whose liveness ran out. Unless lost is
+	// LostNothing the caller must Set every key it holds again.
+	Heartbeat(ctx context.Context, n Node) (lost Lost, err error)
 	// Set records how many connections of each key this node holds; a count
 	// of 0 removes the key's entry.
 	Set(ctx context.Context, counts []Count) error
@@ -80,3 +78,18 @@ type Holder struct {
 	Node  string
 	Conns int
 }
+
+// Lost says what a heartbeat found the store had lost of the node.
+type Lost uint8
+
+const (
+	LostNothing Lost = iota
+	// LostWrites: a master was replaced (a failover, a restart) and may
+	// have lost the node's recent writes; its registration stands, and so
+	// do its subscriptions.
+	LostWrites
+	// LostNode: the store had forgotten the node (Redis restarted empty,
+	// or it was reaped after missing heartbeats, which drops its
+	// subscriptions in Redis too).
+	LostNode
+)

@@ -155,8 +155,8 @@ func TestANodeThatComesBackWhileBeingReapedKeepsItsKeys(t *testing.T) {
 		}
 		woke = true
 		lost, err := a.Heartbeat(ctx, presence.Node{})
-		if err != nil || !lost {
-			t.Errorf("a's heartbeat while being reaped: lost=%v err=%v, want lost", lost, err)
+		if err != nil || lost != presence.LostNode {
+			t.Errorf("a's heartbeat while being reaped: lost=%v err=%v, want LostNode", lost, err)
 		}
 		if err := a.Set(ctx, held); err != nil {
 			t.Error(err)
@@ -168,7 +168,7 @@ func TestANodeThatComesBackWhileBeingReapedKeepsItsKeys(t *testing.T) {
 	if !woke {
 		t.Fatal("b did not reap a: the test did not exercise the interleaving")
 	}
-	if lost, err := a.Heartbeat(ctx, presence.Node{}); err != nil || lost {
+	if lost, err := a.Heartbeat(ctx, presence.Node{}); err != nil || lost != presence.LostNothing {
 		t.Fatalf("a's next heartbeat: lost=%v err=%v, want alive", lost, err)
 	}
 	got, err := b.Lookup(ctx, []string{"u1", "u2"})

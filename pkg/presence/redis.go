@@ -324,44 +324,48 @@ func (r *Redis) readEpoch(ctx context.Context) <-chan epochResult {
 	return out
 }
 
-func (r *Redis) Heartbeat(ctx context.Context, n Node) (bool, error) {
+func (r *Redis) Heartbeat(ctx context.Context, n Node) (Lost, error) {
 	inc, err := r.current()
 	if err != nil {
-		return false, err
+		return LostNothing, err
 	}
 	// A master replaced since the last heartbeat (failover, restart) may
 	// have lost any of this node's recent writes, on any shard. Read
 	// beside the refresh, so that a heartbeat is one round trip.
 	epochs := r.readEpoch(ctx)
-	lost, expired, err := r.refresh(ctx, n, inc)
+	gone, expired, err := r.refresh(ctx, n, inc)
 	e := <-epochs
 	if err != nil {
-		return false, err
+		return LostNothing, err
 	}
 	if e.err != nil {
-		return false, e.err
+		return LostNothing, e.err
+	}
+	lost := LostNothing
+	if gone {
+		lost = LostNode
 	}
 	r.mu.Lock()
-	if e.epoch != r.epoch {
-		lost = true
-		r.epoch = e.epoch
+	if e.epoch != r.epoch && lost == LostNothing {
+		lost = LostWrites
 	}
+	r.epoch = e.epoch
 	r.mu.Unlock()
 	if err := r.retire(ctx); err != nil {
-		return false, err
+		return LostNothing, err
 	}
-	if lost {
+	if lost != LostNothing {
 		// The old incarnation's entries still count until the next
 		// heartbeat retires it, so the keys do not read offline while the
 		// caller writes them again.
 		next := newIncarnation()
 		if err := r.register(ctx, n, next); err != nil {
-			return false, err
+			return LostNothing, err
 		}
 		r.mu.Lock()
 		if r.left {
 			r.mu.Unlock()
-			return false, ErrLeft
+			return LostNothing, ErrLeft
 		}
 		r.inc = next
 		r.retired = inc

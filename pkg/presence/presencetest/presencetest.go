@@ -155,8 +155,8 @@ func Run(t *testing.T, newCluster NewCluster) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !lost {
-			t.Fatal("a's heartbeat after being reaped did not report lost")
+		if lost != presence.LostNode {
+			t.Fatalf("a's heartbeat after being reaped reported %v, want LostNode", lost)
 		}
 		if h := lookup(t, b, "u1"); len(h) != 0 {
 			t.Fatalf("reaped entry of a came back without a Set: %v", h)
@@ -173,7 +173,7 @@ func Run(t *testing.T, newCluster NewCluster) {
 		for range 6 {
 			time.Sleep(ttl / 3)
 			lost, err := a.Heartbeat(ctx, presence.Node{})
-			if err != nil || lost {
+			if err != nil || lost != presence.LostNothing {
 				t.Fatalf("heartbeat: lost=%v err=%v", lost, err)
 			}
 			if h := lookup(t, b, "u1"); len(h) != 1 {
