@@ -208,22 +208,18 @@ func TestFramesQueuedTogetherReachTheClientInOrderInOneWrite(t *testing.T) {
 	}
 }
 
-// BenchmarkBroadcastWrite is one broadcast to 200 real loopback WebSockets
-// served through Outs, until every client has read it: queueing, the shared
-// writers, coder/websocket's framing and one write(2) per connection.
-//
-//	go test -run '^$' -bench BroadcastWrite -benchtime 2000x ./pkg/hub
-func BenchmarkBroadcastWrite(b *testing.B) {
-	const conns = 200
-	h := New(Options{QueueMessages: 64, QueueBytes: 1 << 20})
-	srv := outServer(b, h, context.Background(), func(End) {})
+// readingClients connects conns clients (keys k0, k1, …) to the server at
+// url and reads each frame they get into the returned channel, until the
+// benchmark ends.
+func readingClients(b *testing.B, h *Hub, url string, conns int) <-chan struct{} {
+	b.Helper()
 	got := make(chan struct{}, conns)
 	for i := range conns {
-		ws, _, err := websocket.Dial(context.Background(), fmt.Sprintf("ws%s/?key=k%d", strings.TrimPrefix(srv.URL, "http"), i), nil)
+		ws, _, err := websocket.Dial(context.Background(), fmt.Sprintf("ws%s/?key=k%d", strings.TrimPrefix(url, "http"), i), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer ws.CloseNow()
+		b.Cleanup(func() { ws.CloseNow() })
 		go func() {
 			for {
 				if _, _, err := ws.Read(context.Background()); err != nil {
@@ -236,6 +232,19 @@ func BenchmarkBroadcastWrite(b *testing.B) {
 	for h.Len() < conns {
 		time.Sleep(time.Millisecond)
 	}
+	return got
+}
+
+// BenchmarkBroadcastWrite is one broadcast to 200 real loopback WebSockets
+// served through Outs, until every client has read it: queueing, the shared
+// writers, coder/websocket's framing and one write(2) per connection.
+//
+//	go test -run '^$' -bench BroadcastWrite -benchtime 2000x ./pkg/hub
+func BenchmarkBroadcastWrite(b *testing.B) {
+	const conns = 200
+	h := New(Options{QueueMessages: 64, QueueBytes: 1 << 20})
+	srv := outServer(b, h, context.Background(), func(End) {})
+	got := readingClients(b, h, srv.URL, conns)
 	d := Delivery{ID: "m", TS: 1, Data: []byte(`{"item":"sword"}`)}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -407,25 +416,7 @@ func BenchmarkOneFrameAtATime(b *testing.B) {
 	const conns = 100
 	h := New(Options{QueueMessages: 64, QueueBytes: 1 << 20})
 	srv := outServer(b, h, context.Background(), func(End) {})
-	got := make(chan struct{}, conns)
-	for i := range conns {
-		ws, _, err := websocket.Dial(context.Background(), fmt.Sprintf("ws%s/?key=k%d", strings.TrimPrefix(srv.URL, "http"), i), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer ws.CloseNow()
-		go func() {
-			for {
-				if _, _, err := ws.Read(context.Background()); err != nil {
-					return
-				}
-				got <- struct{}{}
-			}
-		}()
-	}
-	for h.Len() < conns {
-		time.Sleep(time.Millisecond)
-	}
+	got := readingClients(b, h, srv.URL, conns)
 	keys := make([]string, conns)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%d", i)

@@ -41,22 +41,21 @@ func (r *recorder) ids() []string {
 // waitFor polls until r has received want (in order), or fails.
 func (r *recorder) waitFor(t *testing.T, who string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !slices.Equal(r.ids(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s received %v, want %v", who, r.ids(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	r.waitUntil(t, who, fmt.Sprint(want), func(ids []string) bool { return slices.Equal(ids, want) })
 }
 
 // waitForOne polls until r has received id, or fails.
 func (r *recorder) waitForOne(t *testing.T, who, id string) {
 	t.Helper()
+	r.waitUntil(t, who, id+" among them", func(ids []string) bool { return slices.Contains(ids, id) })
+}
+
+func (r *recorder) waitUntil(t *testing.T, who, want string, ok func(ids []string) bool) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for !slices.Contains(r.ids(), id) {
+	for !ok(r.ids()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s received %v, want %s among them", who, r.ids(), id)
+			t.Fatalf("%s received %v, want %s", who, r.ids(), want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
