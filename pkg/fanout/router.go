@@ -39,8 +39,11 @@ type Local interface {
 }
 
 // Router routes sends: local connections directly, other nodes through the
-// Bus, one message per node whatever the number of keys and connections
-// there. It is the Bus's Handler for messages coming from other nodes.
+// Bus — a send to a few keys once to each key's channel, which the nodes
+// holding the key subscribe to, a larger one once to each node holding any
+// of its keys. It is the Bus's Handler for messages coming from other
+// nodes, and keeps this node's key and topic subscriptions in line with
+// its connections.
 type Router struct {
 	self     string
 	bus      Bus
