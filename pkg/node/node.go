@@ -441,7 +441,7 @@ func (n *Node) keepPresence(ctx context.Context) {
 			// while nothing reaches them. Not after a failover alone: the
 			// subscriptions on healthy masters stand, and renewing them all
 			// would turn every key offline for a moment.
-			n.router.RenewSubscription("presence had forgotten this node (reaped, or Redis restarted empty)")
+			n.router.RenewSubscription("presence had forgotten this node (it was reaped)")
 			n.awaitBus(ctx, n.cfg.PresenceTTL/3)
 		}
 		if err == nil && resync {

@@ -88,8 +88,8 @@ const (
 	// have lost the node's recent writes; its registration stands, and so
 	// do its subscriptions.
 	LostWrites
-	// LostNode: the store had forgotten the node (Redis restarted empty,
-	// or it was reaped after missing heartbeats, which drops its
-	// subscriptions in Redis too).
+	// LostNode: the store had forgotten the node while no master was
+	// replaced: it was reaped after missing heartbeats, which drops its
+	// subscriptions in Redis too.
 	LostNode
 )

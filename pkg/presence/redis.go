@@ -341,16 +341,21 @@ func (r *Redis) Heartbeat(ctx context.Context, n Node) (Lost, error) {
 	if e.err != nil {
 		return LostNothing, e.err
 	}
-	lost := LostNothing
-	if gone {
-		lost = LostNode
-	}
 	r.mu.Lock()
-	if e.epoch != r.epoch && lost == LostNothing {
-		lost = LostWrites
-	}
+	replaced := e.epoch != r.epoch
 	r.epoch = e.epoch
 	r.mu.Unlock()
+	// An incarnation gone while every master stayed the same was reaped;
+	// one gone with a replaced master was lost with that master's last
+	// writes (a join a replica had not yet received), and nobody dropped
+	// the node's subscriptions.
+	lost := LostNothing
+	switch {
+	case gone && !replaced:
+		lost = LostNode
+	case gone || replaced:
+		lost = LostWrites
+	}
 	if err := r.retire(ctx); err != nil {
 		return LostNothing, err
 	}
