@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/internal/wait"
 	"github.com/herald-push/herald/pkg/inbox"
 	"github.com/herald-push/herald/pkg/inbox/inboxtest"
+	"github.com/herald-push/herald/pkg/protocol"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
 
@@ -87,5 +91,52 @@ func TestAnAppendThatNoReplicaConfirmsReturnsItsIDsAndSaysSo(t *testing.T) {
 	retry, _, err := in.Append(t.Context(), keys, inbox.Entry{Data: []byte(`1`), Dedupe: "purchase-1"})
 	if !errors.Is(err, redisconn.ErrNotReplicated) || !slices.Equal(retry, again) {
 		t.Fatalf("retry = %v %v, want %v, not replicated", retry, err, again)
+	}
+}
+
+// A client that reads its inbox after a failover must not be handed what the
+// failover can still lose: an entry no replica confirmed (answered
+// not_replicated, or written to a restarted, empty master that still took
+// itself for the master) would be stored again by the sender's retry under a
+// new id, and the client would handle one message twice.
+func TestReadsWaitForTheReplicasToHaveWhatTheyReturn(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.StartWith(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	rdb := master.Client()
+	wait.Until(t, 10*time.Second, "the replica is in sync", func() bool {
+		info, _ := rdb.Info(t.Context(), "replication").Result()
+		return strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
+	})
+	in := inbox.NewRedis(rdb, inbox.Options{MaxLen: 100, MaxAge: time.Hour,
+		Replication: redisconn.Replication{Min: 1, Timeout: 200 * time.Millisecond}})
+	ctx := t.Context()
+	ids, _, err := in.Append(ctx, []string{"u1"}, inbox.Entry{Data: []byte(`{"item":"sword"}`), Wait: inbox.WaitDelivered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := []struct {
+		name string
+		read func(key string) (int, error)
+	}{
+		{"After", func(key string) (int, error) { es, err := in.After(ctx, key, protocol.StoredID{}, 10); return len(es), err }},
+		{"Pending", func(key string) (int, error) { _, es, err := in.Pending(ctx, key, 10); return len(es), err }},
+		{"Tail", func(key string) (int, error) { es, err := in.Tail(ctx, key, 10); return len(es), err }},
+	}
+	for _, r := range reads {
+		if n, err := r.read("u1"); n != 1 || err != nil {
+			t.Errorf("%s with the replica in sync = %d entries, %v; want %v", r.name, n, err, ids)
+		}
+	}
+
+	replica.Pause() // the replica stops confirming anything
+	t.Cleanup(replica.Resume)
+	for _, r := range reads {
+		if _, err := r.read("u1"); !errors.Is(err, redisconn.ErrNotReplicated) {
+			t.Errorf("%s with no replica confirming = %v, want ErrNotReplicated", r.name, err)
+		}
+		// Nothing to hand on, nothing to confirm: an empty inbox reads at once.
+		if n, err := r.read("nobody"); n != 0 || err != nil {
+			t.Errorf("%s of an empty inbox with no replica confirming = %d, %v; want nothing, no error", r.name, n, err)
+		}
 	}
 }

@@ -22,12 +22,18 @@ import (
 //	herald:{<key>}:acked   STRING  the acknowledged stream id
 //	herald:{<key>}:dedupe  HASH    dedupe key -> stream id, for retried appends
 //	herald:payload:{<sum>} STRING  data sent to many keys, stored once
+//	herald:{<key>}:read    STRING  Redis Cluster only, with --redis-min-replicas: a marker a read writes to be confirmed, 1 s
 //
 // All expire after their last write: the per-key ones after MaxAge, so
 // idle keys leave nothing; a payload after twice MaxAge (see payloadTTL).
 func streamKey(key string) string { return "herald:{" + key + "}:inbox" }
 func ackedKey(key string) string  { return "herald:{" + key + "}:acked" }
 func dedupeKey(key string) string { return "herald:{" + key + "}:dedupe" }
+
+// readMarker is what a read confirmed by the replicas writes
+// (redisconn.Replication.Read): in Redis Cluster a key of the stream's slot
+// that lives a second, elsewhere only a channel name.
+func readMarker(key string) string { return "herald:{" + key + "}:read" }
 
 // payloadKey names data by its content, so that a retried send (or the
 // same data sent again) writes the same key rather than a second copy. It
@@ -319,7 +325,12 @@ func isNoScript(err error) bool {
 }
 
 func (r *Redis) After(ctx context.Context, key string, after protocol.StoredID, limit int) ([]Entry, error) {
-	msgs, err := r.rdb.XRangeN(ctx, streamKey(key), "("+after.String(), "+", int64(limit)).Result()
+	var msgs []redis.XMessage
+	err := r.opts.Replication.Read(ctx, r.rdb, streamKey(key), readMarker(key), func(c redis.Cmdable) (bool, error) {
+		var err error
+		msgs, err = c.XRangeN(ctx, streamKey(key), "("+after.String(), "+", int64(limit)).Result()
+		return len(msgs) > 0, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read inbox of %s: %w", key, err)
 	}
@@ -340,7 +351,19 @@ func (r *Redis) After(ctx context.Context, key string, after protocol.StoredID, 
 }
 
 func (r *Redis) Pending(ctx context.Context, key string, limit int) (protocol.StoredID, []Entry, error) {
-	res, err := pendingScript.Run(ctx, r.rdb, []string{streamKey(key), ackedKey(key)}, limit).Slice()
+	var res []any
+	err := r.opts.Replication.Read(ctx, r.rdb, streamKey(key), readMarker(key), func(c redis.Cmdable) (bool, error) {
+		var err error
+		res, err = pendingScript.Run(ctx, c, []string{streamKey(key), ackedKey(key)}, limit).Slice()
+		if err != nil {
+			return false, err
+		}
+		if len(res) != 2 {
+			return false, fmt.Errorf("pending messages: %d values, want 2", len(res))
+		}
+		entries, _ := res[1].([]any)
+		return len(entries) > 0, nil
+	})
 	if err != nil {
 		return protocol.StoredID{}, nil, fmt.Errorf("read pending messages of %s: %w", key, err)
 	}
@@ -479,7 +502,12 @@ func (r *Redis) Tail(ctx context.Context, key string, n int) ([]Entry, error) {
 	if n <= 0 {
 		return nil, nil // COUNT 0 would mean no limit
 	}
-	msgs, err := r.rdb.XRevRangeN(ctx, streamKey(key), "+", "-", int64(n)).Result()
+	var msgs []redis.XMessage
+	err := r.opts.Replication.Read(ctx, r.rdb, streamKey(key), readMarker(key), func(c redis.Cmdable) (bool, error) {
+		var err error
+		msgs, err = c.XRevRangeN(ctx, streamKey(key), "+", "-", int64(n)).Result()
+		return len(msgs) > 0, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the newest of %s: %w", key, err)
 	}

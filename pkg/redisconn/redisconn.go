@@ -330,6 +330,64 @@ func (r Replication) Pipeline(ctx context.Context, rdb redis.UniversalClient, ke
 	return cmds, nil
 }
 
+// Read runs read on one connection to the master that owns key and, when r
+// asks for replicas and read saw something (read reports it), then writes a
+// marker and WAITs on that same connection. Replication is in order, so
+// replicas that have the marker have every write the read saw: what a
+// caller passes on after a confirmed Read survives a failover. A read
+// without it could pass on a write answered ErrNotReplicated (or one taken
+// by a restarted, empty master that still believed it was the master),
+// which the failover then loses and the sender's retry stores again under a
+// new id: the client would see one message twice.
+//
+// marker names a key in key's slot for Redis Cluster, where the marker is a
+// short-lived SET (a PUBLISH there travels on the cluster bus, which WAIT
+// does not count); elsewhere it is a PUBLISH to that name, which stores
+// nothing and so works even when Redis is at its maxmemory. It returns an
+// error wrapping ErrNotReplicated when too few replicas confirmed.
+func (r Replication) Read(ctx context.Context, rdb redis.UniversalClient, key, marker string, read func(c redis.Cmdable) (saw bool, err error)) error {
+	if r.Min <= 0 {
+		_, err := read(rdb)
+		return err
+	}
+	var node *redis.Client
+	cluster := false
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		m, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return fmt.Errorf("find the master of %s: %w", key, err)
+		}
+		node, cluster = m, true
+	case *redis.Client:
+		node = c
+	default:
+		return fmt.Errorf("confirm a read: unsupported Redis client %T", rdb)
+	}
+	conn := node.Conn()
+	defer conn.Close()
+	saw, err := read(conn)
+	if err != nil || !saw {
+		return err
+	}
+	var wait *redis.Cmd
+	if _, err := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if cluster {
+			p.Set(ctx, marker, "", time.Second)
+		} else {
+			p.Publish(ctx, marker, "")
+		}
+		wait = p.Do(ctx, "wait", r.Min, r.Timeout.Milliseconds())
+		return nil
+	}); err != nil {
+		return fmt.Errorf("confirm a read on the replicas: %w", err)
+	}
+	if got, _ := wait.Int64(); got < int64(r.Min) {
+		return fmt.Errorf("%w: %d of %d replicas confirmed a read within %v", ErrNotReplicated, got, r.Min, r.Timeout)
+	}
+	return nil
+}
+
 // MasterOf returns an identity of the master that serves key: keys with the
 // same identity can share one Pipeline. Outside a cluster every key has the
 // same one.
