@@ -118,7 +118,10 @@ func TestReadsWaitForTheReplicasToHaveWhatTheyReturn(t *testing.T) {
 		name string
 		read func(key string) (int, error)
 	}{
-		{"After", func(key string) (int, error) { es, err := in.After(ctx, key, protocol.StoredID{}, 10); return len(es), err }},
+		{"After", func(key string) (int, error) {
+			es, err := in.After(ctx, key, protocol.StoredID{}, 10)
+			return len(es), err
+		}},
 		{"Pending", func(key string) (int, error) { _, es, err := in.Pending(ctx, key, 10); return len(es), err }},
 		{"Tail", func(key string) (int, error) { es, err := in.Tail(ctx, key, 10); return len(es), err }},
 	}
