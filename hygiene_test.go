@@ -189,3 +189,38 @@ func TestTheTrackedFilesCheckFindsBinariesAndLargeFiles(t *testing.T) {
 		t.Errorf("found\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// The README's layout table is where a newcomer learns what each directory
+// is for: every package and client directory has its row.
+func TestTheREADMELayoutTableNamesEveryPackage(t *testing.T) {
+	raw, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(raw), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README has no Layout section")
+	}
+	table, _, _ = strings.Cut(table, "\n\n")
+	named := map[string]bool{}
+	for _, row := range strings.Split(table, "\n") {
+		cells := strings.Split(row, "|")
+		if len(cells) < 3 {
+			continue
+		}
+		for _, span := range strings.Split(cells[1], "`")[1:] {
+			named[strings.TrimSuffix(span, "/")] = true
+		}
+	}
+	for _, parent := range []string{"cmd", "pkg", "internal", "clients"} {
+		entries, err := os.ReadDir(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if dir := parent + "/" + e.Name(); e.IsDir() && !named[dir] {
+				t.Errorf("the README's layout table has no row for %s", dir)
+			}
+		}
+	}
+}
