@@ -195,17 +195,21 @@ func TestARedisBusWhoseSubscriptionWasLeftOnTheOldMasterFollowsTheNewOne(t *test
 }
 
 // BenchmarkDecodeReceived is what a node does with each message Redis hands
-// it: decode it from the string pub/sub gave.
+// it: decode it from the string pub/sub gave, in either wire version.
 func BenchmarkDecodeReceived(b *testing.B) {
 	m := &fanout.Message{Kind: fanout.KindKeys, Origin: "node-a", ID: "mx5i7fxm-a3zw-br", TS: 1796178375434,
 		Keys: []string{"player-1234"}, Data: []byte(`{"item":"sword","gold":5}`)}
-	wire, _ := m.AppendBinary(nil)
-	payload := string(wire)
-	b.ReportAllocs()
-	for b.Loop() {
-		var got fanout.Message
-		if err := got.UnmarshalString(payload); err != nil {
-			b.Fatal(err)
-		}
+	for _, v := range []fanout.WireVersion{fanout.WireV1, fanout.WireV2} {
+		b.Run(fmt.Sprint("v", v), func(b *testing.B) {
+			wire, _ := m.AppendWire(nil, v)
+			payload := string(wire)
+			b.ReportAllocs()
+			for b.Loop() {
+				var got fanout.Message
+				if err := got.UnmarshalString(payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
