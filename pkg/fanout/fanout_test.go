@@ -2,6 +2,7 @@ package fanout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -67,40 +68,60 @@ func TestMessageSurvivesTheWireUnchanged(t *testing.T) {
 }
 
 func TestTruncatedMessagesAreRejected(t *testing.T) {
-	full, _ := (&fanout.Message{Kind: fanout.KindKeys, Origin: "a", ID: "m1", Keys: []string{"u1"}, Topic: "t"}).AppendBinary(nil)
-	// Every cut before the data ends inside a field and must fail cleanly.
-	for n := 0; n < len(full); n++ {
-		var m fanout.Message
-		if err := m.UnmarshalBinary(full[:n]); err == nil || m.UnmarshalString(string(full[:n])) == nil {
-			t.Errorf("decoding the first %d of %d bytes succeeded", n, len(full))
+	m := &fanout.Message{Kind: fanout.KindKeys, Origin: "a", ID: "m1", Keys: []string{"u1"}, Topic: "t"}
+	for _, v := range []fanout.WireVersion{fanout.WireV1, fanout.WireV2} {
+		full, _ := m.AppendWire(nil, v)
+		// Every cut before the data ends inside a field and must fail cleanly.
+		for n := 0; n < len(full); n++ {
+			var m fanout.Message
+			if err := m.UnmarshalBinary(full[:n]); err == nil || m.UnmarshalString(string(full[:n])) == nil {
+				t.Errorf("version %d: decoding the first %d of %d bytes succeeded", v, n, len(full))
+			}
 		}
 	}
 }
 
 // FuzzMessageDecode feeds arbitrary bus payloads (a corrupted or foreign
-// publish on a herald channel) to the decoder: no panic, and what decodes
-// encodes back to the same bytes.
+// publish on a herald channel, a frame of another version) to the decoder:
+// no panic, the string and slice decoders agree, and what decodes encodes
+// back, in either version, to a frame that decodes the same.
 func FuzzMessageDecode(f *testing.F) {
-	seed, _ := (&fanout.Message{Kind: fanout.KindKeys, Origin: "a", ID: "m1", TS: 5, Keys: []string{"u1", "u2"}, Data: []byte(`{"x":1}`)}).AppendBinary(nil)
-	f.Add(seed)
+	seed := &fanout.Message{Kind: fanout.KindKeys, Origin: "a", ID: "m1", TS: 5, Keys: []string{"u1", "u2"}, Data: []byte(`{"x":1}`)}
+	v1, _ := seed.AppendWire(nil, fanout.WireV1)
+	v2, _ := seed.AppendWire(nil, fanout.WireV2)
+	f.Add(v1)
+	f.Add(v2)
+	// Version 2 with an extension field a later release may add.
+	f.Add(slices.Concat(v2[:len(v2)-len(seed.Data)-1], []byte{4, 1, 2, 'h', 'i'}, seed.Data))
+	f.Add(slices.Concat([]byte("\xff\xff\xff\xff\xff\x03"), v1)) // a later version
 	f.Add([]byte{})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m, fromString fanout.Message
 		err := m.UnmarshalBinary(b)
-		if serr := fromString.UnmarshalString(string(b)); (err == nil) != (serr == nil) {
+		serr := fromString.UnmarshalString(string(b))
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("%x: decoded as bytes: %v, as a string: %v", b, err, serr)
+		}
+		var uv, suv fanout.UnknownVersionError
+		if errors.As(err, &uv) != errors.As(serr, &suv) || uv != suv {
 			t.Fatalf("%x: decoded as bytes: %v, as a string: %v", b, err, serr)
 		}
 		if err != nil {
 			return
 		}
-		if fromString.ID != m.ID || fromString.Origin != m.Origin || !slices.Equal(fromString.Keys, m.Keys) || string(fromString.Data) != string(m.Data) {
-			t.Fatalf("%x decodes differently as a string", b)
+		if d := differs(&fromString, &m); d != "" {
+			t.Fatalf("%x decodes differently as a string: %s", b, d)
 		}
-		again, _ := m.AppendBinary(nil)
-		var m2 fanout.Message
-		if err := m2.UnmarshalBinary(again); err != nil || m2.ID != m.ID || len(m2.Keys) != len(m.Keys) || string(m2.Data) != string(m.Data) {
-			t.Fatalf("re-encoding %x changed the message: %v", b, err)
+		for _, v := range []fanout.WireVersion{fanout.WireV1, fanout.WireV2} {
+			again, _ := m.AppendWire(nil, v)
+			var m2 fanout.Message
+			if err := m2.UnmarshalBinary(again); err != nil {
+				t.Fatalf("re-encoding %x in version %d: %v", b, v, err)
+			}
+			if d := differs(&m2, &m); d != "" {
+				t.Fatalf("re-encoding %x in version %d changed the message: %s", b, v, d)
+			}
 		}
 	})
 }
@@ -174,17 +195,21 @@ func TestARedisBusWhoseSubscriptionWasLeftOnTheOldMasterFollowsTheNewOne(t *test
 }
 
 // BenchmarkDecodeReceived is what a node does with each message Redis hands
-// it: decode it from the string pub/sub gave.
+// it: decode it from the string pub/sub gave, in either wire version.
 func BenchmarkDecodeReceived(b *testing.B) {
 	m := &fanout.Message{Kind: fanout.KindKeys, Origin: "node-a", ID: "mx5i7fxm-a3zw-br", TS: 1796178375434,
 		Keys: []string{"player-1234"}, Data: []byte(`{"item":"sword","gold":5}`)}
-	wire, _ := m.AppendBinary(nil)
-	payload := string(wire)
-	b.ReportAllocs()
-	for b.Loop() {
-		var got fanout.Message
-		if err := got.UnmarshalString(payload); err != nil {
-			b.Fatal(err)
-		}
+	for _, v := range []fanout.WireVersion{fanout.WireV1, fanout.WireV2} {
+		b.Run(fmt.Sprint("v", v), func(b *testing.B) {
+			wire, _ := m.AppendWire(nil, v)
+			payload := string(wire)
+			b.ReportAllocs()
+			for b.Loop() {
+				var got fanout.Message
+				if err := got.UnmarshalString(payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

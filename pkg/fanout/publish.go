@@ -20,6 +20,7 @@ type publisher struct {
 	sharded bool
 	batch   *batch.Batcher[publishReq]
 	batched atomic.Bool
+	version WireVersion // of the frames it writes
 }
 
 type publishReq struct {
@@ -43,8 +44,8 @@ type publishRes struct {
 	err error
 }
 
-func newPublisher(rdb redis.UniversalClient, sharded bool) *publisher {
-	p := &publisher{rdb: rdb, sharded: sharded}
+func newPublisher(rdb redis.UniversalClient, sharded bool, v WireVersion) *publisher {
+	p := &publisher{rdb: rdb, sharded: sharded, version: v}
 	p.batch = batch.New(256, p.publishBatch)
 	return p
 }
@@ -118,7 +119,7 @@ func (p *publisher) publish(ctx context.Context, channel string, m *Message) (in
 
 // publishOnce is publish, run at most once when once is set.
 func (p *publisher) publishOnce(ctx context.Context, channel string, m *Message, once bool) (int, error) {
-	b, err := m.AppendBinary(make([]byte, 0, 64+len(m.Data)))
+	b, err := m.AppendWire(make([]byte, 0, 64+len(m.Data)), p.version)
 	if err != nil {
 		return 0, err
 	}

@@ -56,6 +56,14 @@ type RedisOptions struct {
 	// a Redis disconnection: messages published meanwhile were lost, and
 	// whatever was stored must now be read back. Optional; must not block.
 	Resubscribed func()
+	// WireVersion is the frame version the bus writes (default
+	// DefaultWireVersion). It reads every version it knows, whatever it
+	// writes.
+	WireVersion WireVersion
+	// UnknownVersion is told of each received frame dropped because its
+	// wire version is newer than this node reads. Optional; must not
+	// block.
+	UnknownVersion func()
 }
 
 // Redis is a Bus over Redis pub/sub: one PUBLISH per Send or Publish and one
@@ -87,6 +95,7 @@ type Redis struct {
 	renewing atomic.Bool
 
 	*publisher // Send and Publish
+	recv       receiver
 
 	mu       sync.Mutex
 	waiters  map[string][]chan struct{} // channel -> Subscribe calls awaiting confirmation; nil when none
@@ -104,7 +113,8 @@ func NewRedis(rdb redis.UniversalClient, id string, opts RedisOptions) *Redis {
 		renew:    make(chan string, 1),
 		channels: make(map[string]struct{}),
 	}
-	r.publisher = newPublisher(rdb, false)
+	r.publisher = newPublisher(rdb, false, opts.WireVersion)
+	r.recv = newReceiver(opts)
 	return r
 }
 
@@ -297,8 +307,7 @@ func (r *Redis) receive(ctx context.Context, received <-chan any, h Handler, pro
 				}
 			case *redis.Message:
 				var m Message
-				if err := m.UnmarshalString(v.Payload); err != nil {
-					r.opts.Logger.Error("dropping undecodable bus message", "channel", v.Channel, "err", err)
+				if !r.recv.decode(&m, v.Channel, v.Payload) {
 					continue
 				}
 				if m.Kind == kindProbe {

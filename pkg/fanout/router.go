@@ -458,13 +458,11 @@ func (r *Router) sendByChannel(ctx context.Context, m *Message) KeysResult {
 				return
 			}
 			mu.Lock()
-			if part.RouteErr != nil {
-				res.RouteErr = errors.Join(res.RouteErr, part.RouteErr)
-				if res.Unreached == nil {
-					res.Unreached = make([]bool, len(m.Keys))
-				}
-				res.Unreached[i] = !res.Online[i]
+			res.RouteErr = errors.Join(res.RouteErr, part.RouteErr)
+			if res.Unreached == nil {
+				res.Unreached = make([]bool, len(m.Keys))
 			}
+			res.Unreached[i] = !res.Online[i]
 			mu.Unlock()
 		})
 	}

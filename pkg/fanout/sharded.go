@@ -40,6 +40,7 @@ type RedisSharded struct {
 	opts RedisOptions
 
 	*publisher // Send and Publish
+	recv       receiver
 
 	ready atomic.Bool
 	// renewing: Renew was called and the node channel is not confirmed
@@ -96,7 +97,8 @@ func NewRedisSharded(cc *redis.ClusterClient, id string, opts RedisOptions) *Red
 		changed: make(map[string]struct{}),
 		all:     true,
 	}
-	r.publisher = newPublisher(cc, true)
+	r.publisher = newPublisher(cc, true, opts.WireVersion)
+	r.recv = newReceiver(opts)
 	return r
 }
 
@@ -427,8 +429,7 @@ func (r *RedisSharded) receive(ctx context.Context, sh *shard, h Handler) {
 			r.subscriptionChanged(sh, v)
 		case *redis.Message:
 			var m Message
-			if err := m.UnmarshalString(v.Payload); err != nil {
-				r.opts.Logger.Error("dropping undecodable bus message", "channel", v.Channel, "err", err)
+			if !r.recv.decode(&m, v.Channel, v.Payload) {
 				continue
 			}
 			if m.Kind == kindProbe {
@@ -587,6 +588,12 @@ func (o RedisOptions) withDefaults() RedisOptions {
 	}
 	if o.Resubscribed == nil {
 		o.Resubscribed = func() {}
+	}
+	if o.WireVersion == 0 {
+		o.WireVersion = DefaultWireVersion
+	}
+	if o.UnknownVersion == nil {
+		o.UnknownVersion = func() {}
 	}
 	return o
 }

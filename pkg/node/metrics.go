@@ -31,6 +31,7 @@ type metrics struct {
 	dropOffline    atomic.Uint64
 	dropUnroutable atomic.Uint64
 	dropInvalid    atomic.Uint64 // bus messages whose data is not valid text
+	unknownVersion atomic.Uint64 // bus frames of a wire version this node does not read
 	stored         atomic.Uint64
 	replayed       atomic.Uint64
 	acks           atomic.Uint64
@@ -99,6 +100,7 @@ func newMetrics(n *Node) *metrics {
 	}
 	m.reg.MustRegister(
 		m.accepted, m.redisErrors, m.connEnds, m.fanout, m.notReplicated, m.storedSkipped, m.catchUps,
+		counterFunc("herald_bus_unknown_version_total", "Messages from other nodes dropped because their wire version is newer than this node reads: a node more than one release newer runs beside it (logged once).", &m.unknownVersion),
 		counterFunc("herald_fences_total", "Times this node closed its clients with 1013 because its presence heartbeats had failed for --fence-after.", &m.fences),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_clock_offset_seconds",

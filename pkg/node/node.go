@@ -132,7 +132,8 @@ func New(cfg Config) (*Node, error) {
 		repl := cfg.Redis.Replication()
 		inboxOpts.Replication = repl
 		n.store = presence.NewRedis(rdb, cfg.NodeID, cfg.PresenceTTL, presence.RedisOptions{Clock: cfg.Clock, Reaped: n.reaped})
-		busOpts := fanout.RedisOptions{Logger: n.log, Resubscribed: n.resubscribed}
+		busOpts := fanout.RedisOptions{Logger: n.log, Resubscribed: n.resubscribed,
+			UnknownVersion: func() { n.metrics.unknownVersion.Add(1) }}
 		if cc, ok := rdb.(*redis.ClusterClient); ok {
 			bus = fanout.NewRedisSharded(cc, cfg.NodeID, busOpts)
 		} else {
