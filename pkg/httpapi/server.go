@@ -147,23 +147,28 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	case err = <-serveErr:
 		err = fmt.Errorf("serve: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+10*time.Second)
+	// The drain, then the requests in flight (a send waits up to MaxWait),
+	// then their Redis steps.
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+s.cfg.MaxWait+10*time.Second)
 	defer cancel()
 	_ = s.Shutdown(sctx)
 	return err
 }
 
-// Shutdown stops the node's API gracefully. First it drains the node
-// (node.Node.Shutdown): /readyz turns 503 and new WebSockets are refused at
-// once, open ones are closed with 1012 spread over the drain window, and the
-// node leaves presence; sends and the rest of the API keep answering
-// meanwhile and reach the connections that remain. Then it closes the
-// listener, waits for requests in flight, and stops the node's background
-// work and its Redis clients. Serve returns ErrServerClosed once Shutdown
-// is done. If ctx ends first, remaining connections are closed at once and
-// ctx's error is returned. Shutdown does not close connections it did not
-// accept (a Handler mounted on a server of your own: stop that server
-// yourself).
+// Shutdown stops the node's API gracefully, in three steps. First it
+// drains the node (node.Node.Drain): /readyz turns 503 and new WebSockets
+// are refused at once, open ones are closed with 1012 spread over the drain
+// window, and the node leaves presence; sends and the rest of the API keep
+// answering meanwhile and reach the connections that remain. Then it shuts
+// the HTTP server down (http.Server.Shutdown): the listener closes and
+// requests in flight finish, a send waiting for an ack included, with Redis
+// still there to store and record their answers. Last it closes the node
+// (node.Node.Close): its background work stops and its Redis clients
+// close. Serve returns ErrServerClosed once Shutdown is done. If ctx ends
+// first, the steps left are hurried (connections closed at once, requests
+// in flight abandoned) and ctx's error is returned. Shutdown does not close
+// connections it did not accept (a Handler mounted on a server of your
+// own: shut that server down between the node's Drain and Close yourself).
 func (s *Server) Shutdown(ctx context.Context) error {
 	first := false
 	s.once.Do(func() {
@@ -178,7 +183,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	err := s.node.Shutdown(ctx)
+	err := s.node.Drain(ctx)
 	s.mu.Lock()
 	srv := s.srv
 	s.mu.Unlock()
@@ -187,6 +192,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.log.Warn("http shutdown", "err", serr)
 			err = errors.Join(err, serr)
 		}
+	}
+	// Not joined: after a hurried drain it repeats the drain's ctx error.
+	if cerr := s.node.Close(ctx); cerr != nil && err == nil {
+		err = cerr
 	}
 	return err
 }
