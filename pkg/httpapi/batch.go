@@ -176,7 +176,7 @@ func (s *Server) readBatch(c *gin.Context) ([]json.RawMessage, int64, error) {
 	if !isJSON {
 		return nil, 0, errNotJSON
 	}
-	body, reserved, err := s.readBody(c, s.cfg.BatchBodyLimit(), nil)
+	body, reserved, err := s.readBody(c, s.cfg.BatchBodyLimit(s.cfg.MaxMessageBytes), nil)
 	if err != nil {
 		return nil, reserved, err
 	}

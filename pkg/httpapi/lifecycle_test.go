@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,7 +42,7 @@ func TestASendInFlightDuringShutdownFinishesAndItsRetryIsAnsweredNotSentAgain(t 
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := httpapi.New(n)
+	api, err := httpapi.New(n, httpapi.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,22 +162,4 @@ func TestASendInFlightDuringShutdownFinishesAndItsRetryIsAnsweredNotSentAgain(t 
 		t.Fatal("the client's connection to node b ended")
 	case <-time.After(500 * time.Millisecond):
 	}
-}
-
-// lockedBuffer is a log destination safe for the node's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -30,7 +30,7 @@ var ErrServerClosed = http.ErrServerClosed
 // Server serves one node's API.
 type Server struct {
 	node    *node.Node
-	cfg     node.Config
+	cfg     serverConfig
 	log     *slog.Logger
 	engine  *gin.Engine
 	metrics *metrics
@@ -48,13 +48,28 @@ type Server struct {
 	once     sync.Once
 }
 
-// New returns the API of n. Its Handler works on any http.Server (or
-// httptest.Server); Serve runs one configured from n's Config.
-func New(n *node.Node) (*Server, error) {
-	cfg := n.Config()
+// serverConfig is what a Server reads: its own Config and the engine's, as
+// the node filled it in, side by side (their fields do not overlap), so
+// that s.cfg.MaxTopicsPerConn and s.cfg.AllowedOrigins read alike.
+type serverConfig struct {
+	Config
+	engineConfig
+}
+
+// engineConfig names node.Config in serverConfig, next to Config.
+type engineConfig = node.Config
+
+// New returns the API of n configured by cfg (zero fields: DefaultConfig's),
+// or an error saying what in cfg is wrong. Its Handler works on any
+// http.Server (or httptest.Server); Serve runs one configured from cfg.
+func New(n *node.Node, cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults(n.Config())
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		node:       n,
-		cfg:        cfg,
+		cfg:        serverConfig{Config: cfg, engineConfig: n.Config()},
 		log:        n.Logger(),
 		metrics:    newMetrics(n.Metrics()),
 		reqIDs:     newRequestIDs(),

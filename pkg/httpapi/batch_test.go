@@ -1,4 +1,4 @@
-package node_test
+package httpapi_test
 
 import (
 	"fmt"
@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/herald-push/herald/internal/redistest"
-	"github.com/herald-push/herald/pkg/node"
 )
 
 // A game server hands a node a batch: sends to players on two nodes, a
@@ -86,7 +85,7 @@ func TestABatchCarriesOutEachItemOnItsOwnAndAnswersInOrder(t *testing.T) {
 }
 
 func TestABatchOverTheLimitOrMalformedIsRefusedWhole(t *testing.T) {
-	n := startNode(t, "a", "", func(c *node.Config) { c.MaxBatch = 2 })
+	n := startNode(t, "a", "", func(c *testConfig) { c.MaxBatch = 2 })
 	tests := []struct {
 		name, body, code string
 	}{
