@@ -163,3 +163,63 @@ func TestASendInFlightDuringShutdownFinishesAndItsRetryIsAnsweredNotSentAgain(t 
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// An operator who cannot wait gives Shutdown a short deadline while a send
+// waits for an ack: the request is cut off rather than outliving the
+// deadline, Shutdown says the deadline passed, and Serve still returns
+// ErrServerClosed.
+func TestAShutdownWhoseDeadlinePassesCutsOffTheRequestsInFlight(t *testing.T) {
+	n, err := node.New(node.Config{NodeID: "a", Liveness: node.Liveness{DrainWindow: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := httpapi.New(n, httpapi.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- api.Serve(context.Background(), l) }()
+	a := "http://" + l.Addr().String()
+	nodetest.WaitReady(t, a+"/readyz", http.DefaultClient)
+	ws, _, err := websocket.Dial(context.Background(), "ws://"+l.Addr().String()+"/v1/ws?key=u1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+
+	sent := make(chan error, 1)
+	go func() {
+		resp, err := http.Post(a+"/v1/send", "application/json",
+			strings.NewReader(`{"key":"u1","data":"x","wait":"acked","timeout_ms":20000}`))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			err = errors.New("answered " + resp.Status)
+		}
+		sent <- err
+	}()
+	if _, _, err := ws.Read(context.Background()); err != nil {
+		t.Fatalf("the client got no message: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := api.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case err := <-sent:
+		if err == nil || strings.HasPrefix(err.Error(), "answered") {
+			t.Fatalf("the send in flight: %v, want it cut off", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the send in flight outlived the shutdown")
+	}
+	if err := <-served; !errors.Is(err, httpapi.ErrServerClosed) {
+		t.Fatalf("Serve returned %v, want ErrServerClosed", err)
+	}
+}

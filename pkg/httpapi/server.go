@@ -181,9 +181,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // (node.Node.Close): its background work stops and its Redis clients
 // close. Serve returns ErrServerClosed once Shutdown is done. If ctx ends
 // first, the steps left are hurried (connections closed at once, requests
-// in flight abandoned) and ctx's error is returned. Shutdown does not close
-// connections it did not accept (a Handler mounted on a server of your
-// own: shut that server down between the node's Drain and Close yourself).
+// in flight cut off) and ctx's error is returned. Shutdown does not close
+// connections it did not accept: with the Handler mounted on a server of
+// your own, call the node's Drain, shut your server down, then call
+// Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	first := false
 	s.once.Do(func() {
@@ -204,7 +205,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	if srv != nil {
 		if serr := srv.Shutdown(ctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-			s.log.Warn("http shutdown", "err", serr)
+			s.log.Warn("requests still in flight at the end of the shutdown; cutting them off", "err", serr)
+			_ = srv.Close()
 			err = errors.Join(err, serr)
 		}
 	}
