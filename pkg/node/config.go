@@ -107,7 +107,9 @@ type Limits struct {
 
 // Security is who may send and who may connect as whom.
 type Security struct {
-	// APIKeys authenticates publishers. Nil leaves the HTTP API open.
+	// APIKeys authenticates publishers. Nil leaves the HTTP API open. The
+	// transports check the keys; the engine reads only whether there are
+	// any (Open), which it tells the cluster and cmd/server's checks.
 	APIKeys *auth.Keyring
 	// Tokens verifies subscribers' connection tokens. Nil trusts ?key=.
 	Tokens *auth.Verifier

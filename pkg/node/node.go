@@ -315,9 +315,11 @@ func (n *Node) Drain(ctx context.Context) error {
 // Close stops the node: it drains it first if Drain was not called, ends
 // whatever connection survived the drain, stops the background work (the
 // cluster bus, heartbeats, ack flushing) and closes the Redis clients.
-// Calls made after Close fail; Close does not wait for calls in flight, so
-// a transport lets its requests finish before it closes the node. Close is
-// idempotent: a second call waits for the first.
+// Calls made after Close reach no connection: with Redis they fail (its
+// clients are closed); a single node still answers them from its
+// in-process stores, delivering nothing. Close does not wait for calls in
+// flight, so a transport lets its requests finish before it closes the
+// node. Close is idempotent: a second call waits for the first.
 func (n *Node) Close(ctx context.Context) error {
 	err := n.Drain(ctx)
 	first := false
