@@ -38,11 +38,12 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, logLevel, debugAddr, err := parseConfig(args, getenv, stderr)
+	set, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg := set.node
+	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: set.logLevel}))
 	// Both libraries keep process-wide settings; this binary is the one
 	// place that sets them. go-redis would otherwise print every failed
 	// dial while Redis is away; herald reports that through /readyz,
@@ -50,6 +51,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	gin.SetMode(gin.ReleaseMode)
 	redis.SetLogger(redisLogger{cfg.Logger})
 
+	// The HTTP side is checked before the node starts: a node started
+	// on Redis joins the cluster at once.
+	if err := set.api.Validate(cfg); err != nil {
+		return err
+	}
 	if err := checkRedis(context.Background(), cfg); err != nil {
 		return err
 	}
@@ -57,7 +63,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	api, err := httpapi.New(n)
+	api, err := httpapi.New(n, set.api)
 	if err != nil {
 		_ = n.Shutdown(context.Background())
 		return err
@@ -67,8 +73,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if debugAddr != "" {
-		go serveDebug(ctx, debugAddr, cfg.Logger)
+	if set.debugAddr != "" {
+		go serveDebug(ctx, set.debugAddr, cfg.Logger)
 	}
 	return api.Run(ctx)
 }
@@ -102,18 +108,31 @@ func envName(flag string) string {
 	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// parseConfig fills a node.Config from flags, each falling back to its
+// settings is what the command line and the HERALD_* variables say: the
+// engine's configuration, the HTTP adapter's, and the binary's own.
+type settings struct {
+	node      node.Config
+	api       httpapi.Config
+	logLevel  slog.Level
+	debugAddr string
+}
+
+// parseConfig fills the settings from flags, each falling back to its
 // HERALD_* variable, then to the default.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (node.Config, slog.Level, string, error) {
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return parseConfigInto(fs, args, getenv)
 }
 
-// parseConfigInto defines every flag on fs and parses args.
-func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string) (node.Config, slog.Level, string, error) {
+// parseConfigInto defines every flag on fs and parses args. Which flag
+// fills which Config is the packages' split: what only the HTTP adapter
+// reads goes to httpapi.Config, the rest to node.Config.
+func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string) (settings, error) {
 	var cfg node.Config
-	d := node.DefaultConfig() // every flag's default
+	var api httpapi.Config
+	d := node.DefaultConfig()    // every engine flag's default
+	h := httpapi.DefaultConfig() // every HTTP flag's default
 	var errs []error
 	// fromEnv returns the flag's HERALD_* variable parsed, or def when unset.
 	fromEnv := func(name string, def any, parse func(string) (any, error)) any {
@@ -156,7 +175,7 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	var level, debugAddr string
 	var sec security
 	var redisSecrets redisSecrets
-	str(&cfg.Listen, "listen", d.Listen, "address to serve HTTP and WebSocket on")
+	str(&api.Listen, "listen", h.Listen, "address to serve HTTP and WebSocket on")
 	str(&cfg.AdvertiseAddr, "advertise-addr", "", "address shown to the cluster (default: --listen)")
 	str(&cfg.NodeID, "node-id", "", "unique id of this node in the cluster (default: host name)")
 	str(&cfg.Redis.URL, "redis-url", "", "redis:// or rediss:// URL of one Redis to join a cluster through; empty (and no cluster or sentinel addresses) runs a single node")
@@ -178,8 +197,8 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.QueueBytes, "queue-bytes", d.QueueBytes, "bytes a connection's outgoing queue holds")
 	integer(&cfg.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest message data accepted")
 	integer(&cfg.MaxKeysPerSend, "max-keys-per-send", d.MaxKeysPerSend, "most keys in one send")
-	integer(&cfg.MaxBatch, "max-batch", d.MaxBatch, "most sends, publishes and broadcasts in one POST /v1/batch")
-	integer(&cfg.MaxRequestsInFlight, "max-requests-in-flight", d.MaxRequestsInFlight, "HTTP API requests served at once (not WebSockets, health, metrics); over it 503 overloaded (-1: no limit)")
+	integer(&api.MaxBatch, "max-batch", h.MaxBatch, "most sends, publishes and broadcasts in one POST /v1/batch")
+	integer(&api.MaxRequestsInFlight, "max-requests-in-flight", h.MaxRequestsInFlight, "HTTP API requests served at once (not WebSockets, health, metrics); over it 503 overloaded (-1: no limit)")
 	integer(&bodyBytesInFlight, "max-body-bytes-in-flight", 0, "request body bytes held at once; over it 503 overloaded (0: four maximal batches, -1: no limit)")
 	integer(&cfg.MaxTopicsPerConn, "max-topics-per-conn", d.MaxTopicsPerConn, "most topics one connection joins")
 	integer(&readLimit, "read-limit", int(d.ReadLimit), "largest frame a client may send (bytes); larger closes with 1009")
@@ -193,29 +212,29 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	str(&sec.tokens.Audience, "token-audience", "", "required aud claim of connection tokens")
 	str(&sec.tokens.Issuer, "token-issuer", "", "required iss claim of connection tokens")
 	dur(&sec.tokens.Leeway, "token-leeway", 30*time.Second, "clock skew allowed when checking exp and nbf")
-	boolean(&cfg.Insecure, "insecure", "allow listening beyond loopback without API keys and tokens")
+	boolean(&api.Insecure, "insecure", "allow listening beyond loopback without API keys and tokens")
 	boolean(&cfg.AllowOpenJoin, "allow-open-join", "DANGEROUS: start without API keys and tokens on a Redis where authenticated nodes are registered")
-	list(&cfg.PublicTopics, "public-topics", "", "topics anyone may post to without an API key")
+	list(&api.PublicTopics, "public-topics", "", "topics anyone may post to without an API key")
 	list(&cfg.HistoryTopics, "history-topics", strings.Join(d.HistoryTopics, ","), "topics that keep history, so reconnecting subscribers get what they missed")
 	integer(&cfg.HistoryReplay, "history-replay", d.HistoryReplay, "newest messages of a history topic a new subscriber gets (0: none)")
-	integer(&cfg.PublicMaxMessageBytes, "public-max-message-bytes", d.PublicMaxMessageBytes, "largest data of a public post")
-	float(&cfg.PublicRate, "public-rate", d.PublicRate, "public posts per second per client IP and topic")
-	integer(&cfg.PublicBurst, "public-burst", d.PublicBurst, "public posts allowed in a burst per client IP and topic")
-	list(&cfg.TrustedProxies, "trusted-proxies", "", "CIDRs or IPs of proxies whose X-Forwarded-For is believed")
-	list(&cfg.AllowedOrigins, "allowed-origins", "", "browser origins (host patterns) allowed besides the node's own")
-	list(&cfg.AllowedHosts, "allowed-hosts", "", "Host names the API answers to (no port; *.domain for subdomains; * for any); default: any with API keys and tokens, else localhost and the listen host")
+	integer(&api.PublicMaxMessageBytes, "public-max-message-bytes", h.PublicMaxMessageBytes, "largest data of a public post")
+	float(&api.PublicRate, "public-rate", h.PublicRate, "public posts per second per client IP and topic")
+	integer(&api.PublicBurst, "public-burst", h.PublicBurst, "public posts allowed in a burst per client IP and topic")
+	list(&api.TrustedProxies, "trusted-proxies", "", "CIDRs or IPs of proxies whose X-Forwarded-For is believed")
+	list(&api.AllowedOrigins, "allowed-origins", "", "browser origins (host patterns) allowed besides the node's own")
+	list(&api.AllowedHosts, "allowed-hosts", "", "Host names the API answers to (no port; *.domain for subdomains; * for any); default: any with API keys and tokens, else localhost and the listen host")
 	integer(&cfg.MaxConns, "max-conns", d.MaxConns, "connections per node (-1: no limit)")
 	integer(&cfg.MaxConnsPerKey, "max-conns-per-key", d.MaxConnsPerKey, "connections per key per node (-1: no limit)")
 	integer(&cfg.MaxConnsPerIP, "max-conns-per-ip", d.MaxConnsPerIP, "connections per client IP per node (-1: no limit)")
 	float(&cfg.ConnRatePerIP, "conn-rate-per-ip", d.ConnRatePerIP, "new connections per second per client IP (-1: no limit)")
 	integer(&cfg.ConnBurstPerIP, "conn-burst-per-ip", d.ConnBurstPerIP, "new connections allowed in a burst per client IP")
-	str(&cfg.TLSCertFile, "tls-cert", "", "certificate file (PEM) to serve HTTPS and WSS")
-	str(&cfg.TLSKeyFile, "tls-key", "", "private key file (PEM) for --tls-cert")
-	dur(&cfg.HTTPReadHeaderTimeout, "http-read-header-timeout", d.HTTPReadHeaderTimeout, "time to receive a request's headers")
-	dur(&cfg.HTTPReadTimeout, "http-read-timeout", d.HTTPReadTimeout, "time to receive a whole request")
-	dur(&cfg.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "time to answer a request (not WebSockets)")
-	dur(&cfg.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "how long an idle keep-alive connection stays open")
-	integer(&cfg.MaxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request headers")
+	str(&api.TLSCertFile, "tls-cert", "", "certificate file (PEM) to serve HTTPS and WSS")
+	str(&api.TLSKeyFile, "tls-key", "", "private key file (PEM) for --tls-cert")
+	dur(&api.HTTPReadHeaderTimeout, "http-read-header-timeout", h.HTTPReadHeaderTimeout, "time to receive a request's headers")
+	dur(&api.HTTPReadTimeout, "http-read-timeout", h.HTTPReadTimeout, "time to receive a whole request")
+	dur(&api.HTTPWriteTimeout, "http-write-timeout", h.HTTPWriteTimeout, "time to answer a request (not WebSockets)")
+	dur(&api.HTTPIdleTimeout, "http-idle-timeout", h.HTTPIdleTimeout, "how long an idle keep-alive connection stays open")
+	integer(&api.MaxHeaderBytes, "max-header-bytes", h.MaxHeaderBytes, "largest request headers")
 	boolean(&cfg.StoreByDefault, "store-by-default", "store every send in its keys' inboxes, as if it said \"store\":true")
 	integer(&cfg.InboxMaxLen, "inbox-max-len", d.InboxMaxLen, "stored messages kept per key")
 	dur(&cfg.InboxMaxAge, "inbox-max-age", d.InboxMaxAge, "how long stored messages are kept")
@@ -229,35 +248,43 @@ func parseConfigInto(fs *flag.FlagSet, args []string, getenv func(string) string
 	integer(&cfg.StoreBurst, "store-burst", d.StoreBurst, "bytes of Redis stored sends may cost in a burst per API key or client IP; a costlier send is refused 413")
 
 	if err := fs.Parse(args); err != nil {
-		return cfg, 0, "", err
+		return settings{}, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, 0, "", fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return settings{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if len(errs) > 0 {
-		return cfg, 0, "", errs[0]
+		return settings{}, errs[0]
 	}
 	if cfg.RedisHighWater == 0 {
 		// In node.Config zero means the default; given here it would
 		// silently become 0.9.
-		return cfg, 0, "", fmt.Errorf("--redis-high-water must be in (0, 1], or -1 to never refuse stored sends on Redis memory")
+		return settings{}, fmt.Errorf("--redis-high-water must be in (0, 1], or -1 to never refuse stored sends on Redis memory")
+	}
+	switch {
+	case cfg.HistoryReplay < 0:
+		// node.NoReplay is -1, but on the command line 0 is none: a
+		// negative count is a mistake, not another way to say none.
+		return settings{}, fmt.Errorf("--history-replay (HERALD_HISTORY_REPLAY) must be 0 (none) or more, got %d", cfg.HistoryReplay)
+	case cfg.HistoryReplay == 0:
+		cfg.HistoryReplay = node.NoReplay // in node.Config zero is the default
 	}
 	cfg.ReadLimit = int64(readLimit)
-	cfg.MaxBodyBytesInFlight = int64(bodyBytesInFlight)
-	if cfg.HistoryReplay == 0 {
-		cfg.HistoryReplay = -1 // none; in node.Config zero means the default
+	api.MaxBodyBytesInFlight = int64(bodyBytesInFlight)
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = api.Listen
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return cfg, 0, "", fmt.Errorf("log level: %w", err)
+		return settings{}, fmt.Errorf("log level: %w", err)
 	}
 	if err := sec.load(&cfg, getenv); err != nil {
-		return cfg, 0, "", err
+		return settings{}, err
 	}
 	if err := redisSecrets.load(&cfg, getenv); err != nil {
-		return cfg, 0, "", err
+		return settings{}, err
 	}
-	return cfg, lvl, debugAddr, nil
+	return settings{node: cfg, api: api, logLevel: lvl, debugAddr: debugAddr}, nil
 }
 
 // security is where the API keys and token keys come from.

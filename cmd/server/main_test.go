@@ -195,10 +195,11 @@ func TestConfigComesFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 		"HERALD_PRESENCE_TTL": "30s",
 		"HERALD_QUEUE_BYTES":  "2048",
 	}
-	cfg, _, _, err := parseConfig([]string{"--node-id", "from-flag", "--read-limit", "100"}, func(k string) string { return env[k] }, io.Discard)
+	set, err := parseConfig([]string{"--node-id", "from-flag", "--read-limit", "100"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := set.node
 	checks := []struct {
 		name      string
 		got, want any
@@ -208,7 +209,9 @@ func TestConfigComesFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 		{"env duration", cfg.PresenceTTL, 30 * time.Second},
 		{"env integer", cfg.QueueBytes, 2048},
 		{"flag integer", cfg.ReadLimit, int64(100)},
-		{"default listen", cfg.Listen, "127.0.0.1:8080"},
+		{"default listen", set.api.Listen, "127.0.0.1:8080"},
+		{"advertised as listening", cfg.AdvertiseAddr, "127.0.0.1:8080"},
+		{"default max batch", set.api.MaxBatch, 1000},
 		{"default ping", cfg.PingInterval, 25 * time.Second},
 	}
 	for _, c := range checks {
@@ -228,11 +231,11 @@ func TestRedisClusterAndSentinelSettingsComeFromFlagsAndVariables(t *testing.T) 
 		"HERALD_REDIS_SENTINEL_PASSWORD": "sentinel-secret",
 		"HERALD_REDIS_USERNAME":          "herald",
 	}
-	cfg, _, _, err := parseConfig([]string{"--redis-password-file", pwFile, "--redis-tls"}, func(k string) string { return env[k] }, io.Discard)
+	set, err := parseConfig([]string{"--redis-password-file", pwFile, "--redis-tls"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := cfg.Redis
+	r := set.node.Redis
 	if r.Topology() != redisconn.Cluster || len(r.ClusterAddrs) != 2 || r.ClusterAddrs[1] != "10.0.0.2:6379" {
 		t.Errorf("cluster addrs = %q (%v)", r.ClusterAddrs, r.Topology())
 	}
@@ -242,11 +245,12 @@ func TestRedisClusterAndSentinelSettingsComeFromFlagsAndVariables(t *testing.T) 
 	if r.ReplicaTimeout != 500*time.Millisecond {
 		t.Errorf("default replica timeout = %v", r.ReplicaTimeout)
 	}
-	cfg, _, _, err = parseConfig([]string{"--redis-sentinel-addrs", "s1:26379,s2:26379,s3:26379", "--redis-master-name", "herald"},
+	set, err = parseConfig([]string{"--redis-sentinel-addrs", "s1:26379,s2:26379,s3:26379", "--redis-master-name", "herald"},
 		func(k string) string { return map[string]string{"HERALD_REDIS_PASSWORD": "from-env"}[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := set.node
 	if cfg.Redis.Topology() != redisconn.Sentinel || len(cfg.Redis.SentinelAddrs) != 3 || cfg.Redis.Password != "from-env" {
 		t.Errorf("sentinel config = %+v", cfg.Redis)
 	}
@@ -259,19 +263,20 @@ func TestAuthMaterialComesFromFilesOrVariables(t *testing.T) {
 	env := map[string]string{
 		"HERALD_API_KEYS": `[{"name":"game","key":"game-key-0123456789abcdef","scopes":["send"]}]`,
 	}
-	cfg, _, _, err := parseConfig([]string{"--token-secret-file", secretFile, "--listen", ":8080", "--public-topics", "board, news"},
+	set, err := parseConfig([]string{"--token-secret-file", secretFile, "--listen", ":8080", "--public-topics", "board, news"},
 		func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := set.node
 	if cfg.APIKeys == nil || cfg.Tokens == nil || cfg.Open() {
 		t.Fatal("keys or token verifier not loaded")
 	}
 	if _, ok := cfg.APIKeys.Authenticate("game-key-0123456789abcdef"); !ok {
 		t.Error("the key from HERALD_API_KEYS does not authenticate")
 	}
-	if len(cfg.PublicTopics) != 2 || cfg.PublicTopics[1] != "news" {
-		t.Errorf("public topics = %q", cfg.PublicTopics)
+	if len(set.api.PublicTopics) != 2 || set.api.PublicTopics[1] != "news" {
+		t.Errorf("public topics = %q", set.api.PublicTopics)
 	}
 }
 

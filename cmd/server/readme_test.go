@@ -12,7 +12,7 @@ import (
 
 // TestTheREADMEConfigurationTableListsEveryFlag keeps the README's table and
 // the binary's flags the same set, each flag with its HERALD_* variable and
-// its default (from node.DefaultConfig).
+// its default (from node.DefaultConfig or httpapi.DefaultConfig).
 func TestTheREADMEConfigurationTableListsEveryFlag(t *testing.T) {
 	raw, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -36,7 +36,7 @@ func TestTheREADMEConfigurationTableListsEveryFlag(t *testing.T) {
 
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	if _, _, _, err := parseConfigInto(fs, nil, func(string) string { return "" }); err != nil {
+	if _, err := parseConfigInto(fs, nil, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
 	fs.VisitAll(func(f *flag.Flag) {

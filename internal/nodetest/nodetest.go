@@ -23,16 +23,24 @@ type Node struct {
 // URL is the node's http:// address with path appended.
 func (n *Node) URL(path string) string { return "http://" + n.Addr + path }
 
-// Start serves a node built from cfg on a free loopback port (cfg.Listen is
-// set) and returns once /readyz answers 200. Without a NodeID it is "node".
+// Start serves a node built from cfg on a free loopback port, with the
+// HTTP adapter's defaults, and returns once /readyz answers 200. Without a
+// NodeID it is "node"; without an AdvertiseAddr it advertises the port.
 func Start(t testing.TB, cfg node.Config) *Node {
 	t.Helper()
-	return StartAt(t, "127.0.0.1:0", cfg)
+	return StartWith(t, "127.0.0.1:0", cfg, httpapi.Config{})
 }
 
 // StartAt is Start on addr, for a node that comes back on the address it
 // had (waiting up to 5s for the address to be free again).
 func StartAt(t testing.TB, addr string, cfg node.Config) *Node {
+	t.Helper()
+	return StartWith(t, addr, cfg, httpapi.Config{})
+}
+
+// StartWith is StartAt with the HTTP adapter configured by api (its
+// Listen is set to the address served).
+func StartWith(t testing.TB, addr string, cfg node.Config, api httpapi.Config) *Node {
 	t.Helper()
 	var l net.Listener
 	var err error
@@ -44,9 +52,9 @@ func StartAt(t testing.TB, addr string, cfg node.Config) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Listen = l.Addr().String()
+	api.Listen = l.Addr().String()
 	if cfg.AdvertiseAddr == "" {
-		cfg.AdvertiseAddr = cfg.Listen
+		cfg.AdvertiseAddr = api.Listen
 	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = "node"
@@ -55,15 +63,17 @@ func StartAt(t testing.TB, addr string, cfg node.Config) *Node {
 	if err != nil {
 		t.Fatalf("new node %s: %v", cfg.NodeID, err)
 	}
-	api, err := httpapi.New(n)
+	srv, err := httpapi.New(n, api)
 	if err != nil {
+		n.Shutdown(context.Background())
+		l.Close()
 		t.Fatalf("api of node %s: %v", cfg.NodeID, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := api.Serve(ctx, l); err != nil {
+		if err := srv.Serve(ctx, l); err != nil {
 			t.Errorf("node %s: %v", cfg.NodeID, err)
 		}
 	}()

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -14,11 +13,6 @@ import (
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/node"
 )
-
-// batchParallel bounds how many items of one batch run at once: enough for
-// the engine's Redis pipelines to merge them, not so many that one batch
-// crowds out other requests.
-const batchParallel = 64
 
 // batchItem is one item of POST /v1/batch: a send (key or keys), a topic
 // publish (topic) or a broadcast (broadcast: true), with its own
@@ -64,67 +58,40 @@ func (s *Server) handleBatch(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	// The engine decides how the items run (node.Node.Batch): which sends
+	// are routed together, how many run at once, which wait for others.
+	// Here each is only parsed, authorised and answered.
 	results := make([]batchResult, len(items))
-	ctx := c.Request.Context()
-	// Sends without an idempotency_key go to the engine together, which
-	// looks up their keys in one Redis call; every other item runs on its
-	// own, up to batchParallel at once.
-	var sendAt []int // of items
-	var sends []node.SendRequest
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, batchParallel)
-	// Items that share an idempotency_key run one after the other, so the
-	// repeat gets the first one's result rather than "in progress".
-	previous := map[string]chan struct{}{}
 	client := ""
 	if caller == nil {
 		client = c.ClientIP() // open mode: stored bytes are counted per address
 	}
 	var failed batchFailures
 	defer failed.log(s.log, len(items))
+	var at []int // of items, for each planned one
+	planned := make([]node.BatchItem, 0, len(items))
 	for i, raw := range items {
 		it, err := s.planItem(caller, client, raw)
 		if err != nil {
 			results[i] = s.itemFailed(&failed, err)
 			continue
 		}
-		if it.send != nil && it.send.IdempotencyKey == "" {
-			sendAt = append(sendAt, i)
-			sends = append(sends, *it.send)
-			continue
-		}
-		var after chan struct{}
-		done := make(chan struct{})
-		if key := it.idempotencyKey; key != "" {
-			after = previous[key]
-			previous[key] = done
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer close(done)
-			if after != nil {
-				<-after
-			}
-			defer func() { <-sem }()
-			res, err := it.run(ctx)
-			if err != nil {
-				results[i] = s.itemFailed(&failed, err)
-				return
-			}
-			results[i] = batchResult{Status: http.StatusOK, Result: res}
-		})
+		at = append(at, i)
+		planned = append(planned, it)
 	}
-	if len(sends) > 0 {
-		answers, errs := s.node.SendMany(ctx, sends)
-		for j, i := range sendAt {
-			if errs[j] != nil {
-				results[i] = s.itemFailed(&failed, errs[j])
-				continue
-			}
-			results[i] = batchResult{Status: http.StatusOK, Result: sendAnswerOf(answers[j])}
+	for j, res := range s.node.Batch(c.Request.Context(), planned) {
+		i, it := at[j], planned[j]
+		switch {
+		case res.Err != nil:
+			results[i] = s.itemFailed(&failed, res.Err)
+		case it.Send != nil:
+			results[i] = batchResult{Status: http.StatusOK, Result: sendAnswerOf(res.Send)}
+		case it.Publish != nil:
+			results[i] = batchResult{Status: http.StatusOK, Result: publishAnswer{ID: res.Publish.ID, Nodes: res.Publish.Nodes, Topic: res.Publish.Topic}}
+		default:
+			results[i] = batchResult{Status: http.StatusOK, Result: publishAnswer{ID: res.Publish.ID, Nodes: res.Publish.Nodes}}
 		}
 	}
-	wg.Wait()
 	c.JSON(http.StatusOK, gin.H{"results": results})
 }
 
@@ -176,7 +143,7 @@ func (s *Server) readBatch(c *gin.Context) ([]json.RawMessage, int64, error) {
 	if !isJSON {
 		return nil, 0, errNotJSON
 	}
-	body, reserved, err := s.readBody(c, s.cfg.BatchBodyLimit(), nil)
+	body, reserved, err := s.readBody(c, s.cfg.BatchBodyLimit(s.cfg.MaxMessageBytes), nil)
 	if err != nil {
 		return nil, reserved, err
 	}
@@ -195,31 +162,23 @@ func (s *Server) readBatch(c *gin.Context) ([]json.RawMessage, int64, error) {
 	return envelope.Items, reserved, nil
 }
 
-// itemPlan is a validated item: a send for the engine's SendMany, or
-// something to run on its own.
-type itemPlan struct {
-	send           *node.SendRequest
-	run            func(context.Context) (any, error)
-	idempotencyKey string
-}
-
-// planItem decodes, validates and authorises one item; running it answers
-// what a single request would have.
-func (s *Server) planItem(caller *auth.Caller, client string, raw json.RawMessage) (itemPlan, error) {
+// planItem decodes, validates and authorises one item, and returns it as
+// the engine's; carried out, it answers what a single request would have.
+func (s *Server) planItem(caller *auth.Caller, client string, raw json.RawMessage) (node.BatchItem, error) {
 	var it batchItem
 	if err := checkFields(raw, itemFields); err != nil {
-		return itemPlan{}, err
+		return node.BatchItem{}, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&it); err != nil {
-		return itemPlan{}, badRequest("invalid_json", "the item is not a valid JSON object: %v", err)
+		return node.BatchItem{}, badRequest("invalid_json", "the item is not a valid JSON object: %v", err)
 	}
 	if it.Data == nil {
-		return itemPlan{}, badRequest("missing_data", `the item has no "data" field`)
+		return node.BatchItem{}, badRequest("missing_data", `the item has no "data" field`)
 	}
 	if len(it.Data) > s.cfg.MaxMessageBytes {
-		return itemPlan{}, tooLarge("data is %d bytes, over the limit of %d", len(it.Data), s.cfg.MaxMessageBytes)
+		return node.BatchItem{}, tooLarge("data is %d bytes, over the limit of %d", len(it.Data), s.cfg.MaxMessageBytes)
 	}
 	name := ""
 	if caller != nil {
@@ -232,58 +191,34 @@ func (s *Server) planItem(caller *auth.Caller, client string, raw json.RawMessag
 		}
 	}
 	if kinds != 1 {
-		return itemPlan{}, badRequest("invalid_request", `an item is a send ("key" or "keys"), a publish ("topic") or a broadcast ("broadcast": true)`)
+		return node.BatchItem{}, badRequest("invalid_request", `an item is a send ("key" or "keys"), a publish ("topic") or a broadcast ("broadcast": true)`)
 	}
 	if it.Key == nil && it.Keys == nil && (it.Store || it.Wait != "" || it.TimeoutMS != 0) {
-		return itemPlan{}, badRequest("unknown_field", `"store", "wait" and "timeout_ms" are for sends`)
+		return node.BatchItem{}, badRequest("unknown_field", `"store", "wait" and "timeout_ms" are for sends`)
 	}
-	plan := itemPlan{idempotencyKey: it.IdempotencyKey}
 	switch {
 	case it.Topic != nil:
 		if caller != nil && !caller.CanPublish(*it.Topic) {
-			return itemPlan{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q may not publish to %s", name, *it.Topic)
+			return node.BatchItem{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q may not publish to %s", name, *it.Topic)
 		}
-		plan.run = func(ctx context.Context) (any, error) {
-			res, err := s.node.Publish(ctx, node.PublishRequest{Topic: *it.Topic, Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name})
-			if err != nil {
-				return nil, err
-			}
-			return publishAnswer{ID: res.ID, Nodes: res.Nodes, Topic: res.Topic}, nil
-		}
-		return plan, nil
+		return node.BatchItem{Publish: &node.PublishRequest{Topic: *it.Topic, Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name}}, nil
 	case it.Broadcast:
 		if caller != nil && !caller.Can(auth.ScopeBroadcast) {
-			return itemPlan{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeBroadcast)
+			return node.BatchItem{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeBroadcast)
 		}
-		plan.run = func(ctx context.Context) (any, error) {
-			res, err := s.node.Broadcast(ctx, node.PublishRequest{Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name})
-			if err != nil {
-				return nil, err
-			}
-			return publishAnswer{ID: res.ID, Nodes: res.Nodes}, nil
-		}
-		return plan, nil
+		return node.BatchItem{Broadcast: &node.PublishRequest{Data: it.Data, IdempotencyKey: it.IdempotencyKey, Caller: name}}, nil
 	}
 	if caller != nil && !caller.Can(auth.ScopeSend) {
-		return itemPlan{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeSend)
+		return node.BatchItem{}, node.Errorf(node.KindForbidden, "forbidden", "api key %q lacks the %s scope", name, auth.ScopeSend)
 	}
 	p := payload{Key: it.Key, Keys: it.Keys, Data: it.Data, Store: it.Store, Wait: it.Wait, TimeoutMS: it.TimeoutMS}
 	if err := p.checkWait(); err != nil {
-		return itemPlan{}, err
+		return node.BatchItem{}, err
 	}
 	keys, err := p.keys()
 	if err != nil {
-		return itemPlan{}, err
+		return node.BatchItem{}, err
 	}
-	req := node.SendRequest{Keys: keys, Data: p.Data, Store: p.Store, Wait: waits[p.Wait],
-		Timeout: time.Duration(p.TimeoutMS) * time.Millisecond, IdempotencyKey: it.IdempotencyKey, Caller: name, Client: client}
-	plan.send = &req
-	plan.run = func(ctx context.Context) (any, error) {
-		res, err := s.node.Send(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return sendAnswerOf(res), nil
-	}
-	return plan, nil
+	return node.BatchItem{Send: &node.SendRequest{Keys: keys, Data: p.Data, Store: p.Store, Wait: waits[p.Wait],
+		Timeout: time.Duration(p.TimeoutMS) * time.Millisecond, IdempotencyKey: it.IdempotencyKey, Caller: name, Client: client}}, nil
 }

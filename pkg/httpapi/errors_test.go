@@ -19,7 +19,7 @@ func newTestServer(t *testing.T) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Shutdown(t.Context()) })
-	s, err := New(n)
+	s, err := New(n, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/herald-push/herald/pkg/node"
 )
 
 // checkHost refuses, before anything else runs, a request whose Host is not
@@ -49,7 +47,7 @@ type hostList []string
 // make a browser talk to it, so it answers only to the loopback names and
 // its own addresses; a node with API keys and tokens refuses strangers by
 // their credentials, whatever name they used, so it answers to any.
-func allowedHosts(cfg node.Config) hostList {
+func allowedHosts(cfg serverConfig) hostList {
 	if len(cfg.AllowedHosts) > 0 {
 		var hl hostList
 		for _, h := range cfg.AllowedHosts {

@@ -30,7 +30,7 @@ var ErrServerClosed = http.ErrServerClosed
 // Server serves one node's API.
 type Server struct {
 	node    *node.Node
-	cfg     node.Config
+	cfg     serverConfig
 	log     *slog.Logger
 	engine  *gin.Engine
 	metrics *metrics
@@ -48,13 +48,28 @@ type Server struct {
 	once     sync.Once
 }
 
-// New returns the API of n. Its Handler works on any http.Server (or
-// httptest.Server); Serve runs one configured from n's Config.
-func New(n *node.Node) (*Server, error) {
-	cfg := n.Config()
+// serverConfig is what a Server reads: its own Config and the engine's, as
+// the node filled it in, side by side (their fields do not overlap), so
+// that s.cfg.MaxTopicsPerConn and s.cfg.AllowedOrigins read alike.
+type serverConfig struct {
+	Config
+	engineConfig
+}
+
+// engineConfig names node.Config in serverConfig, next to Config.
+type engineConfig = node.Config
+
+// New returns the API of n configured by cfg (zero fields: DefaultConfig's),
+// or an error saying what in cfg is wrong. Its Handler works on any
+// http.Server (or httptest.Server); Serve runs one configured from cfg.
+func New(n *node.Node, cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults(n.Config())
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		node:       n,
-		cfg:        cfg,
+		cfg:        serverConfig{Config: cfg, engineConfig: n.Config()},
 		log:        n.Logger(),
 		metrics:    newMetrics(n.Metrics()),
 		reqIDs:     newRequestIDs(),
@@ -147,23 +162,29 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	case err = <-serveErr:
 		err = fmt.Errorf("serve: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+10*time.Second)
+	// The drain, then the requests in flight (a send waits up to MaxWait),
+	// then their Redis steps.
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainWindow+s.cfg.MaxWait+10*time.Second)
 	defer cancel()
 	_ = s.Shutdown(sctx)
 	return err
 }
 
-// Shutdown stops the node's API gracefully. First it drains the node
-// (node.Node.Shutdown): /readyz turns 503 and new WebSockets are refused at
-// once, open ones are closed with 1012 spread over the drain window, and the
-// node leaves presence; sends and the rest of the API keep answering
-// meanwhile and reach the connections that remain. Then it closes the
-// listener, waits for requests in flight, and stops the node's background
-// work and its Redis clients. Serve returns ErrServerClosed once Shutdown
-// is done. If ctx ends first, remaining connections are closed at once and
-// ctx's error is returned. Shutdown does not close connections it did not
-// accept (a Handler mounted on a server of your own: stop that server
-// yourself).
+// Shutdown stops the node's API gracefully, in three steps. First it
+// drains the node (node.Node.Drain): /readyz turns 503 and new WebSockets
+// are refused at once, open ones are closed with 1012 spread over the drain
+// window, and the node leaves presence; sends and the rest of the API keep
+// answering meanwhile and reach the connections that remain. Then it shuts
+// the HTTP server down (http.Server.Shutdown): the listener closes and
+// requests in flight finish, a send waiting for an ack included, with Redis
+// still there to store and record their answers. Last it closes the node
+// (node.Node.Close): its background work stops and its Redis clients
+// close. Serve returns ErrServerClosed once Shutdown is done. If ctx ends
+// first, the steps left are hurried (connections closed at once, requests
+// in flight cut off) and ctx's error is returned. Shutdown does not close
+// connections it did not accept: with the Handler mounted on a server of
+// your own, call the node's Drain, shut your server down, then call
+// Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	first := false
 	s.once.Do(func() {
@@ -178,15 +199,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	err := s.node.Shutdown(ctx)
+	err := s.node.Drain(ctx)
 	s.mu.Lock()
 	srv := s.srv
 	s.mu.Unlock()
 	if srv != nil {
 		if serr := srv.Shutdown(ctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-			s.log.Warn("http shutdown", "err", serr)
+			s.log.Warn("requests still in flight at the end of the shutdown; cutting them off", "err", serr)
+			_ = srv.Close()
 			err = errors.Join(err, serr)
 		}
+	}
+	// Not joined: after a hurried drain it repeats the drain's ctx error.
+	if cerr := s.node.Close(ctx); cerr != nil && err == nil {
+		err = cerr
 	}
 	return err
 }

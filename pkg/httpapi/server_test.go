@@ -26,7 +26,7 @@ func newAPI(t testing.TB, cfg node.Config) *httpapi.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := httpapi.New(n)
+	api, err := httpapi.New(n, httpapi.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

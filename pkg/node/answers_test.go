@@ -233,12 +233,12 @@ func startUnready(t *testing.T, cfg node.Config) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Listen, cfg.AdvertiseAddr = l.Addr().String(), l.Addr().String()
+	cfg.AdvertiseAddr = l.Addr().String()
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := httpapi.New(n)
+	api, err := httpapi.New(n, httpapi.Config{Listen: l.Addr().String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func startUnready(t *testing.T, cfg node.Config) *testNode {
 			t.Errorf("node %s: %v", cfg.NodeID, err)
 		}
 	}()
-	tn := &testNode{ID: cfg.NodeID, Addr: cfg.Listen, stop: func() { cancel(); <-done }}
+	tn := &testNode{ID: cfg.NodeID, Addr: l.Addr().String(), stop: func() { cancel(); <-done }}
 	t.Cleanup(tn.stop)
 	return tn
 }

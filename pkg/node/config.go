@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"reflect"
 	"time"
 
@@ -12,19 +11,19 @@ import (
 	"github.com/herald-push/herald/pkg/redisconn"
 )
 
-// Config is everything a Node and its HTTP API are built from. cmd/server
-// fills it from flags and HERALD_* variables, whose defaults are
-// DefaultConfig's.
+// Config is everything the engine is built from; what only a transport
+// reads (the HTTP server's address, TLS, timeouts, origins, proxies and
+// request limits) is the transport's own (httpapi.Config). cmd/server fills
+// both from flags and HERALD_* variables, whose defaults are DefaultConfig's
+// and httpapi.DefaultConfig's.
 //
 // A zero number, duration or string means the field's default from
 // DefaultConfig; a nil list or pointer means none (no API keys, no history
 // topics). Fields are grouped by what they govern; the groups are embedded,
 // so cfg.MaxConns reads as well as cfg.Limits.MaxConns.
 type Config struct {
-	// Listen is the address the node serves on (default 127.0.0.1:8080).
-	Listen string
 	// AdvertiseAddr is the address other nodes and operators see in
-	// /v1/cluster (default: Listen).
+	// /v1/cluster (default: none; cmd/server gives its listen address).
 	AdvertiseAddr string
 	// NodeID names the node in the cluster; it must be unique among running
 	// nodes (default: the host name). A node restarted with the same id
@@ -46,7 +45,6 @@ type Config struct {
 	Liveness
 	Limits
 	Security
-	HTTP
 	Storage
 }
 
@@ -82,15 +80,6 @@ type Limits struct {
 	MaxMessageBytes int
 	// MaxKeysPerSend bounds the keys of one send.
 	MaxKeysPerSend int
-	// MaxBatch bounds the items of one POST /v1/batch.
-	MaxBatch int
-	// MaxRequestsInFlight bounds the HTTP API requests (not WebSockets,
-	// health or metrics) a node serves at once, and MaxBodyBytesInFlight
-	// the bytes their bodies may hold together (0: four maximal batch
-	// bodies, see BatchBodyLimit); over either the answer is 503
-	// overloaded. Negative: no bound.
-	MaxRequestsInFlight  int
-	MaxBodyBytesInFlight int64
 	// MaxTopicsPerConn bounds the topics one connection joins.
 	MaxTopicsPerConn int
 	// ReadLimit bounds a client frame; larger frames close the connection
@@ -105,7 +94,8 @@ type Limits struct {
 	ConnRatePerIP  float64
 	ConnBurstPerIP int
 	// MaxWait caps a send's "timeout_ms" when it waits for delivery or an
-	// ack; keep it under HTTPWriteTimeout.
+	// ack; keep it under the transport's write timeout
+	// (httpapi.Config.HTTPWriteTimeout).
 	MaxWait time.Duration
 	// StoreRate and StoreBurst bound, per API key (open mode: per client
 	// IP) and per node, what stored sends cost Redis, in bytes per second
@@ -117,61 +107,29 @@ type Limits struct {
 
 // Security is who may send and who may connect as whom.
 type Security struct {
-	// APIKeys authenticates publishers. Nil leaves the HTTP API open.
+	// APIKeys authenticates publishers. Nil leaves the HTTP API open. The
+	// transports check the keys; the engine reads only whether there are
+	// any (Open), which it tells the cluster and cmd/server's checks.
 	APIKeys *auth.Keyring
 	// Tokens verifies subscribers' connection tokens. Nil trusts ?key=.
 	Tokens *auth.Verifier
-	// Insecure allows listening beyond loopback without APIKeys and Tokens.
-	// Without it such a node refuses to start.
-	Insecure bool
 	// AllowOpenJoin lets a node without APIKeys and Tokens start on a Redis
 	// where authenticated nodes are registered (cmd/server checks at
 	// start). Dangerous: the open node takes anyone's sends to that
 	// cluster's clients, and lets anyone connect as any of its keys.
 	AllowOpenJoin bool
-	// PublicTopics may be posted to without an API key, each post limited
-	// to PublicMaxMessageBytes and, per client IP and topic, to PublicRate
-	// posts per second in bursts of PublicBurst.
-	PublicTopics          []string
-	PublicMaxMessageBytes int
-	PublicRate            float64
-	PublicBurst           int
-	// TrustedProxies are the CIDRs or IPs whose X-Forwarded-For is believed
-	// when finding a client's IP. Empty: the peer address is the client.
-	TrustedProxies []string
-	// AllowedOrigins are the browser origins (host patterns, as in
-	// websocket.AcceptOptions.OriginPatterns) allowed to open WebSockets
-	// besides the node's own. Empty: same origin only.
-	AllowedOrigins []string
-	// AllowedHosts are the host names (matched without the port,
-	// case-insensitively; "*.example.com" for subdomains) the API answers
-	// to; "*" is any. Empty: any with API keys and tokens, and in open mode
-	// only the loopback names and the listen and advertise hosts, so that a
-	// page on a rebound DNS name cannot reach an open node.
-	AllowedHosts []string
-}
-
-// HTTP is the HTTP server's TLS and limits. WebSockets are exempt from the
-// read and write timeouts once upgraded.
-type HTTP struct {
-	// TLSCertFile and TLSKeyFile serve HTTPS and WSS when both are set.
-	TLSCertFile string
-	TLSKeyFile  string
-
-	HTTPReadHeaderTimeout time.Duration
-	HTTPReadTimeout       time.Duration
-	HTTPWriteTimeout      time.Duration
-	HTTPIdleTimeout       time.Duration
-	MaxHeaderBytes        int
 }
 
 // Storage is what the node keeps in Redis for clients that were away.
 type Storage struct {
 	// HistoryTopics keep their messages (bounded like inboxes): a
 	// subscriber that reconnects with since.<topic>=<id> gets what it
-	// missed, and one without gets the newest HistoryReplay (NoReplay:
-	// none; at most InboxMaxLen).
+	// missed.
 	HistoryTopics []string
+	// HistoryReplay is how many of a history topic's newest messages a new
+	// subscriber (one without since.<topic>) gets, at most InboxMaxLen.
+	// NoReplay gives it none; 0, like every zero here, is the default
+	// (DefaultConfig's 20), not "none": say NoReplay for that.
 	HistoryReplay int
 	// StoreByDefault stores every send in its keys' inboxes, as if each
 	// said "store":true.
@@ -203,14 +161,14 @@ type Storage struct {
 }
 
 // NoReplay as Storage.HistoryReplay shows a new subscriber of a history
-// topic nothing from before it joined.
+// topic nothing from before it joined. It is the only negative value
+// accepted.
 const NoReplay = -1
 
 // DefaultConfig is the configuration of a node run without flags: the one
 // place where defaults are written.
 func DefaultConfig() Config {
 	return Config{
-		Listen: "127.0.0.1:8080",
 		Logger: slog.New(slog.DiscardHandler),
 		Redis:  redisconn.Config{ReplicaTimeout: redisconn.DefaultReplicaTimeout},
 		Liveness: Liveness{
@@ -220,23 +178,18 @@ func DefaultConfig() Config {
 			DrainWindow:  10 * time.Second,
 		},
 		Limits: Limits{
-			QueueMessages:   256,
-			QueueBytes:      1 << 20,
-			MaxMessageBytes: 64 << 10,
-			MaxKeysPerSend:  1000,
-			MaxBatch:        1000,
-			// Far more than a node answers at once when Redis is well (a
-			// send takes about a millisecond), few enough that their
-			// goroutines and buffers stay within tens of megabytes.
-			MaxRequestsInFlight: 1024,
-			MaxTopicsPerConn:    32,
-			ReadLimit:           4096,
-			MaxConns:            100000,
-			MaxConnsPerKey:      32,
-			MaxConnsPerIP:       1000,
-			ConnRatePerIP:       20,
-			ConnBurstPerIP:      40,
-			MaxWait:             25 * time.Second,
+			QueueMessages:    256,
+			QueueBytes:       1 << 20,
+			MaxMessageBytes:  64 << 10,
+			MaxKeysPerSend:   1000,
+			MaxTopicsPerConn: 32,
+			ReadLimit:        4096,
+			MaxConns:         100000,
+			MaxConnsPerKey:   32,
+			MaxConnsPerIP:    1000,
+			ConnRatePerIP:    20,
+			ConnBurstPerIP:   40,
+			MaxWait:          25 * time.Second,
 			// 16 MiB/s: about 2,700 stored 1 KiB sends to fresh keys a
 			// second per API key and node, above the 2,000/s a node was
 			// measured storing (docs/benchmarks.md), so a busy backend is
@@ -245,18 +198,6 @@ func DefaultConfig() Config {
 			// 5.1 MiB).
 			StoreRate:  16 << 20,
 			StoreBurst: 64 << 20,
-		},
-		Security: Security{
-			PublicMaxMessageBytes: 2048,
-			PublicRate:            0.2,
-			PublicBurst:           5,
-		},
-		HTTP: HTTP{
-			HTTPReadHeaderTimeout: 5 * time.Second,
-			HTTPReadTimeout:       30 * time.Second,
-			HTTPWriteTimeout:      30 * time.Second,
-			HTTPIdleTimeout:       120 * time.Second,
-			MaxHeaderBytes:        16 << 10,
 		},
 		Storage: Storage{
 			HistoryTopics:  []string{"board"},
@@ -276,27 +217,14 @@ func DefaultConfig() Config {
 	}
 }
 
-// BatchBodyLimit is the largest body of a POST /v1/batch: MaxBatch items
-// of a quarter of MaxMessageBytes each, plus their envelopes.
-func (c Config) BatchBodyLimit() int64 {
-	return int64(c.MaxBatch) * int64(c.MaxMessageBytes/4+2048)
-}
-
-// Open reports whether the node runs in development mode: some part of the
-// API or the WebSocket endpoint accepts anyone.
+// Open reports whether the node runs in development mode: publishers
+// (without APIKeys) or subscribers (without Tokens) are not authenticated.
 func (c Config) Open() bool { return c.APIKeys == nil || c.Tokens == nil }
 
 // withDefaults fills c's zero fields from DefaultConfig and checks the
 // result.
 func (c Config) withDefaults(hostname func() (string, error)) (Config, error) {
 	fillZero(reflect.ValueOf(&c).Elem(), reflect.ValueOf(DefaultConfig()))
-	if c.MaxBodyBytesInFlight == 0 {
-		// A handful of maximal batches at once; they are what costs memory.
-		c.MaxBodyBytesInFlight = 4 * c.BatchBodyLimit()
-	}
-	if c.AdvertiseAddr == "" {
-		c.AdvertiseAddr = c.Listen
-	}
 	if c.FenceAfter == 0 {
 		c.FenceAfter = c.PresenceTTL
 	}
@@ -341,7 +269,7 @@ func (c Config) validate() error {
 	}
 	for name, n := range map[string]int{
 		"queue messages": c.QueueMessages, "queue bytes": c.QueueBytes,
-		"max message bytes": c.MaxMessageBytes, "max keys per send": c.MaxKeysPerSend, "max batch": c.MaxBatch,
+		"max message bytes": c.MaxMessageBytes, "max keys per send": c.MaxKeysPerSend,
 		"max topics per connection": c.MaxTopicsPerConn,
 	} {
 		if n < 0 {
@@ -350,16 +278,6 @@ func (c Config) validate() error {
 	}
 	if c.ReadLimit < 0 {
 		errs = append(errs, fmt.Errorf("read limit must be positive, got %d", c.ReadLimit))
-	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		errs = append(errs, errors.New("TLS needs both a certificate and a key file"))
-	}
-	if c.Open() && !c.Insecure && !loopback(c.Listen) {
-		errs = append(errs, fmt.Errorf("refusing to listen on %s without authentication: configure API keys and a token key, "+
-			"listen on 127.0.0.1, or pass --insecure to accept the risk", c.Listen))
-	}
-	if c.MaxWait >= c.HTTPWriteTimeout && c.HTTPWriteTimeout > 0 {
-		errs = append(errs, fmt.Errorf("max wait %v must be shorter than the HTTP write timeout %v", c.MaxWait, c.HTTPWriteTimeout))
 	}
 	if c.InboxMaxLen < 0 || c.InboxMaxAge < 0 || c.IdempotencyTTL < 0 {
 		errs = append(errs, errors.New("inbox bounds and idempotency TTL must be positive"))
@@ -379,9 +297,6 @@ func (c Config) validate() error {
 	if (c.StoreRate < 0 && c.StoreRate != -1) || c.StoreBurst < 0 {
 		errs = append(errs, errors.New("store rate must be positive (or -1: no limit) and store burst positive"))
 	}
-	if c.PublicRate < 0 || c.PublicMaxMessageBytes < 0 || c.PublicBurst < 0 {
-		errs = append(errs, errors.New("public topic limits must be positive"))
-	}
 	if err := c.Redis.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -389,17 +304,4 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("queue bytes (%d) must hold at least one message of max message bytes (%d)", c.QueueBytes, c.MaxMessageBytes))
 	}
 	return errors.Join(errs...)
-}
-
-// loopback reports whether addr only listens on the loopback interface.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -40,8 +40,8 @@ import (
 const redisTimeout = redisconn.Timeout
 
 // Node is one herald node. New builds it and starts its background work
-// (cluster bus, presence heartbeats, ack flushing); Shutdown drains and
-// stops it.
+// (cluster bus, presence heartbeats, ack flushing); Drain takes it out of
+// service and Close stops it (Shutdown is both).
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
@@ -77,6 +77,7 @@ type Node struct {
 	loops      sync.WaitGroup
 	// stopHeartbeats ends keepPresence and waits for it.
 	stopHeartbeats func()
+	closeOnce      sync.Once
 
 	connRate *ratelimit.Keyed // new connections per client IP
 	// storeRate is stored sends' cost to Redis, in bytes, per API key (or
@@ -85,7 +86,8 @@ type Node struct {
 
 	mu       sync.Mutex
 	draining bool
-	stopped  chan struct{}  // closed when Shutdown has finished
+	drained  chan struct{}  // closed when Drain has finished
+	stopped  chan struct{}  // closed when Close has finished
 	perIP    map[string]int // open connections per client IP
 	active   sync.WaitGroup // sessions between admission and their end
 }
@@ -107,6 +109,7 @@ func New(cfg Config) (*Node, error) {
 		started:  time.Now(),
 		ids:      newIDSource(),
 		perIP:    make(map[string]int),
+		drained:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 		connRate: ratelimit.New(cfg.ConnRatePerIP, cfg.ConnBurstPerIP),
 	}
@@ -245,7 +248,7 @@ func (n *Node) sweepStores(ctx context.Context) {
 	}
 }
 
-// start runs the background loops until Shutdown.
+// start runs the background loops until Close.
 func (n *Node) start() {
 	n.connCtx, n.connCancel = context.WithCancel(context.Background())
 	bg, stop := context.WithCancel(context.Background())
@@ -262,7 +265,7 @@ func (n *Node) start() {
 	if n.mem != nil {
 		n.loops.Go(func() { n.mem.Run(bg, time.Second) })
 	}
-	// Heartbeats stop before Shutdown leaves presence: one racing with
+	// Heartbeats stop before Drain leaves presence: one racing with
 	// Leave would write the node back for a TTL.
 	heartbeats, stopHeartbeats := context.WithCancel(bg)
 	done := make(chan struct{})
@@ -280,20 +283,49 @@ func (n *Node) Logger() *slog.Logger { return n.log }
 // metrics in it.
 func (n *Node) Metrics() *prometheus.Registry { return n.metrics.reg }
 
-// Shutdown drains the node and stops it. It refuses new connections at once
-// (Connect returns ErrDraining, Ready reports not ready), closes open ones
-// with 1012 spread over the drain window (at once if ctx ends first),
-// removes the node from presence, then stops its background work and closes
-// its Redis clients. Sends, publishes and the other calls keep working
-// while the drain lasts, and reach the connections that remain; after
-// Shutdown returns they fail. It does not stop a transport: the transport's
-// own Shutdown calls this one. A second call waits for the first.
-func (n *Node) Shutdown(ctx context.Context) error {
+// Drain takes the node out of service without stopping it. It refuses new
+// connections at once (Connect returns ErrDraining, Ready reports not
+// ready), closes open ones with 1012 spread over the drain window (at once
+// if ctx ends first) and removes the node from presence. Sends, publishes
+// and the other calls keep working, and reach the connections of other
+// nodes and those that remain here, until Close: a transport drains the
+// node, then lets its requests in flight finish, then closes it. A second
+// call waits for the first.
+func (n *Node) Drain(ctx context.Context) error {
 	n.mu.Lock()
 	already := n.draining
 	n.draining = true
 	n.mu.Unlock()
 	if already {
+		select {
+		case <-n.drained:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer close(n.drained)
+	n.drain(ctx)
+	n.stopHeartbeats()
+	if err := n.store.Leave(ctx); err != nil {
+		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)
+	}
+	return ctx.Err()
+}
+
+// Close stops the node: it drains it first if Drain was not called, ends
+// whatever connection survived the drain, stops the background work (the
+// cluster bus, heartbeats, ack flushing) and closes the Redis clients.
+// Calls made after Close reach no connection: with Redis they fail (its
+// clients are closed); a single node still answers them from its
+// in-process stores, delivering nothing. Close does not wait for calls in
+// flight, so a transport lets its requests finish before it closes the
+// node. Close is idempotent: a second call waits for the first.
+func (n *Node) Close(ctx context.Context) error {
+	err := n.Drain(ctx)
+	first := false
+	n.closeOnce.Do(func() { first = true })
+	if !first {
 		select {
 		case <-n.stopped:
 			return nil
@@ -302,11 +334,6 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 	}
 	defer close(n.stopped)
-	n.drain(ctx)
-	n.stopHeartbeats()
-	if err := n.store.Leave(ctx); err != nil {
-		n.log.Warn("leaving presence failed; entries expire with the TTL", "err", err)
-	}
 	n.connCancel() // whatever survived the drain ends now
 	n.hub.CloseNow()
 	n.stopBG()
@@ -315,10 +342,17 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		_ = n.rdb.Close()
 	}
 	n.log.Info("node stopped")
-	return ctx.Err()
+	return err
 }
 
-// Stopped is closed once Shutdown has finished.
+// Shutdown is Drain then Close, for a program that embeds the engine
+// without a transport of its own, or that stops its transport between the
+// two itself. httpapi.Server.Shutdown calls Drain and Close with the HTTP
+// server's shutdown between them, so that requests in flight finish while
+// Redis is still there.
+func (n *Node) Shutdown(ctx context.Context) error { return n.Close(ctx) }
+
+// Stopped is closed once Close (or Shutdown) has finished.
 func (n *Node) Stopped() <-chan struct{} { return n.stopped }
 
 // drain closes the connections with 1012 over the drain window and waits

@@ -334,7 +334,7 @@ func (n *Node) sendResult(m *fanout.Message, store bool, res fanout.KeysResult, 
 	}
 	if res.RouteErr != nil {
 		// Counted here, logged by the caller: once per send, or once per
-		// SendMany however many of its sends failed.
+		// batch however many of its sends failed.
 		n.metrics.redisErrors.WithLabelValues("publish").Inc()
 		if !store && len(out.Online) == 0 {
 			return SendResult{}, redisFailed(res.RouteErr, "cluster bus unreachable")
@@ -344,57 +344,6 @@ func (n *Node) sendResult(m *fanout.Message, store bool, res fanout.KeysResult, 
 	n.metrics.accepted.WithLabelValues("send").Inc()
 	n.metrics.sent.Add(1)
 	return out, nil
-}
-
-// SendMany carries out several sends as Send would each, answered in order:
-// errs[i] is why reqs[i] failed, results[i] what it did otherwise. Plain
-// sends (not stored, no wait, no Idempotency-Key) are routed together, so
-// that their presence lookups are one Redis call; the others run as Sends
-// of their own, concurrently.
-func (n *Node) SendMany(ctx context.Context, reqs []SendRequest) (results []SendResult, errs []error) {
-	results, errs = make([]SendResult, len(reqs)), make([]error, len(reqs))
-	var plain []int // of reqs
-	var ms []*fanout.Message
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	now := time.Now().UnixMilli()
-	for i, req := range reqs {
-		if req.Store || req.Wait != inbox.WaitNone || req.IdempotencyKey != "" || n.cfg.StoreByDefault {
-			wg.Go(func() { results[i], errs[i] = n.Send(ctx, req) })
-			continue
-		}
-		keys, err := n.checkSend(req)
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		plain = append(plain, i)
-		ms = append(ms, &fanout.Message{Kind: fanout.KindKeys, Origin: n.cfg.NodeID, ID: n.ids.next(),
-			TS: now, Keys: keys, Data: req.Data})
-	}
-	if len(ms) == 0 {
-		return results, errs
-	}
-	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
-	defer cancel()
-	routed, routeErrs := n.router.SendKeysMany(rctx, ms)
-	unpublished := 0
-	var first error
-	for j, i := range plain {
-		results[i], errs[i] = n.sendResult(ms[j], false, routed[j], routeErrs[j])
-		if err := routed[j].RouteErr; err != nil {
-			if unpublished++; first == nil {
-				first = err
-			}
-		}
-	}
-	if unpublished > 0 {
-		// One line for the lot: a batch of thousands failing against a sick
-		// Redis must not write thousands of lines.
-		n.log.Warn("sends could not be published to every node holding their keys",
-			"sends", unpublished, "of", len(reqs), "first_err", first)
-	}
-	return results, errs
 }
 
 // await waits, until the send's timeout, for each key's message to be

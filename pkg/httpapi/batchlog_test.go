@@ -1,4 +1,4 @@
-package node_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/herald-push/herald/internal/redistest"
-	"github.com/herald-push/herald/pkg/node"
 )
 
 // lockedBuffer is a log sink the node's goroutines may share.
@@ -23,6 +22,12 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (l *lockedBuffer) lines(substr string) int {
@@ -40,7 +45,7 @@ func TestABatchFailingAgainstRedisLogsOneLineNotOnePerItem(t *testing.T) {
 	r := redistest.StartWith(t, "--user", "nob", "on", ">pw", "~herald:*",
 		"&herald:node:a", "&herald:broadcast", "&herald:topic:*", "+@all", "-@dangerous", "+info")
 	var logs lockedBuffer
-	a := startNode(t, "a", "redis://nob:pw@"+r.Addr(), func(c *node.Config) {
+	a := startNode(t, "a", "redis://nob:pw@"+r.Addr(), func(c *testConfig) {
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})
 	b := startNode(t, "b", r.URL())

@@ -1,4 +1,4 @@
-package node_test
+package httpapi_test
 
 import (
 	"context"
@@ -58,21 +58,21 @@ func startNodeTLS(t *testing.T, certFile, keyFile string, pool *x509.CertPool) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(t, node.Config{NodeID: "tls", Listen: l.Addr().String(), HTTP: node.HTTP{TLSCertFile: certFile, TLSKeyFile: keyFile}}, l)
+	serve(t, node.Config{NodeID: "tls"}, httpapi.Config{Listen: l.Addr().String(), TLSCertFile: certFile, TLSKeyFile: keyFile}, l)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	nodetest.WaitReady(t, "https://"+l.Addr().String()+"/readyz", client)
 	return &testNode{ID: "tls", Addr: l.Addr().String()}
 }
 
-// serve runs a node built from cfg on l, without waiting for it to be
-// ready, until the test ends.
-func serve(t *testing.T, cfg node.Config, l net.Listener) {
+// serve runs a node built from cfg and apiCfg on l, without waiting for it
+// to be ready, until the test ends.
+func serve(t *testing.T, cfg node.Config, apiCfg httpapi.Config, l net.Listener) {
 	t.Helper()
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := httpapi.New(n)
+	api, err := httpapi.New(n, apiCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
