@@ -75,8 +75,8 @@ type Conn struct {
 	closed  bool           // closing: nothing more is queued
 	code    protocol.CloseCode
 	reason  string
-	// sock is set once, by Attach. The writers read it without mu: they
-	// run only once needsWriterLocked saw it set.
+	// sock and writeTimeout are set once, by Attach. The writers read
+	// them without mu: they run only once needsWriterLocked saw sock set.
 	sock         Socket
 	writeTimeout time.Duration
 	writing      bool      // a writer is draining the queue
