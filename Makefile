@@ -61,7 +61,7 @@ bench:
 # budget, for longer local runs.
 FUZZTIME ?=
 FUZZ_TARGETS := FuzzSendBody:./pkg/httpapi:200000x FuzzValidName:./pkg/protocol:400000x \
-	FuzzVerifyToken:./pkg/auth:150000x FuzzClientFrames:./pkg/hub:15000x FuzzMessageDecode:./pkg/fanout:20000x FuzzValidText:./pkg/protocol:100000x
+	FuzzVerifyToken:./pkg/auth:150000x FuzzClientFrames:./pkg/httpapi:15000x FuzzMessageDecode:./pkg/fanout:20000x FuzzValidText:./pkg/protocol:100000x
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		name=$${t%%:*}; rest=$${t#*:}; pkg=$${rest%%:*}; budget=$${rest#*:}; \

@@ -208,7 +208,7 @@ func TestAPartitionedNodesKeysReadOfflineAfterTheReapAndItsClientsMoveToAnotherN
 	close(stop)
 	sends.Wait()
 
-	if at, ok := cl.first(protocol.CloseTryAgainLater); !ok {
+	if at, ok := cl.first(websocket.StatusCode(protocol.CloseTryAgainLater)); !ok {
 		t.Errorf("b never closed its client with 1013 after losing Redis (closes seen: %v)", cl.codes)
 	} else {
 		t.Logf("b closed its client with 1013 %v after the cut (TTL %v)", at.Sub(cut).Round(10*time.Millisecond), faultTTL)

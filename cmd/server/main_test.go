@@ -172,7 +172,7 @@ func TestSIGTERMClosesClientsWith1012ClearsPresenceAndExitsZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err := ws.Read(context.Background())
-	if code := websocket.CloseStatus(err); code != protocol.CloseServiceRestart {
+	if code := protocol.CloseCode(websocket.CloseStatus(err)); code != protocol.CloseServiceRestart {
 		t.Errorf("client closed with %d (%v), want 1012", code, err)
 	}
 	select {

@@ -368,7 +368,7 @@ func TestAClientDroppedForReadingTooSlowlyResumesAndGetsEverything(t *testing.T)
 	var drops atomic.Int64
 	c2, _ := client.New(client.Config{URLs: []string{"ws://" + b.addr}, Key: "slow", AutoAck: true, MinBackoff: 50 * time.Millisecond,
 		OnState: func(connected bool, err error) {
-			if !connected && websocket.CloseStatus(err) == protocol.CloseSlowConsumer {
+			if !connected && protocol.CloseCode(websocket.CloseStatus(err)) == protocol.CloseSlowConsumer {
 				drops.Add(1)
 			}
 		}})

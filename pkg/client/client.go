@@ -330,7 +330,7 @@ func closeError(err error) error {
 	if !errors.As(err, &ce) {
 		return err
 	}
-	switch ce.Code {
+	switch protocol.CloseCode(ce.Code) {
 	case protocol.CloseDisconnected, protocol.CloseTooBig:
 		return &Error{CloseCode: ce.Code, Message: ce.Reason}
 	}

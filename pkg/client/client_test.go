@@ -126,7 +126,7 @@ func TestAClientDisconnectedByAnOperatorStops(t *testing.T) {
 		select {
 		case err := <-errc:
 			var refused *client.Error
-			if !errors.As(err, &refused) || refused.CloseCode != protocol.CloseDisconnected {
+			if !errors.As(err, &refused) || protocol.CloseCode(refused.CloseCode) != protocol.CloseDisconnected {
 				t.Fatalf("Run = %v, want a 4001 close", err)
 			}
 			return

@@ -2,8 +2,9 @@
 // reads requests, applies the HTTP-side limits and API-key auth, calls the
 // engine (pkg/node) and answers, mapping the engine's typed errors to HTTP
 // in one place. The WebSocket endpoint (ws.go) is its own small adapter
-// over the engine's Connect. The API is described by openapi.json, served
-// at /v1/openapi.json.
+// over the engine's Authorize and Admit, and its connections are hub.Sockets
+// (wsconn.go) that the engine's hub writes to. The API is described by
+// openapi.json, served at /v1/openapi.json.
 package httpapi
 
 import (

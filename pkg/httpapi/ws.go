@@ -55,7 +55,7 @@ func (s *Server) handleWebSocket(c *gin.Context) {
 	}
 	// From here the connection lives on its own goroutines, not this
 	// handler's: returning frees the request's stack and gin's context.
-	session.Serve(ws, lean.out)
+	serveWebSocket(session, lean.sock, ws)
 }
 
 // checkUpgrade reports what makes r not a WebSocket handshake herald can

@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/herald-push/herald/pkg/ordering"
 	"github.com/herald-push/herald/pkg/protocol"
 )
@@ -55,32 +53,35 @@ const (
 // the connection joined) are queued in stream order by the stream's
 // ordering.Cursor.
 type Conn struct {
+	// Key, Topics and Raw are set by Add and never change.
 	Key    string
 	Topics []string
 	// Raw connections receive only the data of each message.
 	Raw bool
 
 	maxMsgs, maxBytes int
+	hub               *Hub
+	drained           chan struct{} // signalled when the writer took the queue
 
+	// mu guards the fields below. It is taken under the hub's lock (Remove,
+	// and sends, under the read lock), never the other way round, and is
+	// never held while calling the Socket or a callback of Options except
+	// FanoutDone (which closeLocked may run).
 	mu      sync.Mutex
 	queue   []entry
-	spare   []entry // the previous queue's backing array, reused
-	bytes   int
+	spare   []entry        // the previous queue's backing array, reused
+	bytes   int            // of the frames in queue
 	streams []streamCursor // the key's stream first
-	closed  bool
-	code    websocket.StatusCode
+	closed  bool           // closing: nothing more is queued
+	code    protocol.CloseCode
 	reason  string
-	drained chan struct{} // the writer took the queue
-
-	hub *Hub
-	// Set by Serve.
-	ws        *websocket.Conn
-	opts      ServeOptions
-	ping      *time.Timer
-	out       *Out      // nil: frames are written one by one
-	writing   bool      // a writer is draining the queue
-	endReason EndReason // why the server ended the connection, if it did
-	endErr    error
+	// sock is set once, by Attach. The writers read it without mu: they
+	// run only once needsWriterLocked saw it set.
+	sock         Socket
+	writeTimeout time.Duration
+	writing      bool      // a writer is draining the queue
+	endReason    EndReason // why the server ended the connection, if it did (Fail)
+	endErr       error
 }
 
 func newConn(h *Hub, key string, topics []string, history []ordering.StreamID, raw bool, maxMsgs, maxBytes int) *Conn {
@@ -155,9 +156,9 @@ func (c *Conn) kick() {
 
 // needsWriterLocked reports, and claims, the need for a writer:
 // there is something to write (or a close to send) and none is running.
-// Before Serve the queue waits: there is no socket yet.
+// Before Attach the queue waits: there is no socket yet.
 func (c *Conn) needsWriterLocked() bool {
-	if c.writing || c.ws == nil || (len(c.queue) == 0 && !c.closed) {
+	if c.writing || c.sock == nil || (len(c.queue) == 0 && !c.closed) {
 		return false
 	}
 	c.writing = true
@@ -214,10 +215,11 @@ func (c *Conn) Last(s ordering.StreamID) protocol.StoredID {
 	return protocol.StoredID{}
 }
 
-// Close asks the connection to close with code and reason once the frame
-// being written, if any, is out. Queued frames are dropped. It reports false
-// when the connection was already closing.
-func (c *Conn) Close(code websocket.StatusCode, reason string) bool {
+// Close asks the connection to close with code and reason once the burst
+// being written, if any, is out (Socket.Close, on a goroutine of the hub's).
+// Queued frames are dropped. It reports false when the connection was
+// already closing.
+func (c *Conn) Close(code protocol.CloseCode, reason string) bool {
 	c.mu.Lock()
 	was := c.closed
 	c.closeLocked(code, reason)
@@ -237,7 +239,7 @@ func (c *Conn) Closed() bool {
 	return c.closed
 }
 
-func (c *Conn) closeLocked(code websocket.StatusCode, reason string) {
+func (c *Conn) closeLocked(code protocol.CloseCode, reason string) {
 	if c.closed {
 		return
 	}
@@ -294,7 +296,7 @@ func (c *Conn) recycle(entries []entry) {
 	c.mu.Unlock()
 }
 
-func (c *Conn) closeStatus() (websocket.StatusCode, string) {
+func (c *Conn) closeStatus() (protocol.CloseCode, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.code, c.reason

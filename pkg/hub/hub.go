@@ -1,11 +1,32 @@
 // Package hub holds a node's local client connections: who is connected by
-// key and topic, each connection's bounded outgoing queue, and the loop that
-// writes a connection's queue to its WebSocket.
+// key and topic, each connection's bounded outgoing queue, and the shared
+// writers that write the queues to each connection's Socket, whatever its
+// transport (a WebSocket, an event stream: adapters in pkg/httpapi).
 //
 // Sends only queue: a frame is built once per key (or topic) and the same
 // bytes are queued on every connection, and no send ever waits on a socket.
 // A connection whose queue overflows is closed as a slow consumer and leaves
 // the hub at once.
+//
+// # Locks
+//
+// Three mutexes, always taken in this order, never the other way round:
+//
+//  1. Hub.mu (a read-write lock) guards the registry: keys, topics, all.
+//     Add and Remove hold it for writing; sends (SendKey, SendTopic,
+//     SendAll) offer to each connection under the read lock, so that a
+//     connection cannot leave between being found and being offered to.
+//  2. Conn.mu guards one connection's queue, its stream cursors, its
+//     closing state and its end reason. Remove takes it under Hub.mu to
+//     mark the connection closed; offers take it under Hub.mu's read lock.
+//  3. writers.mu guards the shared writers' line of ready connections and
+//     their spare buffers. schedule takes it after Conn.mu is released;
+//     it is held over no other lock.
+//
+// No lock is held while calling a Socket method, Options.Removed,
+// Options.Behind, Options.Delivered or Options.Acked. Options.FanoutDone
+// may be called with Hub.mu and Conn.mu held (a closing connection drops
+// the copies it still had): it must not call into the hub.
 package hub
 
 import (
@@ -15,8 +36,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/herald-push/herald/pkg/ordering"
 	"github.com/herald-push/herald/pkg/protocol"
@@ -45,14 +64,19 @@ type Options struct {
 	// Delivered is called from the writing goroutine when a Notice's message
 	// was first written on this node. It must not block. Optional.
 	Delivered func(n *ordering.Notice)
-	// Acked is called from the reading goroutine when a client acknowledges
-	// a stored id it was sent. It must not block. Optional.
+	// Acked is called, through Conn.Acked, when a client acknowledges a
+	// stored id it was sent: from the adapter's reading goroutine. It must
+	// not block. Optional.
 	Acked func(c *Conn, id protocol.StoredID)
 	// FanoutDone is told, per topic or broadcast message, how long it took
 	// from reaching the hub to being written on the last connection it was
-	// queued for (copies dropped with a closing connection count as
-	// written). Optional.
+	// queued for (copies dropped with a closing connection, or with a burst
+	// whose write failed, count as written). It may run under the hub's
+	// locks: it must not block or call into the hub. Optional.
 	FanoutDone func(kind protocol.Kind, d time.Duration)
+	// Writers bounds the shared writer goroutines; 0 or less means twice
+	// GOMAXPROCS.
+	Writers int
 }
 
 // Stats are running totals since the hub was made.
@@ -65,13 +89,14 @@ type Stats struct {
 type Hub struct {
 	opts Options
 
-	mu     sync.RWMutex
+	mu     sync.RWMutex // see the package doc for the lock order
 	keys   map[string][]*Conn
 	topics map[string][]*Conn
 	all    map[*Conn]struct{}
 
 	queued       atomic.Uint64
 	slowConsumer atomic.Uint64
+	stopped      atomic.Bool // CloseNow ran: connections attached later are killed
 
 	writers writers
 }
@@ -93,14 +118,17 @@ func New(opts Options) *Hub {
 	if opts.FanoutDone == nil {
 		opts.FanoutDone = func(protocol.Kind, time.Duration) {}
 	}
-	h := &Hub{
-		opts:   opts,
-		keys:   make(map[string][]*Conn),
-		topics: make(map[string][]*Conn),
-		all:    make(map[*Conn]struct{}),
+	if opts.Writers <= 0 {
 		// Shared writers never wait for a socket: more of them than
 		// processors would only take turns.
-		writers: writers{max: 2 * runtime.GOMAXPROCS(0)},
+		opts.Writers = 2 * runtime.GOMAXPROCS(0)
+	}
+	h := &Hub{
+		opts:    opts,
+		keys:    make(map[string][]*Conn),
+		topics:  make(map[string][]*Conn),
+		all:     make(map[*Conn]struct{}),
+		writers: writers{max: opts.Writers},
 	}
 	h.writers.run = h.writeReady
 	return h
@@ -113,8 +141,9 @@ var (
 )
 
 // Add registers a connection for key and topics and returns it. Frames sent
-// to it from now on wait in its queue until Serve writes them, which is what
-// lets a node register a connection before the WebSocket handshake ends.
+// to it from now on wait in its queue until Attach gives it a socket, which
+// is what lets a node register a connection before the WebSocket handshake
+// (or the event stream's first byte) ends.
 //
 // history are the streams of the joined topics that keep history; their
 // stored messages reach c in order, like its key's.
@@ -138,7 +167,10 @@ func (h *Hub) Add(key string, topics []string, history []ordering.StreamID, raw 
 	return c, nil
 }
 
-// Remove takes c out of the hub. It reports false when c had already left.
+// Remove takes c out of the hub and marks it closed, so that nothing more is
+// queued on it. It does not end its transport: a close that was asked for
+// is still sent, and the adapter still calls Ended. It reports false when c
+// had already left.
 func (h *Hub) Remove(c *Conn) bool {
 	h.mu.Lock()
 	if _, ok := h.all[c]; !ok {
@@ -147,7 +179,7 @@ func (h *Hub) Remove(c *Conn) bool {
 	}
 	delete(h.all, c)
 	c.mu.Lock()
-	c.closeLocked(websocket.StatusNormalClosure, "") // nothing more is written to it
+	c.closeLocked(protocol.CloseNormal, "") // nothing more is written to it
 	c.mu.Unlock()
 	removeFrom(h.keys, c.Key, c)
 	for _, t := range c.Topics {

@@ -299,3 +299,40 @@ func TestAHeldTopicCopyIsTimedWhenDroppedNotWhenHeld(t *testing.T) {
 		t.Fatalf("fan-out reported %d times after its held copy was dropped, want once", len(done))
 	}
 }
+
+// However the transport says its connection ended, the server's own reason
+// wins when the server ended it: a failed write, a close it sent, its stop.
+func TestAConnectionsEndIsTheServersReasonWhenTheServerEndedIt(t *testing.T) {
+	broken := errors.New("connection reset by peer")
+	for _, tc := range []struct {
+		name   string
+		server func(h *Hub, c *Conn)
+		want   End
+	}{
+		{"the client closed", func(*Hub, *Conn) {}, End{Reason: EndClientClosed}},
+		{"an operator disconnected the key", func(h *Hub, c *Conn) { h.CloseKey(c.Key) },
+			End{Reason: EndServerClosed, Code: CloseDisconnected}},
+		{"a write failed first", func(_ *Hub, c *Conn) { c.Fail(EndWriteFailed, broken) },
+			End{Reason: EndWriteFailed, Err: broken}},
+		{"a write failed, then the client's pong was late", func(_ *Hub, c *Conn) {
+			c.Fail(EndWriteFailed, broken)
+			c.Fail(EndPingTimeout, errors.New("late"))
+		}, End{Reason: EndWriteFailed, Err: broken}},
+		{"the node stopped", func(h *Hub, _ *Conn) { h.CloseNow() }, End{Reason: EndStopped, Err: errStopped}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var removed []*Conn
+			h := New(Options{QueueMessages: 8, QueueBytes: 1 << 20, Removed: func(c *Conn) { removed = append(removed, c) }})
+			c := mustAdd(t, h, "u1", nil, false)
+			tc.server(h, c)
+			// The transport's own account: the client went away.
+			got := c.Ended(EndClientClosed, nil)
+			if got != tc.want {
+				t.Errorf("ended with %+v, want %+v", got, tc.want)
+			}
+			if h.Len() != 0 || len(removed) != 1 {
+				t.Errorf("after Ended the hub holds %d connections and reported %d removed, want 0 and 1", h.Len(), len(removed))
+			}
+		})
+	}
+}

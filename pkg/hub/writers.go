@@ -1,16 +1,14 @@
 package hub
 
 import (
-	"context"
 	"sync"
-
-	"github.com/coder/websocket"
 )
 
 // writers is the hub's shared set of writer goroutines. A connection with
-// frames queued waits in ready, at most once; a writer takes it, writes all
-// its queued frames in one system call and puts it back at the end of the
-// line if more came meanwhile. A broadcast to many connections so costs one
+// frames queued waits in ready, at most once; a writer takes it, gathers all
+// its queued frames in one burst of its Socket (one system call on a plain
+// TCP connection) and puts it back at the end of the line if more came
+// meanwhile. A broadcast to many connections so costs one
 // write each and no goroutine each. The set grows to max only while work
 // waits and shrinks to none when there is none.
 type writers struct {
@@ -101,14 +99,14 @@ func (h *Hub) writeBurst(c *Conn, buf []byte) []byte {
 		return buf
 	}
 	if len(entries) > 0 {
-		if !c.out.tryHold(buf) {
+		if !c.sock.TryHold(buf) {
 			go h.writeBurstWaiting(c, entries)
 			return buf
 		}
-		if err := c.gather(entries); err != nil {
-			return buf
+		if !c.gather(entries) {
+			return buf // the socket forgot buf with the burst
 		}
-		sent, done, err := c.out.tryRelease()
+		reuse, done, err := c.sock.TryRelease()
 		if err != nil {
 			c.failWrite(entries, err)
 			return buf
@@ -116,11 +114,11 @@ func (h *Hub) writeBurst(c *Conn, buf []byte) []byte {
 		if !done {
 			// A slow client, or a connection that cannot be written without
 			// waiting: finish on a goroutine of its own. What is left to
-			// write may be in buf, which goes with it.
+			// write may be in buf, which the socket keeps until then.
 			go h.finishBurst(c, entries)
 			return nil
 		}
-		buf = sent
+		buf = reuse
 		h.written(entries)
 		c.recycle(entries)
 	}
@@ -130,27 +128,28 @@ func (h *Hub) writeBurst(c *Conn, buf []byte) []byte {
 	return buf
 }
 
-// gather writes entries through the WebSocket into c's held Out. On
-// failure c is failing and entries are accounted for.
-func (c *Conn) gather(entries []entry) error {
-	for i, e := range entries {
-		// Into memory: no timeout needed. It can wait only behind a ping
-		// being written to a full socket, which the ping's own timeout
-		// bounds.
-		if err := c.ws.Write(context.Background(), websocket.MessageText, e.frame); err != nil {
-			c.out.drop()
-			c.failWrite(entries[i:], err)
-			return err
+// gather puts entries into c's held burst. If one fails, the burst is
+// dropped and c fails: none of entries, not even those put before, will be
+// written, and every one of them is accounted for as such.
+func (c *Conn) gather(entries []entry) bool {
+	for _, e := range entries {
+		// Into memory: no timeout needed. A WebSocket's can wait only
+		// behind a ping being written to a full socket, which the ping's
+		// own timeout bounds.
+		if err := c.sock.Put(e.frame, e.id); err != nil {
+			c.sock.Drop()
+			c.failWrite(entries, err)
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 // writeBurstWaiting writes c's burst on a goroutine of its own, for when
-// c's socket is busy with a slow write.
+// c's socket is busy with a write that may wait.
 func (h *Hub) writeBurstWaiting(c *Conn, entries []entry) {
-	c.out.hold(nil)
-	if c.gather(entries) == nil {
+	c.sock.Hold(nil)
+	if c.gather(entries) {
 		h.finishBurst(c, entries)
 	}
 }
@@ -158,7 +157,7 @@ func (h *Hub) writeBurstWaiting(c *Conn, entries []entry) {
 // finishBurst writes the rest of c's burst, waiting at most the write
 // timeout, and hands c back to the shared writers.
 func (h *Hub) finishBurst(c *Conn, entries []entry) {
-	if err := c.out.release(c.opts.WriteTimeout); err != nil {
+	if err := c.sock.Release(c.writeTimeout); err != nil {
 		c.failWrite(entries, err)
 		return
 	}

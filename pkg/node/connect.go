@@ -7,9 +7,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/herald-push/herald/pkg/auth"
 	"github.com/herald-push/herald/pkg/hub"
@@ -38,18 +37,51 @@ type ConnectRequest struct {
 // Session is an admitted connection: registered in the cluster, so
 // anything sent to its key or topics from now on reaches it, and waiting
 // for its socket. Serve hands it the socket; Abort gives it up.
+//
+// A transport's adapter uses it in this order: Admit; its own handshake
+// (Abort if that fails); Serve with the transport's hub.Socket; then, from
+// its own goroutine, reading the client (Conn().Acked, Conn().Pong) and
+// keeping it alive (Settings; Conn().Fail on a lost client) until its
+// transport ends, whoever ended it (a close the hub sent, a Kill, the
+// client); then Ended, once.
 type Session struct {
 	n       *Node
 	conn    *hub.Conn
 	req     ConnectRequest
 	key     string
 	history []ordering.StreamID
-	expires time.Time // zero without tokens
+	expires time.Time   // zero without tokens
+	expiry  *time.Timer // closes the connection when its token expires
 	release func()
+	ended   atomic.Bool
 }
 
 // Key is the key the session is connected as.
 func (s *Session) Key() string { return s.key }
+
+// Conn is the session's connection in the hub, for its adapter: Acked,
+// Pong and Fail.
+func (s *Session) Conn() *hub.Conn { return s.conn }
+
+// ConnSettings are how a transport keeps a connection alive and bounds it,
+// from the node's Config.
+type ConnSettings struct {
+	// PingInterval is how often the client is pinged (a WebSocket ping;
+	// an event stream's heartbeat comment).
+	PingInterval time.Duration
+	// WriteTimeout bounds the rest of a burst the hub could not write
+	// without waiting, and a ping's pong.
+	WriteTimeout time.Duration
+	// ReadLimit bounds one frame from the client; larger ones end the
+	// connection with 1009.
+	ReadLimit int64
+}
+
+// Settings returns the node's settings for its transports
+// (Config.PingInterval, WriteTimeout, ReadLimit).
+func (s *Session) Settings() ConnSettings {
+	return ConnSettings{PingInterval: s.n.cfg.PingInterval, WriteTimeout: s.n.cfg.WriteTimeout, ReadLimit: s.n.cfg.ReadLimit}
+}
 
 // Connect checks who the client is and what it may join, applies the
 // connection limits, and registers the connection (hub, presence, topic
@@ -250,34 +282,18 @@ func (s *Session) Abort() {
 	s.release()
 }
 
-// Serve takes over ws for the session and returns at once: the connection
-// lives on its own goroutines until it ends or the node stops. What the
-// client missed is replayed before anything live.
-//
-// out is the stream under ws's buffered writer (see hub.Out), where the
-// node's shared writers gather the connection's frames.
-func (s *Session) Serve(ws *websocket.Conn, out *hub.Out) {
+// Serve hands the session its socket and returns at once: from now on the
+// hub's shared writers write the connection's queue to sock, until it ends
+// or the node stops. What the client missed is replayed before anything
+// live.
+func (s *Session) Serve(sock hub.Socket) {
 	n := s.n
-	var expiry *time.Timer
 	if !s.expires.IsZero() {
-		expiry = time.AfterFunc(time.Until(s.expires), func() {
+		s.expiry = time.AfterFunc(time.Until(s.expires), func() {
 			s.conn.Close(protocol.CloseTokenExpired, "token expired: reconnect with a fresh token")
 		})
 	}
-	topics := len(s.req.Topics)
-	n.hub.Serve(n.connCtx, s.conn, ws, hub.ServeOptions{
-		PingInterval: n.cfg.PingInterval,
-		WriteTimeout: n.cfg.WriteTimeout,
-		ReadLimit:    n.cfg.ReadLimit,
-		Out:          out,
-	}, func(end hub.End) {
-		if expiry != nil {
-			expiry.Stop()
-		}
-		n.metrics.connEnds.WithLabelValues(endLabel(end)).Inc()
-		n.log.Debug("connection ended", "topics", topics, "why", end.String())
-		s.release()
-	})
+	n.hub.Attach(s.conn, sock, n.cfg.WriteTimeout)
 	from, since := ordering.FromConnect, protocol.StoredID{}
 	if s.req.Since != nil {
 		from, since = ordering.FromSince, *s.req.Since
@@ -291,6 +307,27 @@ func (s *Session) Serve(ws *websocket.Conn, out *hub.Out) {
 		}
 		go n.catcher.CatchUp(n.connCtx, s.conn, s.key, stream, from, since)
 	}
+}
+
+// Ended is the adapter saying that the session's transport has ended, with
+// its own account of why (the hub's wins when the server ended it: see
+// hub.Conn.Ended): the connection leaves the hub and presence, the end is
+// counted and logged, and the session's place under the limits is freed.
+// It returns why the connection ended. Calls after the first do nothing
+// and return the zero End.
+func (s *Session) Ended(reason hub.EndReason, err error) hub.End {
+	if !s.ended.CompareAndSwap(false, true) {
+		return hub.End{}
+	}
+	n := s.n
+	end := s.conn.Ended(reason, err)
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	n.metrics.connEnds.WithLabelValues(endLabel(end)).Inc()
+	n.log.Debug("connection ended", "topics", len(s.req.Topics), "why", end.String())
+	s.release()
+	return end
 }
 
 // endLabel names why a connection ended, for metrics.

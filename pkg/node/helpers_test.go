@@ -17,6 +17,7 @@ import (
 	"github.com/herald-push/herald/internal/apitest"
 	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/pkg/node"
+	"github.com/herald-push/herald/pkg/protocol"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
 
@@ -147,13 +148,13 @@ func (c *client) nothing(d time.Duration) {
 }
 
 // closeStatus waits for the connection to end and returns its close code.
-func (c *client) closeStatus() websocket.StatusCode {
+func (c *client) closeStatus() protocol.CloseCode {
 	c.t.Helper()
 	for {
 		select {
 		case <-c.frames:
 		case err := <-c.closed:
-			return websocket.CloseStatus(err)
+			return protocol.CloseCode(websocket.CloseStatus(err))
 		case <-time.After(10 * time.Second):
 			c.t.Fatal("connection still open after 10s")
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/herald-push/herald/internal/redistest"
+	"github.com/herald-push/herald/pkg/protocol"
 )
 
 func TestBadRequestsGetAClearErrorAndDeliverNothing(t *testing.T) {
@@ -169,7 +170,7 @@ func TestWhatAClientSendsIsDiscardedAndAnOversizedFrameCloses1009(t *testing.T) 
 	if err := cl.ws.Write(ctx, websocket.MessageText, []byte(strings.Repeat("x", 5000))); err != nil {
 		t.Fatal(err)
 	}
-	if code := cl.closeStatus(); code != websocket.StatusMessageTooBig {
+	if code := cl.closeStatus(); code != protocol.CloseTooBig {
 		t.Fatalf("closed with %d, want 1009", code)
 	}
 }

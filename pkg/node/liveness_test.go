@@ -96,7 +96,7 @@ func TestANodeThatLostRedisClosesItsClientsWith1013SoTheyReconnectElsewhere(t *t
 	paused := time.Now()
 	t.Cleanup(r.Resume)
 	err := phone.closeErr(10 * time.Second)
-	if code := websocket.CloseStatus(err); code != protocol.CloseTryAgainLater {
+	if code := protocol.CloseCode(websocket.CloseStatus(err)); code != protocol.CloseTryAgainLater {
 		t.Fatalf("client closed with %v (%v), want 1013", code, err)
 	}
 	var ce websocket.CloseError

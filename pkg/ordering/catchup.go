@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/herald-push/herald/pkg/inbox"
 	"github.com/herald-push/herald/pkg/protocol"
 )
@@ -71,7 +69,7 @@ type Store interface {
 // Conn is a connection's side of a catch-up (hub.Conn).
 type Conn interface {
 	Closed() bool
-	Close(code websocket.StatusCode, reason string) bool
+	Close(code protocol.CloseCode, reason string) bool
 	// Last is the newest id of s the connection was given.
 	Last(s StreamID) protocol.StoredID
 	// Replay queues what it can of ms after start and returns how many of

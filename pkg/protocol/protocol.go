@@ -5,8 +5,6 @@ package protocol
 import (
 	"encoding/json"
 	"strconv"
-
-	"github.com/coder/websocket"
 )
 
 // MaxNameLen is the longest key or topic name accepted.
@@ -31,27 +29,59 @@ func ValidName(s string) bool {
 	return true
 }
 
+// CloseCode is a code the server ends a connection with: a WebSocket close
+// frame's status (RFC 6455 §7.4), and the same number in the closing event
+// of an event stream, so that every client applies one set of reconnect
+// rules whatever its transport.
+type CloseCode uint16
+
 // Close codes the server ends connections with.
 const (
+	// CloseNormal: the connection is done; nothing is wrong.
+	CloseNormal CloseCode = 1000
 	// CloseServiceRestart: the node is shutting down; reconnect (after a
 	// short random delay) and the load balancer will pick another node.
-	CloseServiceRestart = websocket.StatusServiceRestart // 1012
+	CloseServiceRestart CloseCode = 1012
 	// CloseSlowConsumer: the client read too slowly and its outgoing queue
 	// overflowed; messages queued for it were dropped. Reconnect.
-	CloseSlowConsumer = websocket.StatusPolicyViolation // 1008
+	CloseSlowConsumer CloseCode = 1008
 	// CloseTooBig: the client sent a frame over the read limit.
-	CloseTooBig = websocket.StatusMessageTooBig // 1009
+	CloseTooBig CloseCode = 1009
 	// CloseDisconnected: an operator closed the key's connections through
 	// DELETE /v1/connections/{key}. Do not reconnect at once.
-	CloseDisconnected websocket.StatusCode = 4001
+	CloseDisconnected CloseCode = 4001
 	// CloseTokenExpired: the connection's token expired. Reconnect with a
 	// fresh token.
-	CloseTokenExpired websocket.StatusCode = 4002
+	CloseTokenExpired CloseCode = 4002
 	// CloseTryAgainLater: the node could not read the client's stored
 	// messages, or it lost Redis for longer than its fence delay.
 	// Reconnect (with since) after a short delay.
-	CloseTryAgainLater = websocket.StatusTryAgainLater // 1013
+	CloseTryAgainLater CloseCode = 1013
 )
+
+// String names the code for logs: its number and what it means.
+func (c CloseCode) String() string {
+	var name string
+	switch c {
+	case CloseNormal:
+		name = "normal"
+	case CloseServiceRestart:
+		name = "service restart"
+	case CloseSlowConsumer:
+		name = "slow consumer"
+	case CloseTooBig:
+		name = "too big"
+	case CloseDisconnected:
+		name = "disconnected"
+	case CloseTokenExpired:
+		name = "token expired"
+	case CloseTryAgainLater:
+		name = "try again later"
+	default:
+		return strconv.Itoa(int(c))
+	}
+	return strconv.Itoa(int(c)) + " " + name
+}
 
 // Kind says which of a frame's routing fields is set.
 type Kind uint8

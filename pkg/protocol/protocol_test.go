@@ -122,3 +122,24 @@ func TestStoredIDsParseAndOrder(t *testing.T) {
 		t.Error("stored ids are not ordered by milliseconds then sequence")
 	}
 }
+
+func TestCloseCodesAreTheWebSocketNumbersAndNameThemselves(t *testing.T) {
+	for _, tc := range []struct {
+		code CloseCode
+		num  uint16
+		name string
+	}{
+		{CloseNormal, 1000, "1000 normal"},
+		{CloseSlowConsumer, 1008, "1008 slow consumer"},
+		{CloseTooBig, 1009, "1009 too big"},
+		{CloseServiceRestart, 1012, "1012 service restart"},
+		{CloseTryAgainLater, 1013, "1013 try again later"},
+		{CloseDisconnected, 4001, "4001 disconnected"},
+		{CloseTokenExpired, 4002, "4002 token expired"},
+		{CloseCode(4999), 4999, "4999"},
+	} {
+		if uint16(tc.code) != tc.num || tc.code.String() != tc.name {
+			t.Errorf("code %d reads %q, want %d %q", uint16(tc.code), tc.code.String(), tc.num, tc.name)
+		}
+	}
+}
