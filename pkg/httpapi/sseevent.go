@@ -51,12 +51,12 @@ const sseHeartbeat = ":\n\n"
 // close code and reason a WebSocket client would get, so that a client
 // applies the same reconnect rules to both.
 type closeEvent struct {
-	Code   uint16 `json:"code"`
-	Reason string `json:"reason"`
+	Code   protocol.CloseCode `json:"code"`
+	Reason string             `json:"reason"`
 }
 
 // appendCloseEvent appends "event: close" with code and reason to buf.
-func appendCloseEvent(buf []byte, code uint16, reason string) []byte {
+func appendCloseEvent(buf []byte, code protocol.CloseCode, reason string) []byte {
 	data, _ := json.Marshal(closeEvent{Code: code, Reason: reason}) // cannot fail: a number and a string
 	buf = append(buf, "event: close\n"...)
 	return appendEvent(buf, data, protocol.StoredID{})

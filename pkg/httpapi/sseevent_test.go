@@ -119,7 +119,7 @@ func TestAFrameBecomesOneEventAnEventSourceReadsBackWhole(t *testing.T) {
 // The stream's end says why, in the close code and reason a WebSocket
 // client gets; a reason with quotes or a line break stays one data line.
 func TestTheClosingEventCarriesTheCloseCodeAndReason(t *testing.T) {
-	wire := string(appendCloseEvent(nil, 1012, "node \"a\" is shutting down\nbye"))
+	wire := string(appendCloseEvent(nil, protocol.CloseServiceRestart, "node \"a\" is shutting down\nbye"))
 	want := "event: close\ndata: {\"code\":1012,\"reason\":\"node \\\"a\\\" is shutting down\\nbye\"}\n\n"
 	if wire != want {
 		t.Fatalf("wire %q, want %q", wire, want)
