@@ -160,3 +160,40 @@ func TestLastEventIDAndSinceResumeAfterTheLaterOfTheTwo(t *testing.T) {
 		})
 	}
 }
+
+// Only the key's stored messages carry their id as the event id, so that
+// Last-Event-ID is always a position in the key's stream: a history
+// topic's stored frame carries none, and neither does any raw frame of a
+// stream that joined a history topic, which cannot be told apart.
+func TestOnlyTheKeysStoredMessagesBecomeEventIDs(t *testing.T) {
+	id := protocol.StoredID{MS: 17, Seq: 2}
+	for _, tc := range []struct {
+		what   string
+		rawIDs bool
+		frame  string
+		id     protocol.StoredID
+		wantID bool
+	}{
+		{"the key's stored frame", true, `{"id":"17-2","key":"u1","data":1,"ts":1}`, id, true},
+		{"a history topic's stored frame", true, `{"id":"17-2","topic":"board","data":1,"ts":1}`, id, false},
+		{"a plain frame", true, `{"id":"m1","key":"u1","data":1,"ts":1}`, protocol.StoredID{}, false},
+		{"a raw stored frame of a stream without history topics", true, `"text"`, id, true},
+		{"a raw stored frame of a stream with a history topic", false, `"text"`, id, false},
+		{"a raw frame that looks like a JSON frame of a topic", true, `{"id":"x","topic":"t"}`, id, false},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			s := &sseSocket{rawIDs: tc.rawIDs}
+			s.holdLocked(nil)
+			if err := s.Put([]byte(tc.frame), tc.id); err != nil {
+				t.Fatal(err)
+			}
+			events := parseEvents(t, string(s.buf))
+			if len(events) != 1 || events[0].data != tc.frame {
+				t.Fatalf("events %+v, want the frame", events)
+			}
+			if got := events[0].lastID != ""; got != tc.wantID {
+				t.Fatalf("event id %q, want one: %v", events[0].lastID, tc.wantID)
+			}
+		})
+	}
+}

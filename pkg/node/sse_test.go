@@ -394,3 +394,24 @@ func TestAnEventStreamWorksThroughAnHTTP2Proxy(t *testing.T) {
 	}
 	wait.Until(t, 5*time.Second, "heartbeats through the proxy", func() bool { return s.Comments.Load() >= 2 })
 }
+
+// Event streams count against the same connection limits as WebSockets:
+// one key's second connection on a node that allows one is refused 429
+// with a Retry-After, whichever transport either uses.
+func TestEventStreamsCountAgainstTheConnectionLimitsLikeWebSockets(t *testing.T) {
+	n := startNode(t, "solo", "", func(c *node.Config) { c.MaxConnsPerKey = 1 })
+	openEvents(t, n, "key=u1", nil)
+	s, resp := ssetest.Open(t, http.DefaultClient, n.URL("/v1/sse?key=u1"), nil)
+	if s != nil {
+		t.Fatal("a second stream of u1 opened, over the limit of 1 per key")
+	}
+	out := decode(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || errorCode(out) != "too_many_connections" || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second stream: %d %v (Retry-After %q), want 429 too_many_connections with a Retry-After", resp.StatusCode, out, resp.Header.Get("Retry-After"))
+	}
+	if status, _ := dialStatus(t, n, "key=u1", nil); status != http.StatusTooManyRequests {
+		t.Fatalf("a WebSocket of u1 beside its stream: %d, want 429", status)
+	}
+	openEvents(t, n, "key=u2", nil) // another key is not concerned
+}
