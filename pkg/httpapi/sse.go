@@ -77,8 +77,7 @@ func (s *Server) handleEvents(c *gin.Context) {
 	// The headers go out before the hub may write: EventSource opens on
 	// them.
 	if err := sock.rc.Flush(); err != nil {
-		sock.end()
-		session.Ended(hub.EndWriteFailed, fmt.Errorf("flush headers: %w", err))
+		session.Abort() // the client is gone before its stream began
 		return
 	}
 	sock.conn = session.Conn()
