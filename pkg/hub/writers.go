@@ -1,29 +1,28 @@
 package hub
 
-import (
-	"sync"
-)
+import "sync"
 
 // writers is the hub's shared set of writer goroutines. A connection with
 // frames queued waits in ready, at most once; a writer takes it, gathers all
 // its queued frames in one burst of its Socket (one system call on a plain
 // TCP connection) and puts it back at the end of the line if more came
-// meanwhile. A broadcast to many connections so costs one
-// write each and no goroutine each. The set grows to max only while work
-// waits and shrinks to none when there is none.
+// meanwhile. A broadcast to many connections so costs one write each and
+// no goroutine each. The set grows to max only while work waits and shrinks
+// to none when there is none.
 type writers struct {
+	max int    // set by New
+	run func() // Hub.writeReady, bound once: "go h.writeReady()" makes a closure, an allocation, every time a writer starts
+
+	// mu guards the fields below. It is the last lock in the hub's order
+	// (package doc): taken with no Conn.mu held, and held over no other.
 	mu      sync.Mutex
 	ready   []*Conn
 	head    int // ready[head:] wait
 	running int
-	max     int
 	// spare holds the gathering buffers of writers that stopped, for the
 	// next to start: under many small sends each frame finds the writers
 	// stopped, and a buffer per start was an allocation per frame.
 	spare [][]byte
-	// run is Hub.writeReady, bound once: "go h.writeReady()" makes a
-	// closure, an allocation, every time a writer starts.
-	run func()
 }
 
 // maxGatherBuffer is the largest gathering buffer a writer keeps between
