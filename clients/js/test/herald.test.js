@@ -107,6 +107,28 @@ test("over Server-Sent Events a client receives sends through another node, and 
   h.close();
 });
 
+test("over Server-Sent Events a client whose stream drops resumes on the next node with what was stored meanwhile, once", async () => {
+  const h = new Herald({ url: [A, B], key: "js-sse4", transport: "sse", minBackoff: 50 }).connect();
+  await opened(h);
+  let got = nextMessage(h);
+  await send(B, { key: "js-sse4", data: 1, store: true });
+  const first = await got;
+  assert.equal(h.lastId, first.id);
+
+  // The stream drops as a network failure drops it: EventSource reports an
+  // error. The client reconnects on its own terms (the next URL, since=).
+  const reopened = opened(h);
+  got = nextMessage(h, 10000);
+  h._es.onerror(new Event("error"));
+  await send(A, { key: "js-sse4", data: 2, store: true });
+  await reopened;
+  const second = await got;
+  assert.equal(second.data, 2);
+  assert.ok(compareStoredIds(second.id, first.id) > 0);
+  assert.equal(h.duplicates, 0);
+  h.close();
+});
+
 test("behind a proxy that refuses WebSocket upgrades the client falls back to Server-Sent Events", async () => {
   const h = new Herald({ url: NO_UPGRADE, key: "js-sse2", minBackoff: 20 });
   const fellBack = new Promise((resolve) => h.on("fallback", resolve));
