@@ -20,7 +20,15 @@ export interface HeraldOptions {
   since?: string;
   minBackoff?: number;
   maxBackoff?: number;
+  /**
+   * "auto" (the default): a WebSocket, falling back to Server-Sent Events
+   * (GET /v1/sse, acks by POST /v1/ack) when a WebSocket cannot open though
+   * the node answers plain HTTP; "sse": Server-Sent Events only;
+   * "websocket": never fall back.
+   */
+  transport?: "auto" | "websocket" | "sse";
   WebSocket?: typeof WebSocket;
+  EventSource?: typeof EventSource;
 }
 
 export interface HeraldClose {
@@ -45,8 +53,12 @@ export declare class Herald {
   /** Newest stored id handled per stream: "" for the key, topic names for topics with history. */
   readonly lastIds: Map<string, string>;
   readonly duplicates: number;
+  /** The transport of the current or next attempt. */
+  readonly transport: "websocket" | "sse";
   on(event: "message", fn: (m: HeraldMessage) => void): () => void;
-  on(event: "open", fn: (e: { url: string }) => void): () => void;
+  on(event: "open", fn: (e: { url: string; transport?: "sse" }) => void): () => void;
+  /** WebSockets were found blocked: the client reads Server-Sent Events from now on. */
+  on(event: "fallback", fn: (e: { transport: "sse" }) => void): () => void;
   on(event: "close", fn: (e: HeraldClose) => void): () => void;
   on(event: "error", fn: (e: Error | HeraldError) => void): () => void;
   on(event: "state", fn: (s: HeraldState) => void): () => void;

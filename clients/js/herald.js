@@ -8,7 +8,10 @@
 // It reconnects with jittered exponential backoff, resumes after the last
 // stored message it handled (since=), drops duplicates, acknowledges stored
 // messages, and stops with an "error" event on refusals a retry cannot fix.
-// The wire protocol is docs/protocol.md.
+// Where a WebSocket cannot open although the node answers plain HTTP (a
+// proxy that refuses upgrades), it reads the same messages as Server-Sent
+// Events instead (GET /v1/sse, acks by POST /v1/ack); transport: "sse" uses
+// only that. The wire protocol is docs/protocol.md.
 
 const STORED_ID = /^(\d+)-(\d+)$/;
 
@@ -56,7 +59,10 @@ export class Herald {
    * @param {string} [options.since]       resume after this stored id
    * @param {number} [options.minBackoff=200] ms
    * @param {number} [options.maxBackoff=30000] ms
+   * @param {"auto"|"websocket"|"sse"} [options.transport="auto"] auto: WebSocket, falling back to
+   *        Server-Sent Events when WebSockets are blocked on the way
    * @param {typeof WebSocket} [options.WebSocket] implementation, if not global
+   * @param {typeof EventSource} [options.EventSource] implementation, if not global
    */
   constructor(options) {
     const urls = Array.isArray(options.url) ? options.url : [options.url];
@@ -64,7 +70,10 @@ export class Herald {
     if (!options.key && !options.token && !options.tokenProvider) {
       throw new TypeError("herald: key, token or tokenProvider is required");
     }
-    this.options = { autoAck: true, minBackoff: 200, maxBackoff: 30000, topics: [], ...options };
+    this.options = { autoAck: true, minBackoff: 200, maxBackoff: 30000, topics: [], transport: "auto", ...options };
+    if (!["auto", "websocket", "sse"].includes(this.options.transport)) {
+      throw new TypeError(`herald: transport must be "auto", "websocket" or "sse", not ${JSON.stringify(this.options.transport)}`);
+    }
     this.urls = urls.map(toWebSocketURL);
     // Newest stored id handled per stream: "" for the key's messages, the
     // topic's name for a topic that keeps history.
@@ -78,7 +87,23 @@ export class Herald {
     this._timer = null;
     this._stopped = false;
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
-    if (!this._WebSocket) throw new TypeError("herald: no WebSocket implementation; pass options.WebSocket");
+    this._EventSource = options.EventSource || globalThis.EventSource;
+    // The transport of the next attempt: "sse" from the start when asked
+    // for, or once a WebSocket was found blocked (see _open).
+    this.transport = this.options.transport === "sse" ? "sse" : "websocket";
+    if (this.transport === "websocket" && !this._WebSocket) {
+      if (this.options.transport === "websocket" || !this._EventSource) {
+        throw new TypeError("herald: no WebSocket implementation; pass options.WebSocket");
+      }
+      this.transport = "sse";
+    }
+    if (this.transport === "sse" && !this._EventSource) {
+      throw new TypeError("herald: no EventSource implementation; pass options.EventSource");
+    }
+    this._es = null;
+    this._token = "";
+    this._acking = null; // an ack POST in flight (Server-Sent Events)
+    this._ackNext = "";
   }
 
   /** The newest stored id of the key's messages handled. */
@@ -86,7 +111,7 @@ export class Herald {
     return this.lastIds.get("") || "";
   }
 
-  /** Listens for "open", "message", "close", "error" or "state". */
+  /** Listens for "open", "message", "close", "error", "state" or "fallback". */
   on(event, fn) {
     if (!this._listeners.has(event)) this._listeners.set(event, new Set());
     this._listeners.get(event).add(fn);
@@ -120,26 +145,58 @@ export class Herald {
     this._stopped = true;
     clearTimeout(this._timer);
     if (this._ws) this._ws.close(1000, "client closed");
+    if (this._es) this._es.close();
+    this._es = null;
     this._setState("closed");
   }
 
   /** Acknowledges every stored message up to id. */
   ack(id) {
-    if (this._ws && this._ws.readyState === 1 && isStoredId(id)) {
+    if (!isStoredId(id)) return;
+    if (this._ws && this._ws.readyState === 1) {
       this._ws.send(JSON.stringify({ type: "ack", id }));
+    } else if (this._es) {
+      this._postAck(id);
     }
+  }
+
+  // _postAck acknowledges over HTTP, for an event stream: one POST at a
+  // time, the newest id waiting for the one in flight, as acks are
+  // cumulative. A failed one is left for the next: it covers this one.
+  _postAck(id) {
+    if (this._acking) {
+      if (!this._ackNext || compareStoredIds(id, this._ackNext) > 0) this._ackNext = id;
+      return;
+    }
+    const url = this._ackURL;
+    const body = this._token ? { token: this._token, id } : { key: this.options.key, id };
+    this._acking = fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })
+      .then((res) => res.body && res.body.cancel(), () => {})
+      .finally(() => {
+        this._acking = null;
+        const next = this._ackNext;
+        this._ackNext = "";
+        if (next) this._postAck(next);
+      });
   }
 
   async _target() {
     const base = this.urls[this._next++ % this.urls.length];
     const q = new URLSearchParams();
     const { key, token, tokenProvider, topics } = this.options;
-    if (tokenProvider) q.set("token", await tokenProvider());
-    else if (token) q.set("token", token);
+    this._token = "";
+    if (tokenProvider) this._token = await tokenProvider();
+    else if (token) this._token = token;
+    if (this._token) q.set("token", this._token);
     if (key) q.set("key", key);
     if (topics && topics.length) q.set("topics", topics.join(","));
     for (const [stream, id] of this.lastIds) {
       q.set(stream === "" ? "since" : `since.${stream}`, id);
+    }
+    if (this.transport === "sse") {
+      const u = toStreamURL(base);
+      this._ackURL = u.replace(/\/sse$/, "/ack");
+      return `${u}?${q}`;
     }
     return `${base}?${q}`;
   }
@@ -154,6 +211,7 @@ export class Herald {
       this._emit("error", err);
       return this._retry();
     }
+    if (this.transport === "sse") return this._openStream(target);
     const ws = new this._WebSocket(target);
     this._ws = ws;
     let opened = false;
@@ -181,9 +239,17 @@ export class Herald {
       }
       if (!opened) {
         // A refused upgrade looks like any other failure to a WebSocket;
-        // ask the node in plain HTTP why, so auth errors are final.
-        const refusal = await this._diagnose(target);
+        // ask the node in plain HTTP why, so auth errors are final. A node
+        // that answers the plain request "not a WebSocket" (426) was
+        // reached, so something on the way refused the upgrade: read the
+        // messages as an event stream from now on.
+        const { refusal, blocked } = await this._diagnose(target.replace(/^ws/, "http"));
         if (refusal) return this._fail(refusal);
+        if (blocked && this.options.transport === "auto" && this._EventSource) {
+          this.transport = "sse";
+          this._emit("fallback", { transport: "sse" });
+          return this._open();
+        }
       }
       this._retry();
     };
@@ -191,17 +257,74 @@ export class Herald {
     ws.onerror = () => { if (!opened) end(1006, "connection failed"); };
   }
 
-  async _diagnose(target) {
-    if (typeof fetch !== "function") return null;
+  // _openStream reads the messages as Server-Sent Events. EventSource
+  // would reconnect by itself, with the URL it first opened; herald's own
+  // reconnects (backoff, the next URL, since= of what was handled) apply
+  // instead, so every error ends this stream.
+  _openStream(target) {
+    const es = new this._EventSource(target);
+    this._es = es;
+    let opened = false;
+    let ended = false;
+    const end = async (code, reason) => {
+      if (ended) return;
+      ended = true;
+      es.close();
+      if (this._es === es) this._es = null;
+      const final = FINAL_CLOSES.get(code);
+      this._emit("close", { code, reason, willRetry: !final && !this._stopped });
+      if (this._stopped) return;
+      if (final) {
+        this._fail(new HeraldError(`herald closed the connection: ${code} ${reason}`, { code: final, closeCode: code }));
+        return;
+      }
+      if (!opened) {
+        // EventSource hides a refusal's status and body: ask again.
+        const { refusal } = await this._diagnose(target);
+        if (refusal) return this._fail(refusal);
+      }
+      this._retry();
+    };
+    es.onopen = () => {
+      opened = true;
+      this._attempt = 0;
+      this._setState("open");
+      this._emit("open", { url: target.split("?")[0], transport: "sse" });
+    };
+    es.onmessage = (e) => this._receive(e.data);
+    es.addEventListener("close", (e) => {
+      let c = {};
+      try {
+        c = JSON.parse(e.data);
+      } catch {}
+      end(c.code || 1006, c.reason || "");
+    });
+    es.onerror = () => end(1006, opened ? "stream ended" : "connection failed");
+  }
+
+  // _diagnose asks the node in plain HTTP why a connection did not open:
+  // refusal is a final HeraldError for an answer a retry cannot change;
+  // blocked says the node answered 426, "this is not a WebSocket". A
+  // request that opens a stream after all is cut at once.
+  async _diagnose(url) {
+    if (typeof fetch !== "function") return {};
+    const ctl = new AbortController();
     try {
-      const res = await fetch(target.replace(/^ws/, "http"));
-      if (![400, 401, 403, 404].includes(res.status)) return null;
+      const res = await fetch(url, { signal: ctl.signal, headers: { Accept: "application/json" } });
+      if (res.status === 426) return { blocked: true };
+      if (![400, 401, 403, 404].includes(res.status)) {
+        ctl.abort();
+        return {};
+      }
       const body = await res.json().catch(() => ({}));
       const err = body.error || {};
-      return new HeraldError(`herald refused the connection: ${res.status} ${err.code || ""}: ${err.message || ""}`,
-        { status: res.status, code: err.code || "" });
+      if (!err.code) return {}; // not herald's answer: something in front of it
+      return {
+        refusal: new HeraldError(`herald refused the connection: ${res.status} ${err.code || ""}: ${err.message || ""}`,
+          { status: res.status, code: err.code || "" }),
+      };
     } catch {
-      return null;
+      return {};
     }
   }
 
@@ -241,6 +364,15 @@ export class Herald {
     // Acks cover a key's messages; a topic's history needs none.
     if (stored && !m.topic && this.options.autoAck) this.ack(m.id);
   }
+}
+
+// toStreamURL turns a WebSocket URL of /v1/ws into its event stream's,
+// http(s):// and /v1/sse.
+function toStreamURL(u) {
+  const url = new URL(u);
+  url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+  url.pathname = url.pathname.replace(/\/ws$/, "/sse");
+  return url.toString();
 }
 
 function toWebSocketURL(u) {

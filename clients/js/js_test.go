@@ -2,6 +2,10 @@ package js_test
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"testing"
@@ -15,7 +19,8 @@ import (
 )
 
 // TestJavaScriptClient runs clients/js/test with Node's test runner against
-// two real nodes on a real Redis and a node that checks tokens.
+// two real nodes on a real Redis, a node that checks tokens, and a real HTTP
+// proxy in front of the first node that refuses WebSocket upgrades.
 func TestJavaScriptClient(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("node not found (make test installs it): %v", err)
@@ -29,8 +34,11 @@ func TestJavaScriptClient(t *testing.T) {
 	}
 	secured := nodetest.Start(t, node.Config{NodeID: "s", Security: node.Security{Tokens: v}}).URL("")
 
-	cmd := exec.Command("node", "--experimental-websocket", "--test", "test/")
-	cmd.Env = append(os.Environ(), "HERALD_A="+a, "HERALD_B="+b, "HERALD_SECURED="+secured)
+	noUpgrade := httptest.NewServer(refusingUpgrades(t, a))
+	t.Cleanup(noUpgrade.Close)
+
+	cmd := exec.Command("node", "--experimental-websocket", "--experimental-eventsource", "--test", "test/")
+	cmd.Env = append(os.Environ(), "HERALD_A="+a, "HERALD_B="+b, "HERALD_SECURED="+secured, "HERALD_NO_UPGRADE="+noUpgrade.URL)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
@@ -38,4 +46,23 @@ func TestJavaScriptClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node --test: %v", err)
 	}
+}
+
+// refusingUpgrades is a reverse proxy to target that answers every request
+// asking for an Upgrade 403, as proxies that do not pass WebSockets do;
+// everything else, event streams included (it flushes them as they come),
+// it passes on.
+func refusingUpgrades(t *testing.T, target string) http.Handler {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" {
+			http.Error(w, "upgrades are not allowed here", http.StatusForbidden)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})
 }

@@ -93,6 +93,15 @@ func (c *Checker) Check(req *http.Request, resp *http.Response) string {
 		}
 		return "" // the body is the WebSocket now: nothing to read
 	}
+	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// An event stream lasts as long as the connection: reading it
+		// here would never end. Its events are checked by the tests that
+		// read them.
+		if req.URL.Path != "/v1/sse" {
+			return where + ": an event stream the document does not describe"
+		}
+		return ""
+	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(body))

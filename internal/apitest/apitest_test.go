@@ -31,6 +31,14 @@ func TestAnswersThatDriftFromTheDocumentAreCaught(t *testing.T) {
 			`{"error":{"code":"invalid_key","message":"x"}}`, true},
 		{"a send answer missing offline", "POST", "/v1/send", 200, "application/json",
 			`{"id":"m1","online":[],"connections":0}`, false},
+		{"an event stream where the document has one", "GET", "/v1/sse", 200, "text/event-stream",
+			"data: {}\n\n", true},
+		{"an event stream where the document has none", "GET", "/v1/presence/u1", 200, "text/event-stream",
+			"data: {}\n\n", false},
+		{"a documented ack", "POST", "/v1/ack", 200, "application/json",
+			`{"key":"u1","id":"17-0"}`, true},
+		{"an ack refused with a code of its own", "POST", "/v1/ack", 400, "application/json",
+			`{"error":{"code":"ack_ahead","message":"x"}}`, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

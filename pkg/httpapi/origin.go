@@ -44,13 +44,16 @@ func originAllowed(r *http.Request, patterns []string) bool {
 }
 
 // checkOrigin refuses a request that changes state (POST, DELETE) or opens
-// a WebSocket, sent by a browser page of an origin the node does not allow.
+// a WebSocket or an event stream, sent by a browser page of an origin the node does not allow.
 // Such a page can post text/plain to any URL without asking (a "simple"
 // request): without this check a text send with ?key=, or any anonymous
 // post in open mode, could be made by every site a user visits. Reads are
-// left alone: the browser does not let the page see their answers.
+// left alone: the browser does not let the page see their answers. An event
+// stream is a read, but one that counts against the connection limits and
+// shows in presence before the browser's CORS check hides it from the page:
+// refused here like a WebSocket, before anything is counted.
 func (s *Server) checkOrigin(c *gin.Context) {
-	if m := c.Request.Method; m != http.MethodPost && m != http.MethodDelete && c.FullPath() != "/v1/ws" {
+	if m := c.Request.Method; m != http.MethodPost && m != http.MethodDelete && c.FullPath() != "/v1/ws" && c.FullPath() != "/v1/sse" {
 		return
 	}
 	if !originAllowed(c.Request, s.cfg.AllowedOrigins) {

@@ -44,14 +44,17 @@ func (s *Server) routes() (*gin.Engine, error) {
 	})
 
 	r.Use(s.checkHost()) // first of the handlers below: a Host not allowed gets nothing else
-	// WebSockets have caps of their own (--max-conns and the like); every
-	// other API request counts against --max-requests-in-flight.
+	// WebSockets and event streams have caps of their own (--max-conns and
+	// the like); every other API request counts against
+	// --max-requests-in-flight.
 	r.GET("/v1/ws", s.checkOrigin, s.handleWebSocket)
+	r.GET("/v1/sse", s.checkOrigin, s.handleEvents)
 	v1 := r.Group("/v1", s.limitRequests, s.checkOrigin)
 	v1.POST("/send", s.require(auth.ScopeSend), s.handleSend)
 	v1.POST("/topics/:topic", s.handlePublish) // public topics: see handlePublish
 	v1.POST("/broadcast", s.require(auth.ScopeBroadcast), s.handleBroadcast)
 	v1.POST("/batch", s.handleBatch) // each item checks its own scope
+	v1.POST("/ack", s.handleAck)     // a client's credentials, as it connects: see node.Ack
 	v1.GET("/presence/:key", s.require(auth.ScopePresence), s.handlePresence)
 	v1.GET("/cluster", s.require(auth.ScopeAdmin), s.handleCluster)
 	v1.DELETE("/connections/:key", s.require(auth.ScopeAdmin), s.handleDisconnect)

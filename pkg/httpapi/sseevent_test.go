@@ -1,0 +1,199 @@
+package httpapi
+
+import (
+	"bufio"
+	"strings"
+	"testing"
+
+	"github.com/herald-push/herald/pkg/protocol"
+)
+
+// parsedEvent is what an EventSource hands a page: the event's type, data
+// and the last event id.
+type parsedEvent struct{ typ, data, lastID string }
+
+// parseEvents reads a text/event-stream as the HTML standard's parser does
+// (§9.2.6): comments ignored, data lines joined with "\n", the id kept
+// across events until one sets it.
+func parseEvents(t *testing.T, stream string) []parsedEvent {
+	t.Helper()
+	var out []parsedEvent
+	var typ, lastID string
+	var data []string
+	sc := bufio.NewScanner(strings.NewReader(stream))
+	sc.Split(scanSSELines)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			if data != nil {
+				if typ == "" {
+					typ = "message"
+				}
+				out = append(out, parsedEvent{typ, strings.Join(data, "\n"), lastID})
+			}
+			typ, data = "", nil
+			continue
+		}
+		if strings.HasPrefix(line, ":") {
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "event":
+			typ = value
+		case "data":
+			data = append(data, value)
+		case "id":
+			lastID = value
+		}
+	}
+	return out
+}
+
+// scanSSELines splits on "\r\n", "\r" or "\n", as the standard does.
+func scanSSELines(b []byte, atEOF bool) (int, []byte, error) {
+	for i, c := range b {
+		switch c {
+		case '\n':
+			return i + 1, b[:i], nil
+		case '\r':
+			if i+1 == len(b) && !atEOF {
+				return 0, nil, nil
+			}
+			if i+1 < len(b) && b[i+1] == '\n' {
+				return i + 2, b[:i], nil
+			}
+			return i + 1, b[:i], nil
+		}
+	}
+	if atEOF && len(b) > 0 {
+		return len(b), b, nil
+	}
+	return 0, nil, nil
+}
+
+// Each frame becomes one event whose data an EventSource hands back as the
+// frame itself, line breaks of any kind arriving as "\n"; a stored message
+// carries its stored id, a plain one leaves the last id as it was.
+func TestAFrameBecomesOneEventAnEventSourceReadsBackWhole(t *testing.T) {
+	for _, tc := range []struct {
+		what, frame string
+		id          protocol.StoredID
+		wire, data  string
+	}{
+		{"a plain frame", `{"id":"m1","key":"u1","data":5,"ts":1}`, protocol.StoredID{},
+			"data: {\"id\":\"m1\",\"key\":\"u1\",\"data\":5,\"ts\":1}\n\n", `{"id":"m1","key":"u1","data":5,"ts":1}`},
+		{"a stored frame", `{"id":"17-2","key":"u1","data":5,"ts":1}`, protocol.StoredID{MS: 17, Seq: 2},
+			"id: 17-2\ndata: {\"id\":\"17-2\",\"key\":\"u1\",\"data\":5,\"ts\":1}\n\n", `{"id":"17-2","key":"u1","data":5,"ts":1}`},
+		{"JSON whitespace with a line feed", "{\"id\":\"m1\",\"data\":{\n\"a\": 1\n}}", protocol.StoredID{},
+			"data: {\"id\":\"m1\",\"data\":{\ndata: \"a\": 1\ndata: }}\n\n", "{\"id\":\"m1\",\"data\":{\n\"a\": 1\n}}"},
+		{"a raw text with CRLF and a lone CR", "one\r\ntwo\rthree", protocol.StoredID{},
+			"data: one\ndata: two\ndata: three\n\n", "one\ntwo\nthree"},
+		{"a raw text ending in a line break", "last\n", protocol.StoredID{},
+			"data: last\ndata: \n\n", "last\n"},
+		{"a raw text starting with a space and a colon", " :x", protocol.StoredID{},
+			"data:  :x\n\n", " :x"},
+		{"an empty raw text", "", protocol.StoredID{}, "data: \n\n", ""},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			wire := string(appendEvent([]byte(":\n\n"), []byte(tc.frame), tc.id))[3:]
+			if wire != tc.wire {
+				t.Fatalf("wire %q, want %q", wire, tc.wire)
+			}
+			events := parseEvents(t, ": heartbeat\n\nid: 1-1\ndata: before\n\n"+wire)
+			if len(events) != 2 {
+				t.Fatalf("events %+v, want the one before and this one", events)
+			}
+			got, wantID := events[1], "1-1"
+			if !tc.id.IsZero() {
+				wantID = tc.id.String()
+			}
+			if got.typ != "message" || got.data != tc.data || got.lastID != wantID {
+				t.Fatalf("EventSource reads %+v, want a message %q with last id %s", got, tc.data, wantID)
+			}
+		})
+	}
+}
+
+// The stream's end says why, in the close code and reason a WebSocket
+// client gets; a reason with quotes or a line break stays one data line.
+func TestTheClosingEventCarriesTheCloseCodeAndReason(t *testing.T) {
+	wire := string(appendCloseEvent(nil, protocol.CloseServiceRestart, "node \"a\" is shutting down\nbye"))
+	want := "event: close\ndata: {\"code\":1012,\"reason\":\"node \\\"a\\\" is shutting down\\nbye\"}\n\n"
+	if wire != want {
+		t.Fatalf("wire %q, want %q", wire, want)
+	}
+	events := parseEvents(t, wire)
+	if len(events) != 1 || events[0].typ != "close" || events[0].lastID != "" {
+		t.Fatalf("events %+v, want one close event without an id", events)
+	}
+	if events := parseEvents(t, sseHeartbeat); len(events) != 0 {
+		t.Fatalf("a heartbeat reads as events %+v, want none", events)
+	}
+}
+
+// A reconnecting EventSource sends Last-Event-ID with the URL it first
+// opened, since= and all: the later of the two is where the client is.
+func TestLastEventIDAndSinceResumeAfterTheLaterOfTheTwo(t *testing.T) {
+	id := func(ms, seq uint64) *protocol.StoredID { return &protocol.StoredID{MS: ms, Seq: seq} }
+	for _, tc := range []struct {
+		what   string
+		since  *protocol.StoredID
+		header string
+		want   *protocol.StoredID
+	}{
+		{"neither: after the acknowledged position", nil, "", nil},
+		{"since alone", id(5, 0), "", id(5, 0)},
+		{"Last-Event-ID alone", nil, "7-1", id(7, 1)},
+		{"Last-Event-ID later than since", id(5, 0), "7-1", id(7, 1)},
+		{"since later than Last-Event-ID", id(9, 0), "7-1", id(9, 0)},
+		{"the same id", id(7, 1), "7-1", id(7, 1)},
+		{"a Last-Event-ID that is no stored id is ignored", id(5, 0), "m-abc", id(5, 0)},
+		{"an empty Last-Event-ID alone", nil, "", nil},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			got := resumePoint(tc.since, tc.header)
+			if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+				t.Fatalf("resumePoint(%v, %q) = %v, want %v", tc.since, tc.header, got, tc.want)
+			}
+		})
+	}
+}
+
+// Only the key's stored messages carry their id as the event id, so that
+// Last-Event-ID is always a position in the key's stream: a history
+// topic's stored frame carries none, and neither does any raw frame of a
+// stream that joined a history topic, which cannot be told apart.
+func TestOnlyTheKeysStoredMessagesBecomeEventIDs(t *testing.T) {
+	id := protocol.StoredID{MS: 17, Seq: 2}
+	for _, tc := range []struct {
+		what   string
+		rawIDs bool
+		frame  string
+		id     protocol.StoredID
+		wantID bool
+	}{
+		{"the key's stored frame", true, `{"id":"17-2","key":"u1","data":1,"ts":1}`, id, true},
+		{"a history topic's stored frame", true, `{"id":"17-2","topic":"board","data":1,"ts":1}`, id, false},
+		{"a plain frame", true, `{"id":"m1","key":"u1","data":1,"ts":1}`, protocol.StoredID{}, false},
+		{"a raw stored frame of a stream without history topics", true, `"text"`, id, true},
+		{"a raw stored frame of a stream with a history topic", false, `"text"`, id, false},
+		{"a raw frame that looks like a JSON frame of a topic", true, `{"id":"x","topic":"t"}`, id, false},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			s := &sseSocket{rawIDs: tc.rawIDs}
+			s.holdLocked(nil)
+			if err := s.Put([]byte(tc.frame), tc.id); err != nil {
+				t.Fatal(err)
+			}
+			events := parseEvents(t, string(s.buf))
+			if len(events) != 1 || events[0].data != tc.frame {
+				t.Fatalf("events %+v, want the frame", events)
+			}
+			if got := events[0].lastID != ""; got != tc.wantID {
+				t.Fatalf("event id %q, want one: %v", events[0].lastID, tc.wantID)
+			}
+		})
+	}
+}
