@@ -1,11 +1,9 @@
 package httpapi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -45,9 +43,6 @@ func (s *Server) handleEvents(c *gin.Context) {
 		return
 	}
 	sock := newSSESocket(c.Writer, session.Settings().WriteTimeout)
-	// A raw frame of a history topic cannot be told from one of the key's
-	// stream: such a connection's events carry no id rather than a wrong one.
-	sock.rawIDs = !(req.Raw && slices.ContainsFunc(req.Topics, func(t string) bool { return slices.Contains(s.cfg.HistoryTopics, t) }))
 	// The HTTP server's timeouts protect plain requests; the stream lives
 	// on, bounded by heartbeats and per-write timeouts instead.
 	_ = sock.rc.SetReadDeadline(time.Time{})
@@ -109,7 +104,6 @@ type sseSocket struct {
 	rc           *http.ResponseController
 	writeTimeout time.Duration
 	conn         *hub.Conn
-	rawIDs       bool // raw frames' stored ids are the key's: they may be event ids
 
 	mu    sync.Mutex // held while writing
 	held  bool       // a burst is being gathered
@@ -165,28 +159,11 @@ func (s *sseSocket) holdLocked(buf []byte) {
 	s.held, s.buf = true, buf[:0]
 }
 
-// Put adds frame to the burst as one event. Only the key's stored
-// messages carry their id as the event's, so that Last-Event-ID is
-// always a position in the key's stream; a history topic's stored
-// messages resume with since.<topic>.
+// Put adds frame to the burst as one event, with the key's stored id as
+// the event's (the hub passes no other).
 func (s *sseSocket) Put(frame []byte, id protocol.StoredID) error {
-	if !id.IsZero() && !s.keyStreamID(frame) {
-		id = protocol.StoredID{}
-	}
 	s.buf = appendEvent(s.buf, frame, id)
 	return nil
-}
-
-// keyStreamID reports whether a stored frame's id is one of the key's
-// stream: a JSON frame of a topic names its topic right after its id
-// (protocol.AppendFrame).
-func (s *sseSocket) keyStreamID(frame []byte) bool {
-	const head = `{"id":"`
-	if !bytes.HasPrefix(frame, []byte(head)) {
-		return s.rawIDs // a raw frame: the data alone
-	}
-	end := bytes.IndexByte(frame[len(head):], '"')
-	return end >= 0 && !bytes.HasPrefix(frame[len(head)+end:], []byte(`","topic":"`))
 }
 
 // TryRelease leaves the burst to Release: writing a ResponseWriter may

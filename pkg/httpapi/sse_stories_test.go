@@ -96,6 +96,30 @@ func TestALiveSendAcrossNodesReachesAnEventStreamClient(t *testing.T) {
 	}
 }
 
+// Only the key's stored messages carry their id as the event's, so that
+// Last-Event-ID is always a position in the key's stream: a stored message
+// of a history topic the stream joined (which resumes with since.<topic>)
+// comes without one, in JSON and in raw streams alike, and the last id
+// stays the key's.
+func TestOnlyTheKeysStoredMessagesBecomeEventIDs(t *testing.T) {
+	n := startNode(t, "solo", "", func(c *testConfig) { c.HistoryTopics = []string{"board-json", "board-raw"} })
+	for _, format := range []string{"json", "raw"} {
+		t.Run(format, func(t *testing.T) {
+			key, topic := "screen-"+format, "board-"+format
+			s := openEvents(t, n, "key="+key+"&topics="+topic+"&format="+format, nil)
+			id := storedIDOf(t, sendJSON(t, n, `{"key":"`+key+`","data":"mine","store":true}`), key)
+			if e := s.Next(5 * time.Second); e.LastID != id {
+				t.Fatalf("the key's stored message arrived as %+v, want event id %s", e, id)
+			}
+			post(t, n.URL("/v1/topics/"+topic), "application/json", `{"data":"a post"}`)
+			e := s.Next(5 * time.Second)
+			if !strings.Contains(e.Data, "a post") || e.LastID != id {
+				t.Fatalf("the history topic's message arrived as %+v, want no id of its own (last id still %s)", e, id)
+			}
+		})
+	}
+}
+
 // A stream opened with format=raw carries each message's data alone, a
 // JSON string as its bare text, its line breaks as several data lines that
 // EventSource joins again.

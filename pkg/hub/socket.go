@@ -26,9 +26,11 @@ type Socket interface {
 	TryHold(buf []byte) bool
 	// Hold starts a burst, waiting for such a write to end.
 	Hold(buf []byte)
-	// Put adds one frame to the burst; id is its stored id, zero when not
-	// stored (the event stream writes it as the event's id). An error ends
-	// the connection: the hub drops the burst and fails it.
+	// Put adds one frame to the burst; id is its id in the key's stored
+	// stream, zero when it has none (not stored, or a history topic's
+	// message): the event stream writes it as the event's id, so that
+	// Last-Event-ID is always a position in the key's stream. An error
+	// ends the connection: the hub drops the burst and fails it.
 	Put(frame []byte, id protocol.StoredID) error
 	// TryRelease writes the burst without waiting. done: all of it went
 	// out and the burst ended; reuse is a buffer the writer may keep for

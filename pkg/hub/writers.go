@@ -1,6 +1,11 @@
 package hub
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/herald-push/herald/pkg/ordering"
+	"github.com/herald-push/herald/pkg/protocol"
+)
 
 // writers is the hub's shared set of writer goroutines. A connection with
 // frames queued waits in ready, at most once; a writer takes it, gathers all
@@ -135,7 +140,14 @@ func (c *Conn) gather(entries []entry) bool {
 		// Into memory: no timeout needed. A WebSocket's can wait only
 		// behind a ping being written to a full socket, which the ping's
 		// own timeout bounds.
-		if err := c.sock.Put(e.frame, e.id); err != nil {
+		id := e.id
+		if e.stream != ordering.KeyStream {
+			// A history topic's id: a position in another stream, which
+			// a transport resuming the key's (SSE's Last-Event-ID) must
+			// not take for the key's.
+			id = protocol.StoredID{}
+		}
+		if err := c.sock.Put(e.frame, id); err != nil {
 			c.sock.Drop()
 			c.failWrite(entries, err)
 			return false
