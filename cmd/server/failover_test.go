@@ -302,7 +302,13 @@ func TestSlotsReshardedUnderLoadLoseNothing(t *testing.T) {
 
 	s := newRetrySender()
 	stop := make(chan struct{})
+	var stopOnce sync.Once
 	var sent sync.WaitGroup
+	// However the test ends (a failed reshard ends it at once), the sender
+	// stops first: a send reporting after the test ended would panic the
+	// whole test binary.
+	stopSending := func() { stopOnce.Do(func() { close(stop) }); sent.Wait() }
+	defer stopSending()
 	counts := make([]int, len(keys))
 	sent.Go(func() {
 		for i := 0; ; i++ {
@@ -330,8 +336,7 @@ func TestSlotsReshardedUnderLoadLoseNothing(t *testing.T) {
 		t.Fatal("the slots did not move")
 	}
 	time.Sleep(time.Second) // sends keep flowing on the new layout
-	close(stop)
-	sent.Wait()
+	stopSending()
 
 	// b's channel moved: plain sends must reach its clients again.
 	wait.Until(t, 10*time.Second, "a plain send reaches b after the reshard", func() bool {
