@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -39,9 +40,11 @@ type Server struct {
 
 	publicRate *ratelimit.Keyed // posts to public topics per client IP and topic
 	inFlight   inFlight
-	headers    *securityHeaders
-	answerBufs buffers // send answers
-	bodyBufs   buffers // send and publish bodies
+	// eventStreams counts the open GET /v1/sse streams.
+	eventStreams atomic.Int64
+	headers      *securityHeaders
+	answerBufs   buffers // send answers
+	bodyBufs     buffers // send and publish bodies
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -83,6 +86,10 @@ func New(n *node.Node, cfg Config) (*Server, error) {
 			Name: "herald_api_requests_in_flight",
 			Help: "HTTP API requests being served (WebSockets, health and metrics not counted); bounded by --max-requests-in-flight.",
 		}, func() float64 { return float64(s.inFlight.requests.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_event_streams",
+			Help: "Open Server-Sent Events streams (GET /v1/sse) on this node; herald_connections counts them too.",
+		}, func() float64 { return float64(s.eventStreams.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_api_body_bytes_in_flight",
 			Help: "Request body bytes reserved by requests being served; bounded by --max-body-bytes-in-flight.",

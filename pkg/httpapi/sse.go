@@ -42,6 +42,10 @@ func (s *Server) handleEvents(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	// Counted from admission, as herald_connections is, so that the two
+	// agree by the time the client sees its stream open.
+	s.eventStreams.Add(1)
+	defer s.eventStreams.Add(-1)
 	sock := newSSESocket(c.Writer, session.Settings().WriteTimeout)
 	// The HTTP server's timeouts protect plain requests; the stream lives
 	// on, bounded by heartbeats and per-write timeouts instead.

@@ -438,3 +438,23 @@ func TestEventStreamsCountAgainstTheConnectionLimitsLikeWebSockets(t *testing.T)
 	}
 	openEvents(t, n, "key=u2", nil) // another key is not concerned
 }
+
+// An operator sees how many of a node's connections are event streams:
+// herald_event_streams counts a stream while it is open, herald_connections
+// counts it with the WebSockets, and both let go of it when it ends.
+func TestAnOpenEventStreamIsCountedAndForgottenOnceItEnds(t *testing.T) {
+	n := startNode(t, "solo", "")
+	s := openEvents(t, n, "key=u1", nil)
+	dial(t, n, "key=u2") // a WebSocket beside it
+	if got := metricLine(t, n, "herald_event_streams"); got != "herald_event_streams 1" {
+		t.Fatalf("with one stream open: %q", got)
+	}
+	if got := metricLine(t, n, "herald_connections"); got != "herald_connections 2" {
+		t.Fatalf("with a stream and a WebSocket open: %q", got)
+	}
+	s.Close()
+	wait.Until(t, 5*time.Second, "the ended stream is no longer counted", func() bool {
+		return metricLine(t, n, "herald_event_streams") == "herald_event_streams 0" &&
+			metricLine(t, n, "herald_connections") == "herald_connections 1"
+	})
+}

@@ -51,7 +51,7 @@ func newMetrics(n *Node) *metrics {
 	}, []string{"op"})
 	m.connEnds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_connections_closed_total",
-		Help: "WebSocket connections ended, by reason: client_closed, read_limit (1009), read_failed, write_failed, ping_timeout, slow_consumer (1008), shutdown (1012), disconnected (4001), token_expired (4002), upgrade_failed, stopped.",
+		Help: "Client connections (WebSockets and event streams) ended, by reason: client_closed, read_limit (1009), read_failed, write_failed, ping_timeout, slow_consumer (1008), shutdown (1012), disconnected (4001), token_expired (4002), upgrade_failed, stopped.",
 	}, []string{"reason"})
 	m.fanout = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "herald_fanout_seconds",
@@ -113,7 +113,7 @@ func newMetrics(n *Node) *metrics {
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_connections",
-			Help: "Open WebSocket connections on this node.",
+			Help: "Open client connections (WebSockets and event streams) on this node.",
 		}, func() float64 { return float64(n.hub.Len()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "herald_deliveries_total",
