@@ -281,7 +281,15 @@ export class Herald {
       if (!opened) {
         // EventSource hides a refusal's status and body: ask again.
         const { refusal } = await this._diagnose(target);
-        if (refusal) return this._fail(refusal);
+        // A 404 is a node without the endpoint (an older release, during a
+        // rolling upgrade): another node, or this one upgraded, serves it.
+        if (refusal && refusal.status !== 404) return this._fail(refusal);
+        if (this.options.transport === "auto" && this._WebSocket) {
+          // The fallback was a guess: a WebSocket refused for another
+          // reason (a limit, a full node) reads as blocked too, since a
+          // plain GET is no handshake. The next attempt tries it again.
+          this.transport = "websocket";
+        }
       }
       this._retry();
     };

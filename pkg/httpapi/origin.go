@@ -61,3 +61,39 @@ func (s *Server) checkOrigin(c *gin.Context) {
 			"requests from the page at %s are not allowed (same origin only, or --allowed-origins)", quoteClipped(c.GetHeader("Origin"))))
 	}
 }
+
+// allowOrigin lets a page of an allowed origin read the answer to its
+// request (checkOrigin already refused the others).
+func (s *Server) allowOrigin(c *gin.Context) {
+	if o := c.GetHeader("Origin"); o != "" && !strings.EqualFold(c.Request.Host, hostOf(o)) {
+		c.Header("Access-Control-Allow-Origin", o)
+		c.Header("Vary", "Origin")
+	}
+}
+
+// preflightAck answers a browser's CORS preflight of POST /v1/ack: a page
+// of an allowed origin may post JSON with an Authorization header; any
+// other is refused like its post would be.
+func (s *Server) preflightAck(c *gin.Context) {
+	if c.GetHeader("Origin") == "" || !originAllowed(c.Request, s.cfg.AllowedOrigins) {
+		s.fail(c, node.Errorf(node.KindForbidden, "origin_not_allowed",
+			"requests from the page at %s are not allowed (same origin only, or --allowed-origins)", quoteClipped(c.GetHeader("Origin"))))
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Access-Control-Allow-Origin", c.GetHeader("Origin"))
+	h.Set("Access-Control-Allow-Methods", "POST")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+	h.Set("Access-Control-Max-Age", "600")
+	h.Add("Vary", "Origin")
+	c.Status(http.StatusNoContent)
+}
+
+// hostOf is the host of an origin, or "" when it has none.
+func hostOf(origin string) string {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}

@@ -49,19 +49,27 @@ func (s *Server) routes() (*gin.Engine, error) {
 	// --max-requests-in-flight.
 	r.GET("/v1/ws", s.checkOrigin, s.handleWebSocket)
 	r.GET("/v1/sse", s.checkOrigin, s.handleEvents)
+	// An event stream's page acks by POST with a JSON body: from another
+	// origin the browser asks first (a CORS preflight).
+	r.OPTIONS("/v1/ack", s.preflightAck)
 	v1 := r.Group("/v1", s.limitRequests, s.checkOrigin)
 	v1.POST("/send", s.require(auth.ScopeSend), s.handleSend)
 	v1.POST("/topics/:topic", s.handlePublish) // public topics: see handlePublish
 	v1.POST("/broadcast", s.require(auth.ScopeBroadcast), s.handleBroadcast)
 	v1.POST("/batch", s.handleBatch) // each item checks its own scope
-	v1.POST("/ack", s.handleAck)     // a client's credentials, as it connects: see node.Ack
+	v1.POST("/ack", s.allowOrigin, s.handleAck) // a client's credentials, as it connects: see node.Ack
 	v1.GET("/presence/:key", s.require(auth.ScopePresence), s.handlePresence)
 	v1.GET("/cluster", s.require(auth.ScopeAdmin), s.handleCluster)
 	v1.DELETE("/connections/:key", s.require(auth.ScopeAdmin), s.handleDisconnect)
 	v1.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openapiJSON) })
 
 	// The JavaScript client, so a page can import it from any node.
-	v1.GET("/herald.js", func(c *gin.Context) { c.Data(http.StatusOK, "text/javascript; charset=utf-8", heraldjs.Source) })
+	// Public code: any page may import it (a module script from another
+	// origin is fetched with CORS).
+	v1.GET("/herald.js", func(c *gin.Context) {
+		c.Header("Access-Control-Allow-Origin", "*")
+		c.Data(http.StatusOK, "text/javascript; charset=utf-8", heraldjs.Source)
+	})
 	v1.GET("/herald.d.ts", func(c *gin.Context) { c.Data(http.StatusOK, "application/typescript; charset=utf-8", heraldjs.Types) })
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })

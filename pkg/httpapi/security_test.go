@@ -230,3 +230,67 @@ func TestABadHTTPConfigIsRefusedSayingWhy(t *testing.T) {
 		})
 	}
 }
+
+// A page of an allowed origin reading an event stream acks by POST with a
+// JSON body, which the browser sends only after a CORS preflight: the node
+// answers the preflight of allowed origins, lets the page read its ack's
+// answer, and refuses every other origin before anything is acked. The
+// JavaScript client itself may be imported from any page.
+func TestAPageOfAnAllowedOriginMayAckOverHTTPAndNoOtherMay(t *testing.T) {
+	n := startNode(t, "a", "", func(c *testConfig) { c.AllowedOrigins = []string{"board.example"} })
+	preflight := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, n.URL("/v1/ack"), nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type, authorization")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := preflight("https://board.example")
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://board.example" ||
+		resp.Header.Get("Access-Control-Allow-Methods") != "POST" ||
+		!strings.Contains(strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization") {
+		t.Fatalf("preflight of an allowed origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, origin := range []string{"https://evil.example", "null", ""} {
+		if resp := preflight(origin); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("preflight from %q: %d %v, want 403 without CORS headers", origin, resp.StatusCode, resp.Header)
+		}
+	}
+
+	id := storedIDOf(t, sendJSON(t, n, `{"key":"u1","data":"sword","store":true}`), "u1")
+	ack := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, n.URL("/v1/ack"), strings.NewReader(`{"key":"u1","id":"`+id+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := ack("https://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("an ack from another origin: %d, want 403", resp.StatusCode)
+	}
+	if resp := ack("https://board.example"); resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "https://board.example" {
+		t.Fatalf("an ack from the allowed origin: %d %v, want 200 the page may read", resp.StatusCode, resp.Header)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, n.URL("/v1/herald.js"), nil)
+	req.Header.Set("Origin", "https://anywhere.example")
+	js, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js.Body.Close()
+	if js.StatusCode != http.StatusOK || js.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("herald.js from another page: %d %v, want it importable from any origin", js.StatusCode, js.Header)
+	}
+}
