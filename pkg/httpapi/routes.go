@@ -56,7 +56,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	v1.POST("/send", s.require(auth.ScopeSend), s.handleSend)
 	v1.POST("/topics/:topic", s.handlePublish) // public topics: see handlePublish
 	v1.POST("/broadcast", s.require(auth.ScopeBroadcast), s.handleBroadcast)
-	v1.POST("/batch", s.handleBatch) // each item checks its own scope
+	v1.POST("/batch", s.handleBatch)            // each item checks its own scope
 	v1.POST("/ack", s.allowOrigin, s.handleAck) // a client's credentials, as it connects: see node.Ack
 	v1.GET("/presence/:key", s.require(auth.ScopePresence), s.handlePresence)
 	v1.GET("/cluster", s.require(auth.ScopeAdmin), s.handleCluster)
