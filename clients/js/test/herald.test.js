@@ -4,6 +4,7 @@
 // WebSocket upgrades (403), as some corporate proxies do.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import { Herald, HeraldError, compareStoredIds } from "../herald.js";
 
 const A = process.env.HERALD_A;
@@ -141,6 +142,34 @@ test("behind a proxy that refuses WebSocket upgrades the client falls back to Se
   assert.equal((await got).data, "through the proxy");
   assert.equal(answer.results["js-sse2"].status, "acked");
   h.close();
+});
+
+test("during a rolling upgrade a node of the previous release, which has no event stream, is passed over, not a final refusal", async () => {
+  // What the previous release answers GET /v1/sse with: herald's own 404.
+  const old = http.createServer((req, res) => {
+    res.writeHead(404, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ error: { code: "not_found", message: "no such endpoint" } }));
+  });
+  await new Promise((resolve) => old.listen(0, "127.0.0.1", resolve));
+  const oldURL = `http://127.0.0.1:${old.address().port}`;
+  const h = new Herald({ url: [oldURL, A], key: "js-sse-upgrade", transport: "sse", minBackoff: 20 });
+  let failed = null;
+  h.on("error", (e) => { failed = e; });
+  let timer;
+  const open = new Promise((resolve, reject) => {
+    h.on("open", resolve);
+    h.on("error", reject);
+    timer = setTimeout(() => reject(new Error("not open on the current node within 5 s")), 5000);
+  });
+  h.connect();
+  try {
+    const at = await open.finally(() => clearTimeout(timer));
+    assert.equal(failed, null);
+    assert.equal(at.url, `${A}/v1/sse`);
+  } finally {
+    h.close();
+    old.close();
+  }
 });
 
 test("over Server-Sent Events a refused token is a final, explained error too", async () => {
