@@ -197,7 +197,10 @@ func decode[T string | []byte](m *Message, b T) error {
 		}
 	}
 	stored, n := uvarint(b)
-	if n <= 0 || stored > uint64(len(b)) {
+	// Each stored entry is two ids of at least two bytes each: a count the
+	// rest of the frame cannot hold is refused before it is allocated (a
+	// hostile frame announcing millions of ids cost 32 bytes each).
+	if n <= 0 || stored > uint64(len(b)-n)/4 {
 		return errMalformed
 	}
 	b = b[n:]

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -391,5 +392,32 @@ func TestMalformedVersion2FramesAreRefused(t *testing.T) {
 		if err := got.UnmarshalBinary(good[:n]); err == nil || got.UnmarshalString(string(good[:n])) == nil {
 			t.Errorf("decoding the first %d of %d bytes succeeded", n, len(good))
 		}
+	}
+}
+
+// A frame that announces more stored ids than it can hold (anyone who may
+// PUBLISH to Redis can send one) is refused before a slice of that count is
+// made: a million ids announced in a frame of 1 MiB cost 32 MB to hold.
+func TestAFrameAnnouncingMoreStoredIDsThanItHoldsIsRefusedWithoutAllocatingThem(t *testing.T) {
+	m := fanout.Message{Kind: fanout.KindKeys, Origin: "o", ID: "i", TS: 1, Keys: []string{"w1"}}
+	good, _ := m.AppendWire(nil, fanout.WireV1)
+	// In version 1 the stored count follows the keys: one zero byte here.
+	at := len(good) - len(m.Data) - 3 // stored count, wait, topic length
+	if good[at] != 0 {
+		t.Fatalf("no zero stored count at byte %d of %x", at, good)
+	}
+	frame := slices.Concat(good[:at], binary.AppendUvarint(nil, 1<<20), make([]byte, 1<<20))
+	var got fanout.Message
+	allocs := testing.AllocsPerRun(5, func() { _ = got.UnmarshalBinary(frame) })
+	if err := got.UnmarshalBinary(frame); err == nil {
+		t.Fatal("decoded a frame announcing a million stored ids in 1 MiB")
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_ = got.UnmarshalString(string(frame))
+	runtime.ReadMemStats(&after)
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 4<<20 { // the string's copy: 1 MiB
+
+		t.Fatalf("refusing it allocated %d bytes (%v allocs per decode)", grown, allocs)
 	}
 }
