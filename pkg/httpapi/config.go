@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/herald-push/herald/pkg/node"
@@ -144,6 +147,22 @@ func (c Config) Validate(engine node.Config) error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TLS needs both a certificate and a key file"))
+	} else if c.TLSCertFile != "" {
+		// Loaded here, not first by the listener: a node whose files are
+		// missing or do not match would join the cluster, then drain.
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("TLS certificate and key: %w", err))
+		}
+	}
+	for _, p := range c.AllowedOrigins {
+		if err := checkPattern(p, true); err != nil {
+			errs = append(errs, fmt.Errorf("allowed origin %q: %w", p, err))
+		}
+	}
+	for _, p := range c.AllowedHosts {
+		if err := checkPattern(p, false); err != nil {
+			errs = append(errs, fmt.Errorf("allowed host %q: %w", p, err))
+		}
 	}
 	if engine.Open() && !c.Insecure && !loopback(c.Listen) {
 		errs = append(errs, fmt.Errorf("refusing to listen on %s without authentication: configure API keys and a token key, "+
@@ -188,4 +207,32 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// checkPattern refuses an origin or host pattern that can never match what
+// it is compared with (originAllowed, hostList.allow), which would silently
+// lock out the pages or names an operator meant to let in: an empty one,
+// one with spaces, a path or a malformed path.Match pattern; a host pattern
+// naming a scheme; an origin pattern naming another scheme than http(s).
+func checkPattern(p string, origin bool) error {
+	host := p
+	if scheme, rest, ok := strings.Cut(p, "://"); ok {
+		if !origin {
+			return errors.New("a host names no scheme")
+		}
+		if scheme != "http" && scheme != "https" {
+			return errors.New("a page's origin is http:// or https://")
+		}
+		host = rest
+	}
+	switch {
+	case host == "":
+		return errors.New("empty")
+	case strings.ContainsAny(host, " \t/?#"):
+		return errors.New("a host pattern holds no spaces, path, query or fragment")
+	}
+	if _, err := path.Match(strings.ToLower(p), ""); err != nil {
+		return fmt.Errorf("not a valid pattern: %w", err)
+	}
+	return nil
 }

@@ -214,6 +214,13 @@ func TestABadHTTPConfigIsRefusedSayingWhy(t *testing.T) {
 		{"a negative timeout", node.Config{}, httpapi.Config{HTTPReadTimeout: -time.Second}, "HTTP read timeout must be positive"},
 		{"a negative public rate", node.Config{}, httpapi.Config{PublicRate: -1}, "public topic limits must be positive"},
 		{"a negative batch bound", node.Config{}, httpapi.Config{MaxBatch: -1}, "max batch must be positive"},
+		{"a certificate file that is not there", node.Config{}, httpapi.Config{TLSCertFile: "/nonexistent/cert.pem", TLSKeyFile: "/nonexistent/key.pem"}, "TLS certificate and key"},
+		{"a malformed origin pattern", node.Config{}, httpapi.Config{AllowedOrigins: []string{"http://[::1"}}, `allowed origin "http://[::1": not a valid pattern`},
+		{"an origin of another scheme", node.Config{}, httpapi.Config{AllowedOrigins: []string{"ftp://x"}}, "http:// or https://"},
+		{"an empty origin", node.Config{}, httpapi.Config{AllowedOrigins: []string{""}}, `allowed origin "": empty`},
+		{"a host with a space", node.Config{}, httpapi.Config{AllowedHosts: []string{"exa mple.com"}}, "no spaces"},
+		{"a host given as a URL", node.Config{}, httpapi.Config{AllowedHosts: []string{"http://example.com/"}}, "a host names no scheme"},
+		{"a malformed host pattern", node.Config{}, httpapi.Config{AllowedHosts: []string{"["}}, "not a valid pattern"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.api.Validate(tc.engine); err == nil || !strings.Contains(err.Error(), tc.want) {
