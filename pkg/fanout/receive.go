@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
+	"time"
 )
 
 // receiver decodes the payloads a Redis subscription hands over, and
@@ -15,7 +16,16 @@ type receiver struct {
 	// is enough: during a rolling upgrade every message of the newer
 	// nodes would repeat it.
 	loggedVersion atomic.Bool
+	// lastMalformed (unix ns) and suppressed rate the log of undecodable
+	// messages: anyone who may PUBLISH to Redis could otherwise fill the
+	// node's log with one line per frame.
+	lastMalformed atomic.Int64
+	suppressed    atomic.Int64
 }
+
+// malformedLogEvery is the least time between two lines about undecodable
+// messages; the line says how many were dropped without one.
+const malformedLogEvery = 10 * time.Second
 
 func newReceiver(o RedisOptions) receiver {
 	return receiver{log: o.Logger, unknownVersion: o.UnknownVersion}
@@ -30,7 +40,13 @@ func (rc *receiver) decode(m *Message, channel, payload string) bool {
 	}
 	var uv UnknownVersionError
 	if !errors.As(err, &uv) {
-		rc.log.Error("dropping undecodable bus message", "channel", channel, "err", err)
+		now, last := time.Now().UnixNano(), rc.lastMalformed.Load()
+		if now-last < int64(malformedLogEvery) || !rc.lastMalformed.CompareAndSwap(last, now) {
+			rc.suppressed.Add(1)
+			return false
+		}
+		rc.log.Error("dropping undecodable bus message", "channel", channel, "err", err,
+			"dropped_unlogged", rc.suppressed.Swap(0), "logged_at_most_every", malformedLogEvery)
 		return false
 	}
 	rc.unknownVersion()

@@ -162,3 +162,31 @@ func TestFramesOfAnUnknownVersionAreDroppedCountedAndLoggedOnce(t *testing.T) {
 		})
 	}
 }
+
+// Anyone who may PUBLISH to Redis can send a node garbage: each frame is
+// dropped, and the log says so at most once per interval with how many it
+// dropped meanwhile, rather than a line per frame.
+func TestAFloodOfMalformedFramesIsLoggedOnceNotOnceAFrame(t *testing.T) {
+	single := redistest.Start(t)
+	logs := &records{}
+	bus := fanout.NewRedis(single.Client(), "n1", fanout.RedisOptions{Logger: slog.New(logs)})
+	got := &handled{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); bus.Run(ctx, got) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wait.Until(t, 10*time.Second, "bus ready", bus.Ready)
+	for i := range 50 {
+		if err := single.Client().Publish(ctx, "herald:node:n1", fmt.Sprint("garbage ", i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sender := fanout.NewRedis(single.Client(), "n2", fanout.RedisOptions{})
+	if ok, err := sender.Send(ctx, "n1", &fanout.Message{Kind: fanout.KindKeys, Origin: "n2", ID: "after"}); err != nil || !ok {
+		t.Fatalf("send: %v %v", ok, err)
+	}
+	wait.Until(t, 5*time.Second, "the message after them arrives", func() bool { return got.has("after") })
+	if l := logs.matching("undecodable"); len(l) != 1 {
+		t.Fatalf("50 malformed frames logged %d lines, want 1: %q", len(l), l)
+	}
+}
