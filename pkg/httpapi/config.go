@@ -228,8 +228,8 @@ func checkPattern(p string, origin bool) error {
 	switch {
 	case host == "":
 		return errors.New("empty")
-	case strings.ContainsAny(host, " \t/?#"):
-		return errors.New("a host pattern holds no spaces, path, query or fragment")
+	case strings.ContainsAny(host, " \t/#"):
+		return errors.New("a host pattern holds no spaces, path or fragment")
 	}
 	if _, err := path.Match(strings.ToLower(p), ""); err != nil {
 		return fmt.Errorf("not a valid pattern: %w", err)
