@@ -79,7 +79,20 @@ func (s *Stream) Close() {
 }
 
 func (s *Stream) read() {
-	sc := bufio.NewScanner(s.Resp.Body)
+	err := Parse(s.Resp.Body, func(e Event) { s.events <- e }, func() { s.Comments.Add(1) })
+	if err == nil {
+		err = io.EOF
+	}
+	s.done <- err
+}
+
+// Parse reads a text/event-stream from r as the HTML standard's parser does
+// (§9.2.6): each event is handed to event, with its data lines joined by
+// "\n" and the id kept across events until one sets it; each comment line
+// is counted by comment (which may be nil). It returns the error that
+// ended reading, nil at the end of r.
+func Parse(r io.Reader, event func(Event), comment func()) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sc.Split(scanLines)
 	var typ, lastID string
@@ -91,13 +104,15 @@ func (s *Stream) read() {
 				if typ == "" {
 					typ = "message"
 				}
-				s.events <- Event{Type: typ, Data: strings.Join(data, "\n"), LastID: lastID}
+				event(Event{Type: typ, Data: strings.Join(data, "\n"), LastID: lastID})
 			}
 			typ, data = "", nil
 			continue
 		}
 		if strings.HasPrefix(line, ":") {
-			s.Comments.Add(1)
+			if comment != nil {
+				comment()
+			}
 			continue
 		}
 		field, value, _ := strings.Cut(line, ":")
@@ -111,11 +126,14 @@ func (s *Stream) read() {
 			lastID = value
 		}
 	}
-	err := sc.Err()
-	if err == nil {
-		err = io.EOF
-	}
-	s.done <- err
+	return sc.Err()
+}
+
+// ParseString is Parse of a whole stream held in memory.
+func ParseString(stream string) []Event {
+	var out []Event
+	_ = Parse(strings.NewReader(stream), func(e Event) { out = append(out, e) }, nil) // a string reader does not fail
+	return out
 }
 
 // scanLines splits on "\r\n", "\r" or "\n".

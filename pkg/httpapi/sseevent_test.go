@@ -1,76 +1,16 @@
 package httpapi
 
 import (
-	"bufio"
-	"strings"
 	"testing"
 
+	"github.com/herald-push/herald/internal/ssetest"
 	"github.com/herald-push/herald/pkg/protocol"
 )
 
-// parsedEvent is what an EventSource hands a page: the event's type, data
-// and the last event id.
-type parsedEvent struct{ typ, data, lastID string }
-
-// parseEvents reads a text/event-stream as the HTML standard's parser does
-// (§9.2.6): comments ignored, data lines joined with "\n", the id kept
-// across events until one sets it.
-func parseEvents(t *testing.T, stream string) []parsedEvent {
+// parseEvents reads stream as an EventSource would.
+func parseEvents(t *testing.T, stream string) []ssetest.Event {
 	t.Helper()
-	var out []parsedEvent
-	var typ, lastID string
-	var data []string
-	sc := bufio.NewScanner(strings.NewReader(stream))
-	sc.Split(scanSSELines)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			if data != nil {
-				if typ == "" {
-					typ = "message"
-				}
-				out = append(out, parsedEvent{typ, strings.Join(data, "\n"), lastID})
-			}
-			typ, data = "", nil
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "event":
-			typ = value
-		case "data":
-			data = append(data, value)
-		case "id":
-			lastID = value
-		}
-	}
-	return out
-}
-
-// scanSSELines splits on "\r\n", "\r" or "\n", as the standard does.
-func scanSSELines(b []byte, atEOF bool) (int, []byte, error) {
-	for i, c := range b {
-		switch c {
-		case '\n':
-			return i + 1, b[:i], nil
-		case '\r':
-			if i+1 == len(b) && !atEOF {
-				return 0, nil, nil
-			}
-			if i+1 < len(b) && b[i+1] == '\n' {
-				return i + 2, b[:i], nil
-			}
-			return i + 1, b[:i], nil
-		}
-	}
-	if atEOF && len(b) > 0 {
-		return len(b), b, nil
-	}
-	return 0, nil, nil
+	return ssetest.ParseString(stream)
 }
 
 // Each frame becomes one event whose data an EventSource hands back as the
@@ -109,7 +49,7 @@ func TestAFrameBecomesOneEventAnEventSourceReadsBackWhole(t *testing.T) {
 			if !tc.id.IsZero() {
 				wantID = tc.id.String()
 			}
-			if got.typ != "message" || got.data != tc.data || got.lastID != wantID {
+			if got.Type != "message" || got.Data != tc.data || got.LastID != wantID {
 				t.Fatalf("EventSource reads %+v, want a message %q with last id %s", got, tc.data, wantID)
 			}
 		})
@@ -125,7 +65,7 @@ func TestTheClosingEventCarriesTheCloseCodeAndReason(t *testing.T) {
 		t.Fatalf("wire %q, want %q", wire, want)
 	}
 	events := parseEvents(t, wire)
-	if len(events) != 1 || events[0].typ != "close" || events[0].lastID != "" {
+	if len(events) != 1 || events[0].Type != "close" || events[0].LastID != "" {
 		t.Fatalf("events %+v, want one close event without an id", events)
 	}
 	if events := parseEvents(t, sseHeartbeat); len(events) != 0 {
