@@ -38,7 +38,7 @@ namespace Herald
         readonly Dictionary<string, StoredId> last = new Dictionary<string, StoredId>(); // "" = the key's stream
         int urlIndex;
         Task loop;
-        volatile ITransport current;
+        volatile ISocketTransport current;
         volatile bool wakeNow;
 
         public HeraldClient(HeraldOptions options)
@@ -246,7 +246,7 @@ namespace Herald
         /// Reads until the connection ends. A watchdog pings at a third of
         /// DeadAfter and drops the connection when nothing came for DeadAfter.
         /// </summary>
-        async Task<Outcome> ReadAsync(ITransport transport, CancellationToken ct)
+        async Task<Outcome> ReadAsync(ISocketTransport transport, CancellationToken ct)
         {
             long lastFrame = Environment.TickCount;
             bool dead = false;
@@ -296,7 +296,7 @@ namespace Herald
             }
         }
 
-        void Handle(ITransport transport, string text)
+        void Handle(ISocketTransport transport, string text)
         {
             if (opts.Raw)
             {
@@ -304,39 +304,17 @@ namespace Herald
                 Raise(() => { var h = Message; if (h != null) h(raw); });
                 return;
             }
-            JsonValue v;
-            try
+            HeraldMessage m;
+            string error;
+            switch (Frame.Read(text, out m, out error))
             {
-                v = JsonValue.Parse(text);
+                case FrameKind.Control:
+                    return;
+                case FrameKind.Malformed:
+                    RaiseError(new FormatException(error));
+                    return;
             }
-            catch (JsonException e)
-            {
-                RaiseError(new FormatException("a frame from the server is not JSON: " + e.Message, e));
-                return;
-            }
-            if (v.Kind != JsonKind.Object)
-            {
-                RaiseError(new FormatException("a frame from the server is not a JSON object"));
-                return;
-            }
-            var type = v["type"];
-            if (type != null)
-                return; // {"type":"pong"}: proof of life, nothing for the app
-            var idv = v["id"];
-            var data = v["data"];
-            string id = idv != null ? idv.AsString() : null;
-            if (id == null || data == null)
-            {
-                RaiseError(new FormatException("a frame from the server lacks \"id\" or \"data\""));
-                return;
-            }
-            var m = new HeraldMessage { Id = id, Data = data, DataJson = data.RawJson };
-            var key = v["key"];
-            var topic = v["topic"];
-            var ts = v["ts"];
-            m.Key = key != null ? key.AsString() : null;
-            m.Topic = topic != null ? topic.AsString() : null;
-            if (ts != null && ts.Kind == JsonKind.Number) m.Timestamp = ts.AsLong();
+            string id = m.Id;
             StoredId sid;
             if (StoredId.TryParse(id, out sid))
             {
@@ -356,7 +334,7 @@ namespace Herald
                 SendQuietly(transport, "{\"type\":\"ack\",\"id\":\"" + m.Id + "\"}");
         }
 
-        void SendQuietly(ITransport t, string text)
+        void SendQuietly(ISocketTransport t, string text)
         {
             t.SendAsync(text, CancellationToken.None).ContinueWith(task =>
             {

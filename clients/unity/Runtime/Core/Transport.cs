@@ -23,7 +23,7 @@ namespace Herald
     /// A WebSocket as the client needs it. The default is ClientWebSocket;
     /// a WebGL build would plug in a browser WebSocket behind the same calls.
     /// </summary>
-    public interface ITransport : IDisposable
+    public interface ISocketTransport : IDisposable
     {
         Task ConnectAsync(Uri uri, IDictionary<string, string> headers, CancellationToken ct);
         Task<TransportFrame> ReceiveAsync(CancellationToken ct);
@@ -45,7 +45,7 @@ namespace Herald
 
     /// <summary>A transport on System.Net.WebSockets.ClientWebSocket.</summary>
     [Preserve]
-    public sealed class ClientWebSocketTransport : ITransport
+    public sealed class ClientWebSocketTransport : ISocketTransport
     {
         // Mono and .NET both say "... status code '401' when status code '101' was expected."
         static readonly Regex StatusInMessage = new Regex(@"'(\d{3})'");
