@@ -77,7 +77,7 @@ func TestEveryPackageAssetHasAStableMeta(t *testing.T) {
 }
 
 // The manifest is what the Package Manager reads when a developer adds
-// https://github.com/<org>/herald.git?path=/clients/unity#v0.1.0.
+// https://github.com/herald-push/herald.git?path=/clients/unity#<commit>.
 func TestThePackageManifestNamesThePackageAndItsSamples(t *testing.T) {
 	raw, err := os.ReadFile("../package.json")
 	if err != nil {
@@ -105,5 +105,33 @@ func TestThePackageManifestNamesThePackageAndItsSamples(t *testing.T) {
 	raw, err = os.ReadFile("../Runtime/Herald.asmdef")
 	if err != nil || json.Unmarshal(raw, &asmdef) != nil || asmdef.Name != "Herald" {
 		t.Fatalf("Runtime/Herald.asmdef: %s %v", raw, err)
+	}
+}
+
+// A studio's legal review asks of every package what it may do with it: the
+// Package Manager shows package.json's licence, and expects its text in
+// LICENSE.md beside it; both must say what the repository's LICENSE says.
+func TestThePackageCarriesTheRepositorysLicence(t *testing.T) {
+	var m struct{ License string }
+	raw, err := os.ReadFile("../package.json")
+	if err != nil || json.Unmarshal(raw, &m) != nil {
+		t.Fatalf("package.json: %v", err)
+	}
+	if m.License != "Apache-2.0" {
+		t.Errorf(`package.json "license" = %q, want the SPDX id "Apache-2.0"`, m.License)
+	}
+	root, err := os.ReadFile("../../../LICENSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := os.ReadFile("../LICENSE.md")
+	if err != nil {
+		t.Fatalf("the package has no LICENSE.md: %v", err)
+	}
+	if string(pkg) != string(root) {
+		t.Error("LICENSE.md differs from the repository's LICENSE")
+	}
+	if !strings.Contains(string(root), "Apache License") || !strings.Contains(string(root), "Version 2.0") {
+		t.Error("LICENSE is not the Apache License 2.0")
 	}
 }
