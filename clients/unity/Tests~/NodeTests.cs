@@ -417,7 +417,7 @@ static class NodeTests
     static void PauseAndResume()
     {
         string a = Env("HERALD_A"), key = "u-pause2";
-        var o = new HeraldOptions { Urls = new[] { Ws(a) }, Key = key, PauseGrace = TimeSpan.FromSeconds(1), ProbeTimeout = TimeSpan.FromSeconds(1) };
+        var o = new HeraldOptions { Urls = new[] { Ws(a) }, Key = key, PauseGrace = TimeSpan.FromSeconds(2), ProbeTimeout = TimeSpan.FromSeconds(1) };
         using (var c = new Probe(o))
         {
             c.Until(() => c.Connects.Count == 1, "connected");
@@ -427,16 +427,17 @@ static class NodeTests
             Assert.True(Online(a, key), "online within the grace");
             while (Online(a, key))
             {
-                if (sw.Elapsed > TimeSpan.FromSeconds(10)) throw new Exception("still online 10 s after Pause with a 1 s grace");
+                if (sw.Elapsed > TimeSpan.FromSeconds(10)) throw new Exception("still online 10 s after Pause with a 2 s grace");
                 Thread.Sleep(100);
             }
-            Console.WriteLine("FIGURE offline-after-Pause (grace 1 s): " + sw.ElapsedMilliseconds + " ms");
+            Assert.True(sw.ElapsedMilliseconds >= 2000, "offline before the grace ended");
+            Console.WriteLine("FIGURE offline-after-Pause (grace 2 s): " + sw.ElapsedMilliseconds + " ms");
             c.Client.Resume();
             c.Until(() => c.Connects.Count == 2, "a new connection at once after Resume");
             Assert.Equal(c.Connects[0], c.Connects[1], "on the same node");
 
             c.Client.Pause();
-            Thread.Sleep(300);
+            Thread.Sleep(100); // well within the 2 s grace
             c.Client.Resume();
             c.Settle(2000); // past ProbeTimeout
             Assert.Equal(2, c.Connects.Count, "resumed within the grace: the probe was answered and the connection kept");

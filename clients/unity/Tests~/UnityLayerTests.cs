@@ -54,7 +54,7 @@ static class UnityLayerTests
 
     static Scene NewScene(string key)
     {
-        var s = new Scene { urls = new[] { "ws" + node.Substring(4) }, key = key, pauseGraceSeconds = 1 };
+        var s = new Scene { urls = new[] { "ws" + node.Substring(4) }, key = key, pauseGraceSeconds = 2 };
         s.RunAwake();
         return s;
     }
@@ -79,12 +79,17 @@ static class UnityLayerTests
             Check(eventThread == updateThread, "the event ran on the thread that called Update");
             scene.Pause(true);
             Check(scene.State == HeraldState.Paused, "Paused");
-            Thread.Sleep(200); // a purchase dialog
+            Thread.Sleep(100); // a purchase dialog, well within the 2 s grace
             scene.Pause(false);
             Frames(scene, () => false, "nothing", 1.5);
             Check(connects == 1, "a short pause did not cost a reconnect");
             scene.Pause(true);
-            Thread.Sleep(2000); // past the 1 s grace, no Update
+            var paused = Stopwatch.StartNew();
+            while (Online("u-unity")) // no Update meanwhile: the grace runs out on the transport's timer
+            {
+                Check(paused.Elapsed < TimeSpan.FromSeconds(10), "still online 10 s into a pause with a 2 s grace");
+                Thread.Sleep(100);
+            }
             scene.Pause(false);
             Frames(scene, () => connects == 2, "a new connection right after a long pause");
         }
@@ -166,6 +171,11 @@ static class UnityLayerTests
     }
 
     static void Check(bool ok, string what) { if (!ok) throw new Exception(what); }
+
+    static bool Online(string key)
+    {
+        return Post("{\"key\":\"" + key + "\",\"data\":\"ping\"}").Contains("\"online\":[\"" + key + "\"]");
+    }
 
     static string Post(string json)
     {
