@@ -74,7 +74,14 @@ namespace Herald
         readonly KeyCursor cursor = new KeyCursor();
         readonly AckQueue acks = new AckQueue();
         readonly Dictionary<string, StoredId> topicLast = new Dictionary<string, StoredId>();
-        readonly Queue<Action> pending = new Queue<Action>();
+        // What Dispatch runs, in order: a message (Message set) or another event (Run set).
+        struct Pending
+        {
+            public HeraldMessage Message;
+            public Action Run;
+        }
+
+        readonly Queue<Pending> pending = new Queue<Pending>();
         readonly List<TransportEvent> backlog = new List<TransportEvent>();
         readonly long deadAfterMs, pingEveryMs, connectTimeoutMs, pauseGraceMs, probeTimeoutMs;
 
@@ -239,7 +246,9 @@ namespace Herald
                 while (pending.Count > 0 && !disposed)
                 {
                     n++;
-                    pending.Dequeue()();
+                    var p = pending.Dequeue();
+                    if (p.Message != null) Deliver(p.Message);
+                    else p.Run();
                     NoteState();
                 }
                 FlushAcks();
@@ -525,7 +534,7 @@ namespace Herald
             if (opts.Raw)
             {
                 var raw = new HeraldMessage { DataJson = text };
-                pending.Enqueue(() => Deliver(raw));
+                pending.Enqueue(new Pending { Message = raw });
                 return;
             }
             HeraldMessage m;
@@ -558,21 +567,21 @@ namespace Herald
             {
                 return;
             }
-            pending.Enqueue(() => Deliver(m));
+            pending.Enqueue(new Pending { Message = m });
         }
 
         /// <summary>Hands m to each handler on its own, then acks what all of them returned from.</summary>
         void Deliver(HeraldMessage m)
         {
             bool ok = true;
-            var handlers = Message;
+            var handlers = MessageHandlers();
             if (handlers != null)
             {
-                foreach (var d in handlers.GetInvocationList())
+                for (int i = 0; i < handlers.Length; i++)
                 {
                     try
                     {
-                        ((Action<HeraldMessage>)d)(m);
+                        ((Action<HeraldMessage>)handlers[i])(m);
                     }
                     catch (Exception e)
                     {
@@ -589,6 +598,22 @@ namespace Herald
             if (opts.AutoAck && cursor.AckPoint(out upTo)) acks.Want(upTo);
         }
 
+        Action<HeraldMessage> listed;
+        Delegate[] listedHandlers;
+
+        /// <summary>The Message handlers one by one; the list is made again only when they changed (a delegate never changes in place).</summary>
+        Delegate[] MessageHandlers()
+        {
+            var h = Message;
+            if (h == null) return null;
+            if (!ReferenceEquals(h, listed))
+            {
+                listedHandlers = h.GetInvocationList();
+                listed = h;
+            }
+            return listedHandlers;
+        }
+
         void FlushAcks()
         {
             StoredId id;
@@ -601,16 +626,16 @@ namespace Herald
         /// <summary>Queues an event for this Dispatch: nothing runs outside it, and a throwing handler is reported, not fatal.</summary>
         void Raise(Action a, string what)
         {
-            pending.Enqueue(() =>
+            pending.Enqueue(new Pending { Run = () =>
             {
                 try { a(); }
                 catch (Exception e) { RunError(new HeraldHandlerException("a " + what + " handler threw", null, e)); }
-            });
+            } });
         }
 
         void RaiseError(Exception e)
         {
-            pending.Enqueue(() => RunError(e));
+            pending.Enqueue(new Pending { Run = () => RunError(e) });
         }
 
         void RunError(Exception e)
