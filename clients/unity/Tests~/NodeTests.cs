@@ -15,6 +15,7 @@ static class NodeTests
 {
     public static void Add(List<KeyValuePair<string, Action>> tests)
     {
+        TickTests.Add(tests);
         tests.Add(new KeyValuePair<string, Action>("a send through another node arrives with the documented fields", SendArrivesWithItsFields));
         tests.Add(new KeyValuePair<string, Action>("kill -9 of the client's node: it resumes on another and gets what was stored meanwhile, once, in order", ResumesAfterKill));
         tests.Add(new KeyValuePair<string, Action>("a 4002 close makes it fetch a new token and go on", TokenExpiryFetchesANewToken));
@@ -25,6 +26,12 @@ static class NodeTests
         tests.Add(new KeyValuePair<string, Action>("malformed frames from a server are reported, not fatal", MalformedFrames));
         tests.Add(new KeyValuePair<string, Action>("an operator's disconnect (4001) stops it for good", DisconnectIsFinal));
         tests.Add(new KeyValuePair<string, Action>("events run only on the thread that dispatches them", EventsWaitForDispatch));
+        tests.Add(new KeyValuePair<string, Action>("without Dispatch nothing is acked: a wait-acked sender gets its timeout, a fresh client gets the message", NoDispatchNoAck));
+        tests.Add(new KeyValuePair<string, Action>("a throwing handler: Error, the other handlers ran, not acked; a restarted client gets it; after Reconnect it comes again, the handled ones after it do not", ThrowingHandler));
+        tests.Add(new KeyValuePair<string, Action>("Reconnect() during a long backoff connects at once", ReconnectDuringBackoff));
+        tests.Add(new KeyValuePair<string, Action>("Pause closes after the grace; Resume keeps an answering connection and replaces a silent one on the same node", PauseAndResume));
+        tests.Add(new KeyValuePair<string, Action>("a 429 with Retry-After: the next attempt waits at least that long, on the same node", RetryAfter429));
+        tests.Add(new KeyValuePair<string, Action>("a token provider that completes later works, called on the Dispatch thread", TokenCompletesLater));
     }
 
     static string Env(string name)
@@ -56,7 +63,7 @@ static class NodeTests
             Client.Disconnected += d => Disconnects.Add(d);
             Client.Error += e => Errors.Add(e);
             Client.Connected += u => Connects.Add(u);
-            Client.Start();
+            Client.Connect();
         }
 
         /// <summary>Dispatches events on this thread until cond holds, or fails after timeout.</summary>
@@ -116,6 +123,15 @@ static class NodeTests
         return JsonValue.Parse(r.Value);
     }
 
+    /// <summary>A send on another thread, so that the test can dispatch while a sender waits.</summary>
+    static Task<JsonValue> SendAsync(string node, string json) { return Task.Run(() => Send(node, json)); }
+
+    static string Status(JsonValue answer, string key)
+    {
+        var r = answer["results"];
+        return r != null && r[key] != null ? r[key]["status"].AsString() : "(none: " + answer.RawJson + ")";
+    }
+
     static void Signal(string signal, string pidVar)
     {
         using (var p = Process.Start(new ProcessStartInfo("kill", "-" + signal + " " + Env(pidVar)) { UseShellExecute = false }))
@@ -170,7 +186,9 @@ static class NodeTests
             var board = c.Messages.Where(m => m.Topic == "board").Select(m => m.DataJson).ToList();
             Assert.True(board.IndexOf("\"b1\"") >= 0 && board.IndexOf("\"b1\"") < board.IndexOf("\"b2\"") && board.Count(x => x == "\"b1\"") == 1,
                 "the board's posts after the kill, once, in order: " + string.Join(",", board.ToArray()));
-            Assert.Equal(c.Messages.Count, c.Messages.Select(m => m.Id).Distinct().Count(), "no id handed over twice");
+            // Stored ids are unique per stream only: a key's message and a
+            // topic's stored in the same millisecond share "<ms>-0".
+            Assert.Equal(c.Messages.Count, c.Messages.Select(m => (m.Topic ?? "") + "/" + m.Id).Distinct().Count(), "no id handed over twice in a stream");
             Assert.True(c.Connects.Count >= 2 && c.Connects.Last().StartsWith(Ws(b)), "reconnected to b: " + string.Join(",", c.Connects.ToArray()));
         }
     }
@@ -219,11 +237,12 @@ static class NodeTests
         using (var c = new Probe(new HeraldOptions { Urls = new[] { Ws(Env("HERALD_A")) }, Key = "u-ack" }))
         {
             c.Until(() => c.Connects.Count == 1, "connected");
-            // The client acks from its own thread: the sender's answer does
-            // not wait for the app to dispatch.
-            var answer = Send(Env("HERALD_B"), "{\"key\":\"u-ack\",\"data\":{\"item\":\"Shield\"},\"wait\":\"acked\",\"timeout_ms\":5000}");
-            Assert.Equal("acked", answer["results"]["u-ack"]["status"].AsString(), "status: " + answer.RawJson);
-            c.Until(() => c.Messages.Count == 1 && c.Messages[0].IsStored, "the stored message");
+            // The client acks once Dispatch handed the message over: the
+            // sender's answer comes while the app dispatches.
+            var answer = SendAsync(Env("HERALD_B"), "{\"key\":\"u-ack\",\"data\":{\"item\":\"Shield\"},\"store\":true,\"wait\":\"acked\",\"timeout_ms\":5000}");
+            c.Until(() => answer.IsCompleted, "the sender's answer");
+            Assert.Equal("acked", answer.Result["results"]["u-ack"]["status"].AsString(), "status: " + answer.Result.RawJson);
+            Assert.True(c.Messages.Count == 1 && c.Messages[0].IsStored, "the stored message");
         }
     }
 
@@ -304,6 +323,202 @@ static class NodeTests
             Assert.Equal(0, c.Messages.Count, "no event ran before Dispatch");
             c.Until(() => c.Messages.Count == 1, "the message");
             Assert.Equal(c.DispatchThread, c.EventThread, "the event ran on the dispatching thread");
+        }
+    }
+
+    static void NoDispatchNoAck()
+    {
+        string a = Env("HERALD_A"), key = "u-nodispatch";
+        using (var c = new Probe(new HeraldOptions { Urls = new[] { Ws(a) }, Key = key }))
+        {
+            c.Until(() => c.Connects.Count == 1, "connected");
+            // The app stops calling Dispatch (a frozen frame, a crash to come).
+            var answer = Send(Env("HERALD_B"), "{\"key\":\"" + key + "\",\"data\":\"sword\",\"store\":true,\"wait\":\"acked\",\"timeout_ms\":1500}");
+            Assert.True(Status(answer, key) != "acked", "answered " + Status(answer, key) + " though no handler ran");
+            Console.WriteLine("  a wait-acked sender without Dispatch was answered: " + Status(answer, key));
+        }
+        using (var fresh = new Probe(new HeraldOptions { Urls = new[] { Ws(a) }, Key = key }))
+            fresh.Until(() => fresh.Messages.Any(m => m.DataJson == "\"sword\""), "the purchase for a fresh client");
+    }
+
+    static void ThrowingHandler()
+    {
+        string a = Env("HERALD_A"), b = Env("HERALD_B"), key = "u-throw";
+        bool fail = true;
+        var second = new List<string>();
+        using (var c = new Probe(new HeraldOptions { Urls = new[] { Ws(a) }, Key = key }))
+        {
+            c.Client.Message += m => { if (fail && m.DataJson == "\"bad\"") throw new InvalidOperationException("the inventory is full"); };
+            c.Client.Message += m => second.Add(m.Id);
+            c.Until(() => c.Connects.Count == 1, "connected");
+            var answer = SendAsync(b, "{\"key\":\"" + key + "\",\"data\":\"bad\",\"store\":true,\"wait\":\"acked\",\"timeout_ms\":2000}");
+            c.Until(() => answer.IsCompleted, "the sender's answer");
+            Assert.True(Status(answer.Result, key) != "acked", "a message whose handler threw was answered acked");
+            var e = c.Errors.OfType<HeraldHandlerException>().Single();
+            string bad = e.HeraldMessage.Id;
+            Assert.Equal("\"bad\"", e.HeraldMessage.DataJson, "the exception carries the message");
+            Assert.True(e.InnerException is InvalidOperationException, "and what the handler threw");
+            Assert.True(second.Contains(bad), "the other handler ran");
+            string after = Send(b, "{\"key\":\"" + key + "\",\"data\":\"after\",\"store\":true}")["results"][key]["id"].AsString();
+            c.Until(() => second.Contains(after), "the next message, handled");
+
+            using (var restarted = new Probe(new HeraldOptions { Urls = new[] { Ws(b) }, Key = key, AutoAck = false }))
+                restarted.Until(() => restarted.Messages.Any(m => m.Id == bad), "the failed message for a restarted client");
+
+            fail = false;
+            c.Client.Reconnect();
+            c.Until(() => second.Count(id => id == bad) == 2, "the failed message again after Reconnect");
+            c.Settle(500);
+            Assert.Equal(1, second.Count(id => id == after), "the handled message after it is not handed twice");
+            var last = SendAsync(b, "{\"key\":\"" + key + "\",\"data\":\"last\",\"store\":true,\"wait\":\"acked\",\"timeout_ms\":5000}");
+            c.Until(() => last.IsCompleted, "the last sender's answer");
+            Assert.Equal("acked", Status(last.Result, key), "once the failed message was handled, acks go again");
+        }
+    }
+
+    static void ReconnectDuringBackoff()
+    {
+        string p = Env("HERALD_P");
+        var waitingSince = Stopwatch.StartNew();
+        var o = new HeraldOptions
+        {
+            Urls = new[] { Ws(p) }, Key = "u-backoff", ConnectTimeout = TimeSpan.FromSeconds(1),
+            MinBackoff = TimeSpan.FromSeconds(8), MaxBackoff = TimeSpan.FromSeconds(8), Random = new MaxRandom(),
+        };
+        Signal("STOP", "HERALD_P_PID"); // accepts TCP, answers nothing: the attempt times out
+        bool stopped = true;
+        try
+        {
+            using (var c = new Probe(o))
+            {
+                c.Client.StateChanged += s => { if (s == HeraldState.Waiting) waitingSince.Restart(); };
+                c.Until(() => c.Client.State == HeraldState.Waiting, "the first attempt to time out", 10);
+                Signal("CONT", "HERALD_P_PID");
+                stopped = false;
+                c.Settle(200);
+                long backoffEndsIn = 7999 - waitingSince.ElapsedMilliseconds;
+                var sw = Stopwatch.StartNew();
+                c.Client.Reconnect();
+                c.Until(() => c.Connects.Count == 1, "Connected after Reconnect", 7);
+                Console.WriteLine("FIGURE reconnect-after-Reconnect: " + sw.ElapsedMilliseconds + " ms (the backoff had " + backoffEndsIn + " ms to go)");
+                Assert.True(sw.ElapsedMilliseconds < backoffEndsIn, "connected " + sw.ElapsedMilliseconds + " ms after Reconnect, not before the backoff ended");
+            }
+        }
+        finally
+        {
+            if (stopped) Signal("CONT", "HERALD_P_PID");
+        }
+    }
+
+    static bool Online(string node, string key)
+    {
+        var answer = Send(node, "{\"key\":\"" + key + "\",\"data\":\"are you there\"}");
+        return answer["online"].RawJson.Contains("\"" + key + "\"");
+    }
+
+    static void PauseAndResume()
+    {
+        string a = Env("HERALD_A"), key = "u-pause2";
+        var o = new HeraldOptions { Urls = new[] { Ws(a) }, Key = key, PauseGrace = TimeSpan.FromSeconds(2), ProbeTimeout = TimeSpan.FromSeconds(1) };
+        using (var c = new Probe(o))
+        {
+            c.Until(() => c.Connects.Count == 1, "connected");
+            var sw = Stopwatch.StartNew();
+            c.Client.Pause();
+            Thread.Sleep(300); // paused: no Dispatch
+            Assert.True(Online(a, key), "online within the grace");
+            while (Online(a, key))
+            {
+                if (sw.Elapsed > TimeSpan.FromSeconds(10)) throw new Exception("still online 10 s after Pause with a 2 s grace");
+                Thread.Sleep(100);
+            }
+            Assert.True(sw.ElapsedMilliseconds >= 2000, "offline before the grace ended");
+            Console.WriteLine("FIGURE offline-after-Pause (grace 2 s): " + sw.ElapsedMilliseconds + " ms");
+            c.Client.Resume();
+            c.Until(() => c.Connects.Count == 2, "a new connection at once after Resume");
+            Assert.Equal(c.Connects[0], c.Connects[1], "on the same node");
+
+            c.Client.Pause();
+            Thread.Sleep(100); // well within the 2 s grace
+            c.Client.Resume();
+            c.Settle(2000); // past ProbeTimeout
+            Assert.Equal(2, c.Connects.Count, "resumed within the grace: the probe was answered and the connection kept");
+            Assert.True(Online(a, key), "still online");
+        }
+
+        string p = Env("HERALD_P");
+        var q = new HeraldOptions { Urls = new[] { Ws(p), Ws(Env("HERALD_B")) }, Key = "u-pause3", ProbeTimeout = TimeSpan.FromSeconds(1), ConnectTimeout = TimeSpan.FromSeconds(5) };
+        using (var c = new Probe(q))
+        {
+            c.Until(() => c.Connects.Count == 1, "connected to p");
+            c.Client.Pause();
+            Signal("STOP", "HERALD_P_PID");
+            try
+            {
+                c.Client.Resume();
+                var sw = Stopwatch.StartNew();
+                c.Until(() => c.Disconnects.Any(d => d.Reason.Contains("resumed")), "the unanswered probe to end it", 5);
+                Console.WriteLine("FIGURE replaced-after-unanswered-probe (ProbeTimeout 1 s): " + sw.ElapsedMilliseconds + " ms");
+            }
+            finally
+            {
+                Signal("CONT", "HERALD_P_PID");
+            }
+            c.Until(() => c.Connects.Count == 2, "a new connection");
+            Assert.Equal(c.Connects[0], c.Connects[1], "on the same node");
+        }
+    }
+
+    static void RetryAfter429()
+    {
+        string l = Env("HERALD_L"), key = "u-limit";
+        using (var holder = new Probe(new HeraldOptions { Urls = new[] { Ws(l) }, Key = key }))
+        {
+            holder.Until(() => holder.Connects.Count == 1, "the key's one connection");
+            var clock = Stopwatch.StartNew();
+            var attempts = new List<long>();
+            var o = new HeraldOptions
+            {
+                Urls = new[] { Ws(l), Ws(Env("HERALD_B")) }, Key = key, Clock = () => clock.ElapsedMilliseconds,
+                Transport = () => { attempts.Add(clock.ElapsedMilliseconds); return new ClientWebSocketTransport(); },
+            };
+            using (var c = new Probe(o))
+            {
+                c.Until(() => c.Disconnects.Count(d => d.Code == 429) >= 2, "two refusals", 20);
+                var d0 = c.Disconnects[0];
+                Assert.True(d0.Reason.StartsWith("too_many_connections"), "the refusal's reason: " + d0);
+                long waited = attempts[1] - attempts[0];
+                Console.WriteLine("FIGURE attempt-after-429-Retry-After-5s: " + waited + " ms");
+                Assert.True(waited >= 5000, "the next attempt came " + waited + " ms after a refusal with Retry-After: 5");
+                holder.Client.Disconnect();
+                holder.Settle(100);
+                c.Until(() => c.Connects.Count == 1, "connected once the slot was free", 15);
+                Assert.True(c.Connects[0].StartsWith(Ws(l)), "on the same node: " + c.Connects[0]);
+            }
+        }
+    }
+
+    static void TokenCompletesLater()
+    {
+        string s = Env("HERALD_S"), secret = Env("HERALD_SECRET");
+        TaskCompletionSource<string> pending = null;
+        int calledOn = -1;
+        var o = new HeraldOptions
+        {
+            Urls = new[] { Ws(s) },
+            GetToken = ct => { calledOn = Thread.CurrentThread.ManagedThreadId; pending = new TaskCompletionSource<string>(); return pending.Task; },
+        };
+        using (var c = new Probe(o))
+        {
+            c.Until(() => pending != null, "the token to be asked for");
+            c.Settle(300);
+            Assert.Equal(0, c.Connects.Count, "no connection before the token");
+            Assert.Equal(HeraldState.Connecting, c.Client.State, "Connecting meanwhile");
+            pending.SetResult(Token("u-later", 60, secret));
+            c.Until(() => c.Connects.Count == 1, "connected with the token");
+            Assert.Equal(Thread.CurrentThread.ManagedThreadId, calledOn, "GetToken ran on the Dispatch thread");
+            Send(s, "{\"key\":\"u-later\",\"data\":\"hi\"}");
+            c.Until(() => c.Messages.Any(m => m.DataJson == "\"hi\""), "a message");
         }
     }
 }

@@ -2,17 +2,43 @@
 // and the ItemPush sample outside Unity (with UNITY_5_3_OR_NEWER defined),
 // and to drive HeraldBehaviour's lifecycle the way the engine would.
 using System;
+using System.Collections.Generic;
+using System.Diagnostics;
 
 namespace UnityEngine
 {
-    public class Object { }
-    public class Component : Object { }
+    public class Object
+    {
+        /// <summary>What Destroy was called on, for the tests to check (the engine would destroy it at the end of the frame).</summary>
+        public static readonly List<Object> Destroyed = new List<Object>();
+        /// <summary>What DontDestroyOnLoad was called on.</summary>
+        public static readonly List<Object> Persistent = new List<Object>();
+
+        public static void Destroy(Object o) { Destroyed.Add(o); }
+        public static void DontDestroyOnLoad(Object o) { Persistent.Add(o); }
+    }
+
+    public sealed class GameObject : Object { }
+
+    public class Component : Object
+    {
+        readonly GameObject owner = new GameObject();
+        public GameObject gameObject { get { return owner; } }
+    }
+
     public class Behaviour : Component { }
     public class MonoBehaviour : Behaviour { }
+
+    public static class Time
+    {
+        static readonly Stopwatch sinceStartup = Stopwatch.StartNew();
+        public static double realtimeSinceStartupAsDouble { get { return sinceStartup.Elapsed.TotalSeconds; } }
+    }
 
     public static class Debug
     {
         public static void LogWarning(object message) { Console.WriteLine("warning: " + message); }
+        public static void Log(object message) { Console.WriteLine(message); }
     }
 
     [AttributeUsage(AttributeTargets.Field)]

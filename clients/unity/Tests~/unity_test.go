@@ -49,7 +49,7 @@ func TestCSharpClient(t *testing.T) {
 	samples, _ := filepath.Glob("../Samples~/ItemPush/*.cs")
 	mcs(t, append(append([]string{"-define:UNITY_5_3_OR_NEWER", "-out:" + unityLayer, "UnityStubs.cs", "UnityLayerTests.cs"}, runtime...), samples...)...)
 	tests := filepath.Join(out, "HeraldTests.exe")
-	mcs(t, "-out:"+tests, "-r:"+lib, "HeraldTests.cs", "NodeTests.cs")
+	mcs(t, "-out:"+tests, "-r:"+lib, "HeraldTests.cs", "NodeTests.cs", "TickTests.cs")
 
 	r := redistest.Start(t)
 	bin := buildHerald(t)
@@ -57,6 +57,7 @@ func TestCSharpClient(t *testing.T) {
 	b := startNode(t, bin, "--node-id", "b", "--redis-url", r.URL())
 	k := startNode(t, bin, "--node-id", "k", "--redis-url", r.URL(), "--presence-ttl", "2s")
 	p := startNode(t, bin, "--node-id", "p", "--redis-url", r.URL())
+	l := startNode(t, bin, "--node-id", "l", "--redis-url", r.URL(), "--max-conns-per-key", "1")
 	s := startNode(t, bin, "--node-id", "s", "--redis-url", r.URL(), "--env", "HERALD_TOKEN_SECRET="+tokenSecret)
 	fake := fakeServer(t)
 
@@ -65,6 +66,7 @@ func TestCSharpClient(t *testing.T) {
 		"HERALD_A="+a.url, "HERALD_B="+b.url,
 		"HERALD_K="+k.url, "HERALD_K_PID="+strconv.Itoa(k.cmd.Process.Pid),
 		"HERALD_P="+p.url, "HERALD_P_PID="+strconv.Itoa(p.cmd.Process.Pid),
+		"HERALD_L="+l.url,
 		"HERALD_S="+s.url, "HERALD_SECRET="+tokenSecret,
 		"HERALD_FAKE="+fake)
 	// A paused node must not outlive the test stopped.
@@ -78,7 +80,7 @@ func TestCSharpClient(t *testing.T) {
 	case summary[2] != "0" || err != nil:
 		t.Fatalf("C# tests: %s passed, %s failed (%v)", summary[1], summary[2], err)
 	}
-	if n, _ := strconv.Atoi(summary[1]); n < 16 {
+	if n, _ := strconv.Atoi(summary[1]); n < 36 {
 		t.Fatalf("only %d C# tests ran", n)
 	}
 
@@ -86,7 +88,8 @@ func TestCSharpClient(t *testing.T) {
 	unity.Env = append(os.Environ(), "HERALD_A="+a.url)
 	output, err = unity.CombinedOutput()
 	t.Log("\n" + string(output))
-	if err != nil || !strings.Contains(string(output), "1 passed, 0 failed") {
+	layer := regexp.MustCompile(`unity layer: (\d+) passed, (\d+) failed`).FindStringSubmatch(string(output))
+	if err != nil || layer == nil || layer[2] != "0" || layer[1] == "0" {
 		t.Fatalf("Unity layer: %v", err)
 	}
 
@@ -105,6 +108,37 @@ func TestCSharpClient(t *testing.T) {
 	}
 	resp.Body.Close()
 	wait.Until(t, 10*time.Second, "the sample to print the message", func() bool { return strings.Contains(printed.String(), `"Sword x1"`) })
+}
+
+// TestCoreStartsNoThreadsOrTimers reads the core's source: under WebGL
+// there are no threads, and Task timers and blocking waits never fire, so
+// nothing in Runtime/Core but the ClientWebSocket transport (Transport.cs
+// and HandshakeAnswer.cs, which never run there) may use them; the one Result read is of the token Task
+// after IsCompleted. The tick tests check the same at run time.
+func TestCoreStartsNoThreadsOrTimers(t *testing.T) {
+	banned := regexp.MustCompile(`Task\.Run|Task\.Delay|Task\.Factory|CancelAfter|new Thread\b|ThreadPool|\bTimer\b|\.Wait\(|\.Result\b|ContinueWith|\bawait\b|SynchronizationContext`)
+	files, _ := filepath.Glob("../Runtime/Core/*.cs")
+	if len(files) == 0 {
+		t.Fatal("no core sources found")
+	}
+	for _, f := range files {
+		if name := filepath.Base(f); name == "Transport.cs" || name == "HandshakeAnswer.cs" {
+			continue // the ClientWebSocket transport's, which never runs under WebGL
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			code := line
+			if c := strings.Index(code, "//"); c >= 0 {
+				code = code[:c]
+			}
+			if m := banned.FindString(code); m != "" && !strings.Contains(code, "done.Result") {
+				t.Errorf("%s:%d uses %s: %s", filepath.Base(f), i+1, m, strings.TrimSpace(line))
+			}
+		}
+	}
 }
 
 // lockedBuffer collects a child's output while the test reads it.

@@ -1,46 +1,102 @@
 using System;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Globalization;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 
 namespace Herald
 {
+    /// <summary>What a HeraldClient is doing.</summary>
+    public enum HeraldState
+    {
+        /// <summary>Not started, or stopped by Disconnect.</summary>
+        Idle,
+        /// <summary>Fetching a token or in the handshake.</summary>
+        Connecting,
+        /// <summary>Connected.</summary>
+        Open,
+        /// <summary>Waiting (backoff, Retry-After) before the next attempt.</summary>
+        Waiting,
+        /// <summary>The app is in the background (Pause); acks are held.</summary>
+        Paused,
+        /// <summary>Gave up (a final close or refusal) or disposed.</summary>
+        Stopped,
+    }
+
+    /// <summary>A Message handler threw; the message stays unacknowledged and comes again on the next connection.</summary>
+    public sealed class HeraldHandlerException : Exception
+    {
+        /// <summary>The message the handler threw on; null when another event's handler threw.</summary>
+        public HeraldMessage HeraldMessage { get; private set; }
+
+        /// <summary>Wraps what a handler threw.</summary>
+        public HeraldHandlerException(string what, HeraldMessage m, Exception inner) : base(what + ": " + inner.Message, inner)
+        {
+            HeraldMessage = m;
+        }
+    }
+
     /// <summary>
     /// A herald client: connects, reconnects with backoff, resumes after the
-    /// last stored message it handed over, drops repeats, acknowledges, and
-    /// replaces a connection that went silent.
+    /// last stored message it handled, drops repeats, acknowledges what its
+    /// handlers returned from, and replaces a connection that went silent.
     ///
-    /// Events never run on a socket thread: they wait in a queue until the
-    /// app calls Dispatch (Unity: from Update), or are posted to
-    /// HeraldOptions.Context when one is given.
+    /// It is single-threaded and driven by Dispatch, the tick (Unity: call it
+    /// from Update): only in Dispatch does it poll its transport, advance its
+    /// timers (against HeraldOptions.Clock), run the app's handlers and send
+    /// acks. It starts no thread, task or timer of its own, so it runs under
+    /// WebGL; every event runs on the thread that calls Dispatch.
     /// </summary>
     public sealed class HeraldClient : IDisposable
     {
-        /// <summary>A message, handed over once.</summary>
+        /// <summary>A message, handed over once. A stored message of the key is acknowledged (AutoAck) after every handler returned.</summary>
         public event Action<HeraldMessage> Message;
         /// <summary>A connection opened; the argument is the node's address.</summary>
         public event Action<string> Connected;
         /// <summary>A connection ended or was refused; Final says whether the client gave up.</summary>
         public event Action<HeraldDisconnect> Disconnected;
-        /// <summary>Something went wrong that the client survives (a malformed frame, a failed token fetch).</summary>
+        /// <summary>Something went wrong that the client survives: a malformed frame, a failed token fetch, a handler that threw (HeraldHandlerException).</summary>
         public event Action<Exception> Error;
+        /// <summary>State changed (raised from Dispatch, like every event).</summary>
+        public event Action<HeraldState> StateChanged;
+
+        enum Phase { Idle, Waiting, Token, Opening, Open, Stopped }
+
+        const string Ping = "{\"type\":\"ping\"}";
+        const long MaxRetryAfterMs = 10 * 60 * 1000;
 
         readonly HeraldOptions opts;
+        readonly Func<long> clock;
+        readonly Func<ITransport> newTransport;
         readonly Backoff backoff;
         readonly DedupeWindow dedupe;
-        readonly ConcurrentQueue<Action> events = new ConcurrentQueue<Action>();
-        readonly CancellationTokenSource stop = new CancellationTokenSource();
-        readonly object gate = new object();
+        readonly KeyCursor cursor = new KeyCursor();
+        readonly AckQueue acks = new AckQueue();
+        readonly Dictionary<string, StoredId> topicLast = new Dictionary<string, StoredId>();
+        // What Dispatch runs, in order: a message (Message set) or another event (Run set).
+        struct Pending
+        {
+            public HeraldMessage Message;
+            public Action Run;
+        }
 
-        // Touched only by the connection loop.
-        readonly Dictionary<string, StoredId> last = new Dictionary<string, StoredId>(); // "" = the key's stream
-        int urlIndex;
-        Task loop;
-        volatile ISocketTransport current;
-        volatile bool wakeNow;
+        readonly Queue<Pending> pending = new Queue<Pending>();
+        readonly List<TransportEvent> backlog = new List<TransportEvent>();
+        readonly long deadAfterMs, pingEveryMs, connectTimeoutMs, pauseGraceMs, probeTimeoutMs;
 
+        Phase phase = Phase.Idle;
+        ITransport transport;
+        string url;
+        int urlIndex, refusedTokens;
+        long deadline;          // Waiting: next attempt; Token, Opening: give up
+        long lastFrame, nextPing, probeDeadline;
+        bool paused, probing, dispatching, disposed, inBacklog;
+        Task<string> tokenTask;
+        CancellationTokenSource tokenCancel;
+        HeraldState reported = HeraldState.Idle;
+
+        /// <summary>Checks the options; connects on the first Dispatch after Connect.</summary>
         public HeraldClient(HeraldOptions options)
         {
             if (options == null) throw new ArgumentNullException("options");
@@ -48,260 +104,437 @@ namespace Herald
             if (options.GetToken == null && string.IsNullOrEmpty(options.Key))
                 throw new ArgumentException("set HeraldOptions.Key (development) or HeraldOptions.GetToken");
             if (options.DeadAfter <= TimeSpan.Zero) throw new ArgumentException("HeraldOptions.DeadAfter must be positive");
+            if (options.ConnectTimeout <= TimeSpan.Zero) throw new ArgumentException("HeraldOptions.ConnectTimeout must be positive");
+            if (options.PauseGrace < TimeSpan.Zero) throw new ArgumentException("HeraldOptions.PauseGrace must not be negative");
+            if (options.ProbeTimeout <= TimeSpan.Zero) throw new ArgumentException("HeraldOptions.ProbeTimeout must be positive");
             opts = options;
+            clock = options.Clock ?? HeraldOptions.StopwatchClock();
+            newTransport = options.Transport ?? HeraldOptions.DefaultTransport;
             backoff = new Backoff(options.MinBackoff, options.MaxBackoff, options.Random);
             dedupe = new DedupeWindow(options.DedupeWindow);
+            deadAfterMs = (long)options.DeadAfter.TotalMilliseconds;
+            pingEveryMs = Math.Max(1, deadAfterMs / 3);
+            connectTimeoutMs = (long)options.ConnectTimeout.TotalMilliseconds;
+            pauseGraceMs = (long)options.PauseGrace.TotalMilliseconds;
+            probeTimeoutMs = (long)options.ProbeTimeout.TotalMilliseconds;
         }
 
-        /// <summary>True once the client stopped (Dispose, or a final close).</summary>
-        public bool Stopped { get; private set; }
-
-        /// <summary>Connects in the background; returns at once.</summary>
-        public void Start()
+        /// <summary>What the client is doing now.</summary>
+        public HeraldState State
         {
-            lock (gate)
+            get
             {
-                if (loop != null) return;
-                loop = Task.Run(() => RunAsync(stop.Token));
+                if (disposed || phase == Phase.Stopped) return HeraldState.Stopped;
+                if (paused) return HeraldState.Paused;
+                switch (phase)
+                {
+                    case Phase.Waiting: return HeraldState.Waiting;
+                    case Phase.Token:
+                    case Phase.Opening: return HeraldState.Connecting;
+                    case Phase.Open: return HeraldState.Open;
+                    default: return HeraldState.Idle;
+                }
             }
         }
 
+        /// <summary>True once the client gave up (a final close or refusal) or was disposed; Connect starts it again unless disposed.</summary>
+        public bool Stopped { get { return disposed || phase == Phase.Stopped; } }
+
+        /// <summary>Starts connecting (or again, after Disconnect or a final close); the first attempt is made by the next Dispatch.</summary>
+        public void Connect()
+        {
+            if (disposed) throw new ObjectDisposedException("HeraldClient");
+            if (phase != Phase.Idle && phase != Phase.Stopped) return;
+            refusedTokens = 0;
+            backoff.Reset();
+            AttemptAt(long.MinValue);
+            NoteState();
+        }
+
+        /// <summary>Closes the connection (1000) and stays Idle until Connect. Messages received and not yet dispatched are still handed over.</summary>
+        public void Disconnect()
+        {
+            if (disposed) return;
+            bool wasOpen = phase == Phase.Open;
+            Drop(true, "bye");
+            phase = Phase.Idle;
+            if (wasOpen) RaiseDisconnected(1000, "Disconnect() was called", false);
+            NoteState();
+        }
+
         /// <summary>
-        /// Drops the current connection and reconnects at once, skipping the
-        /// backoff (Unity: after OnApplicationPause(false), when the socket may
-        /// have died while the app slept).
+        /// Reconnects now, on the same address: during a backoff wait the
+        /// attempt is made by the next Dispatch; an open connection is closed
+        /// and replaced at once. Nothing while connecting, idle or stopped.
         /// </summary>
         public void Reconnect()
         {
-            wakeNow = true;
-            var t = current;
-            if (t != null) t.Dispose();
+            if (disposed) return;
+            if (phase == Phase.Waiting)
+            {
+                deadline = long.MinValue;
+            }
+            else if (phase == Phase.Open)
+            {
+                Drop(true, "reconnecting");
+                RaiseDisconnected(1000, "Reconnect() was called", false);
+                AttemptAt(long.MinValue);
+            }
+            NoteState();
         }
 
-        /// <summary>Runs the queued events on the calling thread; returns how many ran.</summary>
+        /// <summary>
+        /// The app went to the background: acks are held, and the connection
+        /// closes after PauseGrace on the transport's own timer (a paused app
+        /// runs no Dispatch), unless Resume comes first.
+        /// </summary>
+        public void Pause()
+        {
+            if (disposed || paused) return;
+            paused = true;
+            if (phase == Phase.Open) transport.ScheduleClose((int)Math.Min(int.MaxValue, pauseGraceMs), 1000, "app paused");
+            NoteState();
+        }
+
+        /// <summary>
+        /// The app came back. An open connection is kept if it answers within
+        /// ProbeTimeout (a ping goes at once) and replaced on the same address
+        /// otherwise; one that closed meanwhile is replaced at once, with no
+        /// backoff.
+        /// </summary>
+        public void Resume()
+        {
+            if (disposed || !paused) return;
+            paused = false;
+            long now = clock();
+            if (phase == Phase.Open)
+            {
+                transport.CancelScheduledClose();
+                // What came while paused proves nothing about the socket now:
+                // keep it apart, so that only a frame after the ping counts.
+                TransportEvent e;
+                while (transport.TryReceive(out e)) backlog.Add(e);
+                lastFrame = now; // the paused time is not silence of the server
+                nextPing = now + pingEveryMs;
+                probing = true;
+                probeDeadline = now + probeTimeoutMs;
+                transport.Send(Ping);
+            }
+            else if (phase == Phase.Waiting)
+            {
+                deadline = long.MinValue;
+            }
+            NoteState();
+        }
+
+        /// <summary>
+        /// The tick: polls the transport, advances the connection and its
+        /// timers, runs the handlers of what happened (on this thread) and
+        /// sends acks. Returns how many events ran.
+        /// </summary>
         public int Dispatch()
         {
+            if (disposed || dispatching) return 0;
+            dispatching = true;
             int n = 0;
-            Action a;
-            while (events.TryDequeue(out a))
+            try
             {
-                n++;
-                a();
+                long now = clock();
+                Poll(now);
+                Advance(now);
+                NoteState();
+                while (pending.Count > 0 && !disposed)
+                {
+                    n++;
+                    var p = pending.Dequeue();
+                    if (p.Message != null) Deliver(p.Message);
+                    else p.Run();
+                    NoteState();
+                }
+                FlushAcks();
+            }
+            finally
+            {
+                dispatching = false;
             }
             return n;
         }
 
-        /// <summary>Acknowledges a stored message of the key, when AutoAck is off.</summary>
+        /// <summary>
+        /// Acknowledges a stored message of the key (with AutoAck off). Acks
+        /// are cumulative: this marks every stored message of the key up to m
+        /// read, those before it too. Held while paused or disconnected, and
+        /// sent when the connection is back.
+        /// </summary>
         public void Ack(HeraldMessage m)
         {
-            if (m == null || !m.IsStored || m.Topic != null) return;
-            var t = current;
-            if (t != null) SendQuietly(t, "{\"type\":\"ack\",\"id\":" + JsonWriter.Quote(m.Id) + "}");
+            if (m == null || !m.IsStored || m.Topic != null || disposed) return;
+            acks.Want(m.Stored);
+            FlushAcks();
         }
 
-        /// <summary>Stops: closes the connection (1000, waiting at most 0.5 s for the close to go out) and waits at most 1 s more for the background loop to end.</summary>
+        /// <summary>Stops for good: closes the connection (1000) without waiting, and runs no more events.</summary>
         public void Dispose()
         {
-            Stopped = true;
-            stop.Cancel();
-            var t = current;
-            if (t != null)
+            if (disposed) return;
+            Drop(true, "bye");
+            disposed = true;
+            pending.Clear();
+        }
+
+        // ---- the tick ----
+
+        void Poll(long now)
+        {
+            if (backlog.Count > 0)
             {
-                try { t.CloseAsync(1000, "bye", CancellationToken.None).Wait(500); } catch (Exception) { }
-                t.Dispose();
-            }
-            var l = loop;
-            if (l != null) { try { l.Wait(1000); } catch (Exception) { } }
-        }
-
-        void Raise(Action a)
-        {
-            if (opts.Context != null) opts.Context.Post(_ => a(), null);
-            else events.Enqueue(a);
-        }
-
-        void RaiseError(Exception e)
-        {
-            Raise(() => { var h = Error; if (h != null) h(e); });
-        }
-
-        void RaiseDisconnected(int code, string reason, bool final)
-        {
-            var d = new HeraldDisconnect { Code = code, Reason = reason, Final = final };
-            Raise(() => { var h = Disconnected; if (h != null) h(d); });
-        }
-
-        async Task RunAsync(CancellationToken ct)
-        {
-            int refusedTokens = 0;
-            while (!ct.IsCancellationRequested)
-            {
-                string url = opts.Urls[urlIndex % opts.Urls.Length];
-                string token = null;
-                if (opts.GetToken != null)
+                var t0 = transport;
+                inBacklog = true;
+                try
                 {
-                    try
-                    {
-                        token = await opts.GetToken(ct).ConfigureAwait(false);
-                    }
-                    catch (Exception e)
-                    {
-                        if (ct.IsCancellationRequested) break;
-                        RaiseError(new Exception("fetching a connection token failed", e));
-                        await WaitAsync(backoff.Next(), ct).ConfigureAwait(false);
-                        continue;
-                    }
+                    for (int i = 0; i < backlog.Count && transport == t0 && t0 != null; i++) OnEvent(backlog[i], now);
                 }
-                var outcome = await ConnectionAsync(url, token, ct).ConfigureAwait(false);
-                if (ct.IsCancellationRequested) break;
-                if (outcome.Code == 401)
+                finally
+                {
+                    inBacklog = false;
+                    backlog.Clear();
+                }
+            }
+            var t = transport;
+            TransportEvent e;
+            while (t != null && transport == t && t.TryReceive(out e)) OnEvent(e, now);
+        }
+
+        void OnEvent(TransportEvent e, long now)
+        {
+            switch (e.Kind)
+            {
+                case TransportEventKind.Opened:
+                    if (phase != Phase.Opening) return;
+                    phase = Phase.Open;
+                    lastFrame = now;
+                    nextPing = now + pingEveryMs;
+                    backoff.Reset();
+                    refusedTokens = 0;
+                    acks.Resend();
+                    if (paused) transport.ScheduleClose((int)Math.Min(int.MaxValue, pauseGraceMs), 1000, "app paused");
+                    var u = url;
+                    Raise(() => { var h = Connected; if (h != null) h(u); }, "Connected");
+                    return;
+                case TransportEventKind.Text:
+                    lastFrame = now;
+                    if (!inBacklog) probing = false;
+                    OnFrame(e.Text);
+                    return;
+                case TransportEventKind.Closed:
+                    OnClosed(e, now);
+                    return;
+            }
+        }
+
+        void Advance(long now)
+        {
+            switch (phase)
+            {
+                case Phase.Waiting:
+                    if (!paused && now >= deadline) StartAttempt(now);
+                    break;
+                case Phase.Token:
+                    PollToken(now);
+                    break;
+                case Phase.Opening:
+                    if (now >= deadline)
+                    {
+                        Drop(false, null);
+                        RaiseDisconnected(0, "connecting to " + url + " timed out after " + Seconds(connectTimeoutMs), false);
+                        urlIndex++;
+                        WaitBackoff(now, 0);
+                    }
+                    break;
+                case Phase.Open:
+                    if (probing && now >= probeDeadline)
+                    {
+                        Drop(false, null);
+                        RaiseDisconnected(1006, "no answer within " + Seconds(probeTimeoutMs) + " after the app resumed", false);
+                        StartAttempt(now); // the same address: the node is not to blame for our sleep
+                    }
+                    else if (!paused && now - lastFrame >= deadAfterMs)
+                    {
+                        Drop(false, null);
+                        RaiseDisconnected(1006, "no frame from the server for " + Seconds(deadAfterMs), false);
+                        urlIndex++;
+                        WaitBackoff(now, 0);
+                    }
+                    else if (!paused && now >= nextPing)
+                    {
+                        nextPing = now + pingEveryMs;
+                        transport.Send(Ping);
+                    }
+                    break;
+            }
+        }
+
+        void StartAttempt(long now)
+        {
+            url = opts.Urls[urlIndex % opts.Urls.Length];
+            if (opts.GetToken == null)
+            {
+                OpenTransport(null, now);
+                return;
+            }
+            tokenCancel = new CancellationTokenSource();
+            try
+            {
+                tokenTask = opts.GetToken(tokenCancel.Token);
+                if (tokenTask == null) throw new InvalidOperationException("GetToken returned no Task");
+            }
+            catch (Exception e)
+            {
+                tokenTask = null;
+                TokenFailed(new Exception("fetching a connection token failed: " + e.Message, e), now);
+                return;
+            }
+            phase = Phase.Token;
+            deadline = now + connectTimeoutMs;
+            PollToken(now); // a token at hand (Task.FromResult) connects in this tick
+        }
+
+        void PollToken(long now)
+        {
+            var done = tokenTask;
+            if (done.IsCompleted)
+            {
+                tokenTask = null;
+                // Result of a completed Task: read, never waited on.
+                if (done.Status == TaskStatus.RanToCompletion && !string.IsNullOrEmpty(done.Result))
+                {
+                    OpenTransport(done.Result, now);
+                    return;
+                }
+                Exception why = done.IsFaulted ? done.Exception.GetBaseException() : null;
+                string what = done.IsCanceled ? "was cancelled" : why != null ? "failed: " + why.Message : "returned no token";
+                TokenFailed(new Exception("fetching a connection token " + what, why), now);
+            }
+            else if (now >= deadline)
+            {
+                tokenTask = null;
+                tokenCancel.Cancel();
+                TokenFailed(new TimeoutException("fetching a connection token took over " + Seconds(connectTimeoutMs)), now);
+            }
+        }
+
+        void TokenFailed(Exception e, long now)
+        {
+            RaiseError(e);
+            WaitBackoff(now, 0);
+        }
+
+        void OpenTransport(string token, long now)
+        {
+            phase = Phase.Opening;
+            deadline = now + connectTimeoutMs;
+            try
+            {
+                transport = newTransport();
+                transport.Open(BuildUrl(url), token);
+            }
+            catch (Exception e)
+            {
+                Drop(false, null);
+                RaiseError(new Exception("the transport could not start: " + e.Message, e));
+                urlIndex++;
+                WaitBackoff(now, 0);
+            }
+        }
+
+        void OnClosed(TransportEvent e, long now)
+        {
+            bool opened = phase == Phase.Open;
+            Drop(false, null);
+            int code = e.Code;
+            string reason = e.Reason ?? "";
+            if (e.Refused)
+            {
+                if (code == 401)
                 {
                     // A refused token: fetch a fresh one once at once; a
                     // second refusal in a row is final.
-                    if (opts.GetToken == null || ++refusedTokens >= 2)
-                    {
-                        Finish(outcome.Code, "the token was refused: " + outcome.Reason);
-                        break;
-                    }
-                    RaiseDisconnected(outcome.Code, outcome.Reason, false);
-                    continue;
+                    if (opts.GetToken == null || ++refusedTokens >= 2) { Finish(code, "the token was refused: " + reason); return; }
+                    RaiseDisconnected(code, reason, false);
+                    AttemptAt(now);
+                    return;
                 }
-                if (outcome.Opened) refusedTokens = 0;
-                if (outcome.Code == 4001 || outcome.Code == 400 || outcome.Code == 403 || outcome.Code == 1009)
-                {
-                    Finish(outcome.Code, outcome.Reason);
-                    break;
-                }
-                RaiseDisconnected(outcome.Code, outcome.Reason, false);
-                if (outcome.Code == 4002) continue; // token expired: a fresh one, at once
-                if (!outcome.Opened || outcome.Code == 1006 || outcome.Code == 503 || outcome.Code == 0) urlIndex++;
-                TimeSpan wait = backoff.Next();
-                if (wakeNow) { wakeNow = false; wait = TimeSpan.Zero; }
-                await WaitAsync(wait, ct).ConfigureAwait(false);
+                if (code == 400 || code == 403) { Finish(code, reason); return; }
+                RaiseDisconnected(code, reason, false);
+                // 429 is a limit of this node for this key or address (a
+                // stale socket of ours it has not noticed yet): another node
+                // would only spread the key's connections. Anything else
+                // refused (503 draining or full, unreachable) is the node's.
+                if (code != 429) urlIndex++;
+                WaitBackoff(now, Math.Min(MaxRetryAfterMs, Math.Max(0, e.RetryAfterMs)));
+                return;
             }
+            if (code == 4001 || code == 1009) { Finish(code, reason); return; }
+            RaiseDisconnected(code, reason, false);
+            if (opened && (paused || inBacklog || probing))
+            {
+                // Closed while the app slept (our grace ran out, or the OS
+                // took the socket): nothing is wrong with the node.
+                probing = false;
+                AttemptAt(paused ? long.MaxValue : now);
+                return;
+            }
+            if (code == 4002) { AttemptAt(now); return; } // token expired: a fresh one, at once
+            if (code == 1006 || code == 0) urlIndex++;
+            WaitBackoff(now, 0);
         }
 
         void Finish(int code, string reason)
         {
-            Stopped = true;
+            phase = Phase.Stopped;
             RaiseDisconnected(code, reason, true);
         }
 
-        static async Task WaitAsync(TimeSpan d, CancellationToken ct)
+        void AttemptAt(long at)
         {
-            if (d <= TimeSpan.Zero) return;
-            try { await Task.Delay(d, ct).ConfigureAwait(false); } catch (OperationCanceledException) { }
+            phase = Phase.Waiting;
+            deadline = at;
         }
 
-        struct Outcome
+        void WaitBackoff(long now, long atLeastMs)
         {
-            public bool Opened;
-            public int Code;
-            public string Reason;
+            long wait = Math.Max((long)backoff.Next().TotalMilliseconds, atLeastMs);
+            AttemptAt(now + wait);
         }
 
-        /// <summary>Runs one connection from handshake to close.</summary>
-        async Task<Outcome> ConnectionAsync(string url, string token, CancellationToken ct)
+        /// <summary>Lets go of the transport: a clean close, or dropped at once (dead, timed out, closed already).</summary>
+        void Drop(bool clean, string reason)
         {
-            var transport = opts.Transport != null ? opts.Transport() : new ClientWebSocketTransport();
-            try
+            probing = false;
+            if (tokenCancel != null) { tokenCancel.Cancel(); tokenCancel = null; }
+            tokenTask = null;
+            var t = transport;
+            transport = null;
+            backlog.Clear();
+            if (t == null) return;
+            if (clean && phase == Phase.Open)
             {
-                var headers = new Dictionary<string, string>();
-                if (token != null) headers["Authorization"] = "Bearer " + token;
-                using (var connect = CancellationTokenSource.CreateLinkedTokenSource(ct))
-                {
-                    connect.CancelAfter(opts.ConnectTimeout);
-                    try
-                    {
-                        await transport.ConnectAsync(BuildUri(url), headers, connect.Token).ConfigureAwait(false);
-                    }
-                    catch (HandshakeException e)
-                    {
-                        return new Outcome { Code = e.Status, Reason = e.Status == 0 ? "could not connect: " + e.Message : "refused with HTTP " + e.Status + " (" + e.Message + ")" };
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        return new Outcome { Code = 0, Reason = "connecting timed out" };
-                    }
-                    catch (Exception e)
-                    {
-                        return new Outcome { Code = 0, Reason = "could not connect: " + e.Message };
-                    }
-                }
-                current = transport;
-                backoff.Reset();
-                Raise(() => { var h = Connected; if (h != null) h(url); });
-                var end = await ReadAsync(transport, ct).ConfigureAwait(false);
-                end.Opened = true;
-                return end;
+                try { t.Close(1000, reason); } catch (Exception) { t.Dispose(); }
             }
-            finally
+            else
             {
-                current = null;
-                transport.Dispose();
+                t.Dispose();
             }
         }
 
-        /// <summary>
-        /// Reads until the connection ends. A watchdog pings at a third of
-        /// DeadAfter and drops the connection when nothing came for DeadAfter.
-        /// </summary>
-        async Task<Outcome> ReadAsync(ISocketTransport transport, CancellationToken ct)
-        {
-            long lastFrame = Environment.TickCount;
-            bool dead = false;
-            using (var conn = CancellationTokenSource.CreateLinkedTokenSource(ct))
-            {
-                var watchdog = Task.Run(async () =>
-                {
-                    int tick = (int)Math.Max(50, opts.DeadAfter.TotalMilliseconds / 3);
-                    while (!conn.IsCancellationRequested)
-                    {
-                        try { await Task.Delay(tick, conn.Token).ConfigureAwait(false); } catch (OperationCanceledException) { return; }
-                        long silent = unchecked(Environment.TickCount - Interlocked.Read(ref lastFrame));
-                        if (silent >= opts.DeadAfter.TotalMilliseconds)
-                        {
-                            dead = true;
-                            transport.Dispose(); // ends the pending receive
-                            return;
-                        }
-                        SendQuietly(transport, "{\"type\":\"ping\"}");
-                    }
-                });
-                try
-                {
-                    while (true)
-                    {
-                        TransportFrame f;
-                        try
-                        {
-                            f = await transport.ReceiveAsync(conn.Token).ConfigureAwait(false);
-                        }
-                        catch (Exception e)
-                        {
-                            if (ct.IsCancellationRequested) return new Outcome { Code = 1000, Reason = "stopped" };
-                            f = new TransportFrame { IsClose = true, CloseCode = 1006, CloseReason = e.Message };
-                        }
-                        if (dead) return new Outcome { Code = 1006, Reason = "no frame from the server for " + opts.DeadAfter.TotalSeconds + " s" };
-                        if (f.IsClose) return new Outcome { Code = f.CloseCode, Reason = f.CloseReason };
-                        Interlocked.Exchange(ref lastFrame, Environment.TickCount);
-                        Handle(transport, f.Text);
-                    }
-                }
-                finally
-                {
-                    conn.Cancel();
-                    try { await watchdog.ConfigureAwait(false); } catch (Exception) { }
-                }
-            }
-        }
+        // ---- messages ----
 
-        void Handle(ISocketTransport transport, string text)
+        void OnFrame(string text)
         {
             if (opts.Raw)
             {
                 var raw = new HeraldMessage { DataJson = text };
-                Raise(() => { var h = Message; if (h != null) h(raw); });
+                pending.Enqueue(new Pending { Message = raw });
                 return;
             }
             HeraldMessage m;
@@ -314,53 +547,146 @@ namespace Herald
                     RaiseError(new FormatException(error));
                     return;
             }
-            string id = m.Id;
             StoredId sid;
-            if (StoredId.TryParse(id, out sid))
+            if (StoredId.TryParse(m.Id, out sid))
             {
-                string stream = m.Topic ?? "";
-                StoredId prev;
-                if (last.TryGetValue(stream, out prev) && !sid.After(prev)) return; // handed over already
-                last[stream] = sid;
+                if (m.Topic == null)
+                {
+                    if (!cursor.Accept(sid)) return; // handed over already
+                }
+                else
+                {
+                    StoredId prev;
+                    if (topicLast.TryGetValue(m.Topic, out prev) && !sid.After(prev)) return;
+                    topicLast[m.Topic] = sid;
+                }
                 m.IsStored = true;
                 m.Stored = sid;
             }
-            else if (!dedupe.Add(id))
+            else if (!dedupe.Add(m.Id))
             {
                 return;
             }
-            Raise(() => { var h = Message; if (h != null) h(m); });
-            if (m.IsStored && m.Topic == null && opts.AutoAck)
-                SendQuietly(transport, "{\"type\":\"ack\",\"id\":\"" + m.Id + "\"}");
+            pending.Enqueue(new Pending { Message = m });
         }
 
-        void SendQuietly(ISocketTransport t, string text)
+        /// <summary>Hands m to each handler on its own, then acks what all of them returned from.</summary>
+        void Deliver(HeraldMessage m)
         {
-            t.SendAsync(text, CancellationToken.None).ContinueWith(task =>
+            bool ok = true;
+            var handlers = MessageHandlers();
+            if (handlers != null)
             {
-                var e = task.Exception; // observed: a send on a closing socket is expected
-            }, TaskContinuationOptions.OnlyOnFaulted);
-        }
-
-        Uri BuildUri(string url)
-        {
-            var sb = new StringBuilder(url.TrimEnd('/'));
-            if (!url.Contains("/v1/ws")) sb.Append("/v1/ws");
-            char sep = url.Contains("?") ? '&' : '?';
-            Action<string, string> add = (k, val) =>
-            {
-                sb.Append(sep).Append(k).Append('=').Append(Uri.EscapeDataString(val));
-                sep = '&';
-            };
-            if (opts.GetToken == null) add("key", opts.Key);
-            if (opts.Topics != null && opts.Topics.Length > 0) add("topics", string.Join(",", opts.Topics));
-            if (opts.Raw) add("format", "raw");
-            foreach (var s in last)
-            {
-                if (s.Key == "") add("since", s.Value.ToString());
-                else add("since." + s.Key, s.Value.ToString());
+                for (int i = 0; i < handlers.Length; i++)
+                {
+                    try
+                    {
+                        ((Action<HeraldMessage>)handlers[i])(m);
+                    }
+                    catch (Exception e)
+                    {
+                        ok = false;
+                        RunError(new HeraldHandlerException("a Message handler threw on " + m.Id, m, e));
+                    }
+                }
             }
-            return new Uri(sb.ToString());
+            if (!m.IsStored || m.Topic != null) return;
+            cursor.Handled(m.Stored, ok);
+            StoredId upTo;
+            // Sent at the end of the tick: acks are cumulative, so a burst
+            // handled in one Dispatch costs one ack frame.
+            if (opts.AutoAck && cursor.AckPoint(out upTo)) acks.Want(upTo);
+        }
+
+        Action<HeraldMessage> listed;
+        Delegate[] listedHandlers;
+
+        /// <summary>The Message handlers one by one; the list is made again only when they changed (a delegate never changes in place).</summary>
+        Delegate[] MessageHandlers()
+        {
+            var h = Message;
+            if (h == null) return null;
+            if (!ReferenceEquals(h, listed))
+            {
+                listedHandlers = h.GetInvocationList();
+                listed = h;
+            }
+            return listedHandlers;
+        }
+
+        void FlushAcks()
+        {
+            StoredId id;
+            if (paused || phase != Phase.Open || transport == null) return;
+            if (acks.Take(out id)) transport.Send("{\"type\":\"ack\",\"id\":\"" + id + "\"}");
+        }
+
+        // ---- events ----
+
+        /// <summary>Queues an event for this Dispatch: nothing runs outside it, and a throwing handler is reported, not fatal.</summary>
+        void Raise(Action a, string what)
+        {
+            pending.Enqueue(new Pending { Run = () =>
+            {
+                try { a(); }
+                catch (Exception e) { RunError(new HeraldHandlerException("a " + what + " handler threw", null, e)); }
+            } });
+        }
+
+        void RaiseError(Exception e)
+        {
+            pending.Enqueue(new Pending { Run = () => RunError(e) });
+        }
+
+        void RunError(Exception e)
+        {
+            var h = Error;
+            if (h == null) return;
+            foreach (var d in h.GetInvocationList())
+            {
+                // An Error handler that throws has nowhere to be reported:
+                // the other handlers still hear of e.
+                try { ((Action<Exception>)d)(e); } catch (Exception) { }
+            }
+        }
+
+        void RaiseDisconnected(int code, string reason, bool final)
+        {
+            var d = new HeraldDisconnect { Code = code, Reason = reason, Final = final };
+            Raise(() => { var h = Disconnected; if (h != null) h(d); }, "Disconnected");
+        }
+
+        void NoteState()
+        {
+            var s = State;
+            if (s == reported || disposed) return;
+            reported = s;
+            Raise(() => { var h = StateChanged; if (h != null) h(s); }, "StateChanged");
+        }
+
+        static string Seconds(long ms)
+        {
+            return (ms / 1000.0).ToString("0.###", CultureInfo.InvariantCulture) + " s";
+        }
+
+        string BuildUrl(string u)
+        {
+            var sb = new StringBuilder(u.TrimEnd('/'));
+            if (!u.Contains("/v1/ws")) sb.Append("/v1/ws");
+            char sep = u.Contains("?") ? '&' : '?';
+            if (opts.GetToken == null) Param(sb, ref sep, "key", opts.Key);
+            if (opts.Topics != null && opts.Topics.Length > 0) Param(sb, ref sep, "topics", string.Join(",", opts.Topics));
+            if (opts.Raw) Param(sb, ref sep, "format", "raw");
+            StoredId since;
+            if (cursor.ResumePoint(out since)) Param(sb, ref sep, "since", since.ToString());
+            foreach (var s in topicLast) Param(sb, ref sep, "since." + s.Key, s.Value.ToString());
+            return sb.ToString();
+        }
+
+        static void Param(StringBuilder sb, ref char sep, string k, string v)
+        {
+            sb.Append(sep).Append(k).Append('=').Append(Uri.EscapeDataString(v));
+            sep = '&';
         }
     }
 }

@@ -20,8 +20,8 @@ static class ConsoleSample
         client.Disconnected += d => Console.WriteLine("disconnected: " + d);
         client.Error += e => Console.Error.WriteLine("error: " + e.Message);
         client.Message += m => Console.WriteLine("message " + m.Id + ": " + m.DataJson);
-        client.Start();
-        // A console app has no main loop of its own: pump events here.
+        client.Connect();
+        // A console app has no main loop of its own: this loop is the tick.
         while (!client.Stopped)
         {
             client.Dispatch();

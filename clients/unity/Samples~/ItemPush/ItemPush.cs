@@ -25,11 +25,8 @@ namespace Herald.Samples
 
         string last = "waiting for items…";
 
-        SynchronizationContext mainThread;
-
         void Awake()
         {
-            mainThread = SynchronizationContext.Current; // Unity's main thread
             herald.TokenProvider = FetchToken;
             herald.Message += OnItem;
             herald.Disconnected += d => { if (d.Final) last = "disconnected: " + d.Reason; };
@@ -40,24 +37,25 @@ namespace Herald.Samples
             var item = m.Data["item"];
             var qty = m.Data["qty"];
             if (item == null) return;
+            // A throw here (a save that failed, say) leaves the purchase
+            // unacknowledged: it comes again on the next connection.
             last = item.AsString() + " ×" + (qty != null ? qty.AsLong() : 1) + " arrived";
         }
 
-        // Runs on the client's thread: UnityWebRequest must start on the main
-        // thread, so the request is handed to it and awaited here.
+        // Called from HeraldBehaviour's Update, on the main thread, where
+        // UnityWebRequest must start. The client checks the Task on each
+        // frame and never waits on it, so completing it from the request's
+        // completed callback is all it takes.
         Task<string> FetchToken(CancellationToken ct)
         {
             var done = new TaskCompletionSource<string>();
-            mainThread.Post(_ =>
+            var req = UnityWebRequest.Get(tokenUrl);
+            req.SendWebRequest().completed += op =>
             {
-                var req = UnityWebRequest.Get(tokenUrl);
-                req.SendWebRequest().completed += op =>
-                {
-                    if (req.result == UnityWebRequest.Result.Success) done.TrySetResult(req.downloadHandler.text.Trim());
-                    else done.TrySetException(new Exception("token: " + req.error));
-                    req.Dispose();
-                };
-            }, null);
+                if (req.result == UnityWebRequest.Result.Success) done.TrySetResult(req.downloadHandler.text.Trim());
+                else done.TrySetException(new Exception("token: " + req.error));
+                req.Dispose();
+            };
             return done.Task;
         }
 
