@@ -32,6 +32,7 @@ static class UnityLayerTests
         node = Environment.GetEnvironmentVariable("HERALD_A");
         Run("events run in Update; a short pause keeps the connection, a long one is replaced at once on resume", Lifecycle);
         Run("autoAck off: nothing is acked until Ack(m)", ManualAck);
+        Run("a throwing Message subscriber does not stop the others, and its message is not acked", ThrowingSubscriber);
         Run("a reloaded scene's persistent copy for the same key destroys itself and never connects", SecondCopy);
         Console.WriteLine("unity layer: {0} passed, {1} failed", passed, failed);
         return failed == 0 ? 0 : 1;
@@ -120,6 +121,30 @@ static class UnityLayerTests
             scene.Ack(got[1]);
             Frames(scene, () => second.IsCompleted, "the second sender's answer");
             Check(second.Result.Contains("\"acked\""), "acked by Ack: " + second.Result);
+        }
+        finally
+        {
+            scene.Destroy();
+        }
+    }
+
+    static void ThrowingSubscriber()
+    {
+        var scene = NewScene("u-unity-throws");
+        int ran = 0;
+        var errors = new List<Exception>();
+        scene.Message += m => { throw new InvalidOperationException("the inventory is not loaded yet"); };
+        scene.Message += m => ran++;
+        scene.Error += e => errors.Add(e);
+        scene.RunStart();
+        try
+        {
+            Frames(scene, () => scene.State == HeraldState.Open, "connected");
+            var sent = Task.Run(() => Post("{\"key\":\"u-unity-throws\",\"data\":1,\"store\":true,\"wait\":\"acked\",\"timeout_ms\":1500}"));
+            Frames(scene, () => sent.IsCompleted, "the sender's answer");
+            Check(ran == 1, "the second subscriber ran: " + ran);
+            Check(errors.Count == 1 && errors[0] is HeraldHandlerException, "one Error, a HeraldHandlerException: " + string.Join("; ", errors));
+            Check(!sent.Result.Contains("\"acked\""), "not acked: " + sent.Result);
         }
         finally
         {

@@ -63,8 +63,20 @@ namespace Herald.Unity
         /// </summary>
         public Func<CancellationToken, Task<string>> TokenProvider;
 
-        /// <summary>A message, handed over once, from Update.</summary>
-        public event Action<HeraldMessage> Message;
+        /// <summary>
+        /// A message, handed over once, from Update. Each handler is the
+        /// client's own: one that throws is reported on Error, the others
+        /// still run, and the message is not acknowledged.
+        /// </summary>
+        public event Action<HeraldMessage> Message
+        {
+            // Subscribed on the client itself, not behind one forwarding
+            // handler: the client runs each handler on its own and acks
+            // only when all returned, which a forwarder would hide.
+            add { message += value; if (client != null) client.Message += value; }
+            remove { message -= value; if (client != null) client.Message -= value; }
+        }
+        Action<HeraldMessage> message;
         /// <summary>A connection opened.</summary>
         public event Action<string> Connected;
         /// <summary>A connection ended or was refused.</summary>
@@ -151,7 +163,7 @@ namespace Herald.Unity
                 // Unity's clock: it keeps counting while the app is paused.
                 Clock = () => (long)(Time.realtimeSinceStartupAsDouble * 1000),
             });
-            c.Message += m => { var h = Message; if (h != null) h(m); };
+            if (message != null) c.Message += message;
             c.Connected += u => { var h = Connected; if (h != null) h(u); };
             c.Disconnected += d => { var h = Disconnected; if (h != null) h(d); };
             c.Error += e => { var h = Error; if (h != null) h(e); else Debug.LogWarning("herald: " + e.Message); };
