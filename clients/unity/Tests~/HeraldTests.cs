@@ -16,6 +16,7 @@ static class Program
     {
         var tests = new List<KeyValuePair<string, Action>>();
         UnitTests.Add(tests);
+        FrameTests.Add(tests);
         NodeTests.Add(tests);
         foreach (var t in tests)
         {

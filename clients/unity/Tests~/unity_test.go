@@ -49,7 +49,7 @@ func TestCSharpClient(t *testing.T) {
 	samples, _ := filepath.Glob("../Samples~/ItemPush/*.cs")
 	mcs(t, append(append([]string{"-define:UNITY_5_3_OR_NEWER", "-out:" + unityLayer, "UnityStubs.cs", "UnityLayerTests.cs"}, runtime...), samples...)...)
 	tests := filepath.Join(out, "HeraldTests.exe")
-	mcs(t, "-out:"+tests, "-r:"+lib, "HeraldTests.cs", "NodeTests.cs", "TickTests.cs")
+	mcs(t, "-out:"+tests, "-r:"+lib, "HeraldTests.cs", "FrameTests.cs", "NodeTests.cs", "TickTests.cs")
 
 	r := redistest.Start(t)
 	bin := buildHerald(t)
@@ -80,7 +80,7 @@ func TestCSharpClient(t *testing.T) {
 	case summary[2] != "0" || err != nil:
 		t.Fatalf("C# tests: %s passed, %s failed (%v)", summary[1], summary[2], err)
 	}
-	if n, _ := strconv.Atoi(summary[1]); n < 36 {
+	if n, _ := strconv.Atoi(summary[1]); n < 40 {
 		t.Fatalf("only %d C# tests ran", n)
 	}
 

@@ -71,6 +71,7 @@ namespace Herald
         readonly Func<ITransport> newTransport;
         readonly Backoff backoff;
         readonly DedupeWindow dedupe;
+        readonly FrameReader frames = new FrameReader();
         readonly KeyCursor cursor = new KeyCursor();
         readonly AckQueue acks = new AckQueue();
         readonly Dictionary<string, StoredId> topicLast = new Dictionary<string, StoredId>();
@@ -539,7 +540,7 @@ namespace Herald
             }
             HeraldMessage m;
             string error;
-            switch (Frame.Read(text, out m, out error))
+            switch (frames.Read(text, out m, out error))
             {
                 case FrameKind.Control:
                     return;

@@ -11,10 +11,30 @@ namespace Herald
         public string Key { get; internal set; }
         /// <summary>The topic it was published to, or null.</summary>
         public string Topic { get; internal set; }
-        /// <summary>The data as a tree; null in raw mode.</summary>
-        public JsonValue Data { get; internal set; }
+        /// <summary>
+        /// The data as a tree, parsed from DataJson the first time it is read
+        /// (code that reads only DataJson never pays for it); null in raw mode.
+        /// </summary>
+        public JsonValue Data
+        {
+            get
+            {
+                if (data == null && parseData) data = JsonValue.Parse(DataJson); // checked already by FrameReader
+                return data;
+            }
+        }
         /// <summary>The data's JSON text; in raw mode, the frame as received.</summary>
         public string DataJson { get; internal set; }
+
+        JsonValue data;
+        bool parseData;
+
+        /// <summary>Sets the data's text, checked already, for Data to parse when read.</summary>
+        internal void SetDataJson(string json)
+        {
+            DataJson = json;
+            parseData = true;
+        }
         /// <summary>When herald accepted it (Unix milliseconds); 0 in raw mode.</summary>
         public long Timestamp { get; internal set; }
         /// <summary>Whether it was stored (and can be acknowledged and resumed after).</summary>

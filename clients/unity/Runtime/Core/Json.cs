@@ -18,17 +18,24 @@ namespace Herald
         static readonly JsonValue[] NoItems = new JsonValue[0];
 
         readonly JsonKind kind;
-        readonly string text;   // the value's JSON text, exactly as received
+        // The value's JSON text is source[start, start+length), made into a
+        // string of its own only when asked for: copying every nested
+        // value's text at parse cost a frame's size again per level.
+        readonly string source;
+        readonly int start, length;
+        string text;
         readonly string str;    // String: the decoded string
         readonly bool boolean;
         readonly JsonValue[] items;
         readonly List<KeyValuePair<string, JsonValue>> members;
 
-        internal JsonValue(JsonKind kind, string text, string str, bool boolean,
+        internal JsonValue(JsonKind kind, string source, int start, int length, string str, bool boolean,
             JsonValue[] items, List<KeyValuePair<string, JsonValue>> members)
         {
             this.kind = kind;
-            this.text = text;
+            this.source = source;
+            this.start = start;
+            this.length = length;
             this.str = str;
             this.boolean = boolean;
             this.items = items ?? NoItems;
@@ -38,7 +45,14 @@ namespace Herald
         public JsonKind Kind { get { return kind; } }
 
         /// <summary>The value's JSON text as the server sent it.</summary>
-        public string RawJson { get { return text; } }
+        public string RawJson
+        {
+            get
+            {
+                if (text == null) text = start == 0 && length == source.Length ? source : source.Substring(start, length);
+                return text;
+            }
+        }
 
         public bool IsNull { get { return kind == JsonKind.Null; } }
 
@@ -47,22 +61,43 @@ namespace Herald
 
         public bool AsBool()
         {
-            if (kind != JsonKind.Bool) throw new InvalidOperationException("not a JSON boolean: " + Clip(text));
+            if (kind != JsonKind.Bool) throw new InvalidOperationException("not a JSON boolean: " + Clip(RawJson));
             return boolean;
         }
 
         public double AsDouble()
         {
-            if (kind != JsonKind.Number) throw new InvalidOperationException("not a JSON number: " + Clip(text));
-            return double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture);
+            if (kind != JsonKind.Number) throw new InvalidOperationException("not a JSON number: " + Clip(RawJson));
+            return ParseDouble(RawJson);
         }
 
         public long AsLong()
         {
-            if (kind != JsonKind.Number) throw new InvalidOperationException("not a JSON number: " + Clip(text));
+            if (kind != JsonKind.Number) throw new InvalidOperationException("not a JSON number: " + Clip(RawJson));
+            return ParseLong(RawJson);
+        }
+
+        /// <summary>
+        /// A JSON number as a double; one beyond its range is ±infinity
+        /// (Mono's double.Parse throws there, and a frame must not make the
+        /// client throw).
+        /// </summary>
+        internal static double ParseDouble(string number)
+        {
+            double d;
+            if (double.TryParse(number, NumberStyles.Float, CultureInfo.InvariantCulture, out d)) return d;
+            return number[0] == '-' ? double.NegativeInfinity : double.PositiveInfinity;
+        }
+
+        /// <summary>A JSON number as a long: truncated if it has a fraction, clamped to long's range.</summary>
+        internal static long ParseLong(string number)
+        {
             long v;
-            if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out v)) return v;
-            return (long)AsDouble();
+            if (long.TryParse(number, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out v)) return v;
+            double d = ParseDouble(number);
+            if (d >= 9.2233720368547758E18) return long.MaxValue;
+            if (d <= -9.2233720368547758E18) return long.MinValue;
+            return (long)d;
         }
 
         /// <summary>Items of an array, members of an object; 0 otherwise.</summary>
@@ -93,7 +128,7 @@ namespace Herald
             }
         }
 
-        public override string ToString() { return text; }
+        public override string ToString() { return RawJson; }
 
         static string Clip(string s) { return s.Length > 40 ? s.Substring(0, 40) + "…" : s; }
 
@@ -126,11 +161,129 @@ namespace Herald
     {
         public const int MaxDepth = 128;
 
-        readonly string s;
+        string s;
         int pos;
         readonly StringBuilder sb = new StringBuilder();
 
         public JsonReader(string s) { this.s = s; }
+
+        /// <summary>Starts over on another text, keeping the string buffer.</summary>
+        public void Reset(string text)
+        {
+            s = text;
+            pos = 0;
+        }
+
+        /// <summary>The text being read.</summary>
+        public string Text { get { return s; } }
+
+        /// <summary>Where the reader stands in the text.</summary>
+        public int Position { get { return pos; } }
+
+        /// <summary>The character at the position, or -1 at the end.</summary>
+        public int Peek() { return pos < s.Length ? s[pos] : -1; }
+
+        /// <summary>Steps over c after optional space; throws when c is not there.</summary>
+        public void Take(char c, string what)
+        {
+            SkipSpace();
+            if (pos >= s.Length || s[pos] != c) throw Fail(what);
+            pos++;
+        }
+
+        /// <summary>
+        /// Checks one value as strictly as ReadValue reads it, without
+        /// building anything: no allocation but for the error.
+        /// </summary>
+        public void SkipValue(int depth)
+        {
+            if (depth >= MaxDepth) throw Fail("nested deeper than " + MaxDepth);
+            if (pos >= s.Length) throw Fail("unexpected end of input");
+            switch (s[pos])
+            {
+                case '{':
+                    pos++;
+                    SkipSpace();
+                    if (pos < s.Length && s[pos] == '}') { pos++; return; }
+                    while (true)
+                    {
+                        SkipSpace();
+                        if (pos >= s.Length || s[pos] != '"') throw Fail("expected a member name");
+                        ScanString();
+                        SkipSpace();
+                        if (pos >= s.Length || s[pos] != ':') throw Fail("expected ':'");
+                        pos++;
+                        SkipSpace();
+                        SkipValue(depth + 1);
+                        SkipSpace();
+                        if (pos >= s.Length) throw Fail("unexpected end of input in an object");
+                        char c = s[pos++];
+                        if (c == '}') return;
+                        if (c != ',') { pos--; throw Fail("expected ',' or '}'"); }
+                    }
+                case '[':
+                    pos++;
+                    SkipSpace();
+                    if (pos < s.Length && s[pos] == ']') { pos++; return; }
+                    while (true)
+                    {
+                        SkipSpace();
+                        SkipValue(depth + 1);
+                        SkipSpace();
+                        if (pos >= s.Length) throw Fail("unexpected end of input in an array");
+                        char c = s[pos++];
+                        if (c == ']') return;
+                        if (c != ',') { pos--; throw Fail("expected ',' or ']'"); }
+                    }
+                case '"': ScanString(); return;
+                case 't': Expect("true"); return;
+                case 'f': Expect("false"); return;
+                case 'n': Expect("null"); return;
+                default: ReadNumber(); return;
+            }
+        }
+
+        /// <summary>
+        /// Checks the string at the position and steps over it; returns
+        /// whether it has escapes (without any, its text is the span between
+        /// the quotes).
+        /// </summary>
+        public bool ScanString()
+        {
+            pos++; // opening quote
+            bool escaped = false;
+            while (true)
+            {
+                if (pos >= s.Length) throw Fail("unterminated string");
+                char c = s[pos++];
+                if (c == '"') return escaped;
+                if (c < 0x20) { pos--; throw Fail("control character in a string"); }
+                if (c != '\\') continue;
+                escaped = true;
+                if (pos >= s.Length) throw Fail("unterminated escape");
+                switch (s[pos++])
+                {
+                    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': break;
+                    case 'u': ReadHex4(); break;
+                    default: pos--; throw Fail("invalid escape");
+                }
+            }
+        }
+
+        /// <summary>Decodes the string that starts at the position (its escapes too).</summary>
+        public string ReadStringAt() { return ReadString(); }
+
+        /// <summary>Moves the position back to start, to read again what was scanned.</summary>
+        public void Seek(int start) { pos = start; }
+
+        /// <summary>Steps over spaces; true when the text ended.</summary>
+        public bool AtEnd()
+        {
+            SkipSpace();
+            return pos >= s.Length;
+        }
+
+        public JsonException Error(string what) { return Fail(what); }
 
         public JsonValue ReadDocument()
         {
@@ -143,7 +296,7 @@ namespace Herald
 
         JsonException Fail(string what) { return new JsonException(what, pos); }
 
-        void SkipSpace()
+        public void SkipSpace()
         {
             while (pos < s.Length)
             {
@@ -164,13 +317,13 @@ namespace Herald
                 case '[': return ReadArray(depth);
                 case '"':
                     var str = ReadString();
-                    return new JsonValue(JsonKind.String, s.Substring(start, pos - start), str, false, null, null);
-                case 't': Expect("true"); return new JsonValue(JsonKind.Bool, "true", null, true, null, null);
-                case 'f': Expect("false"); return new JsonValue(JsonKind.Bool, "false", null, false, null, null);
-                case 'n': Expect("null"); return new JsonValue(JsonKind.Null, "null", null, false, null, null);
+                    return new JsonValue(JsonKind.String, s, start, pos - start, str, false, null, null);
+                case 't': Expect("true"); return new JsonValue(JsonKind.Bool, s, start, 4, null, true, null, null);
+                case 'f': Expect("false"); return new JsonValue(JsonKind.Bool, s, start, 5, null, false, null, null);
+                case 'n': Expect("null"); return new JsonValue(JsonKind.Null, s, start, 4, null, false, null, null);
                 default:
                     ReadNumber();
-                    return new JsonValue(JsonKind.Number, s.Substring(start, pos - start), null, false, null, null);
+                    return new JsonValue(JsonKind.Number, s, start, pos - start, null, false, null, null);
             }
         }
 
@@ -189,7 +342,7 @@ namespace Herald
             if (pos < s.Length && s[pos] == '}')
             {
                 pos++;
-                return new JsonValue(JsonKind.Object, s.Substring(start, pos - start), null, false, null, members);
+                return new JsonValue(JsonKind.Object, s, start, pos - start, null, false, null, members);
             }
             while (true)
             {
@@ -207,7 +360,7 @@ namespace Herald
                 if (c == '}') break;
                 if (c != ',') { pos--; throw Fail("expected ',' or '}'"); }
             }
-            return new JsonValue(JsonKind.Object, s.Substring(start, pos - start), null, false, null, members);
+            return new JsonValue(JsonKind.Object, s, start, pos - start, null, false, null, members);
         }
 
         JsonValue ReadArray(int depth)
@@ -219,7 +372,7 @@ namespace Herald
             if (pos < s.Length && s[pos] == ']')
             {
                 pos++;
-                return new JsonValue(JsonKind.Array, s.Substring(start, pos - start), null, false, items.ToArray(), null);
+                return new JsonValue(JsonKind.Array, s, start, pos - start, null, false, items.ToArray(), null);
             }
             while (true)
             {
@@ -231,7 +384,7 @@ namespace Herald
                 if (c == ']') break;
                 if (c != ',') { pos--; throw Fail("expected ',' or ']'"); }
             }
-            return new JsonValue(JsonKind.Array, s.Substring(start, pos - start), null, false, items.ToArray(), null);
+            return new JsonValue(JsonKind.Array, s, start, pos - start, null, false, items.ToArray(), null);
         }
 
         string ReadString()
