@@ -26,6 +26,11 @@ import (
 // goroutine lives as long as the stream (under HTTP/2 there is nothing to
 // hijack), parked until the client leaves or the hub ends the connection.
 func (s *Server) handleEvents(c *gin.Context) {
+	// A page of an allowed origin reads a refusal too, Retry-After
+	// included: a browser's WebSocket shows none of a refused handshake, so
+	// a WebGL game on a CDN learns why from this request's answer.
+	s.allowOrigin(c)
+	c.Header("Access-Control-Expose-Headers", "Retry-After")
 	req, err := s.connectRequest(c)
 	if err != nil {
 		s.fail(c, err)

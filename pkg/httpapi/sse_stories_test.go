@@ -439,6 +439,29 @@ func TestEventStreamsCountAgainstTheConnectionLimitsLikeWebSockets(t *testing.T)
 	openEvents(t, n, "key=u2", nil) // another key is not concerned
 }
 
+// A game on a CDN (another origin the node allows) asks why its WebSocket
+// was refused by the same request on /v1/sse: the browser lets it read the
+// answer, and the Retry-After in it, only if the node says so.
+func TestAPageOfAnAllowedOriginCanReadWhyItsConnectionWasRefused(t *testing.T) {
+	n := startNode(t, "solo", "", func(c *testConfig) {
+		c.MaxConnsPerKey = 1
+		c.AllowedOrigins = []string{"games.example"}
+	})
+	openEvents(t, n, "key=u1", nil)
+	req, _ := http.NewRequest(http.MethodGet, n.URL("/v1/sse?key=u1"), nil)
+	req.Header.Set("Origin", "https://games.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := resp.Header
+	if resp.StatusCode != http.StatusTooManyRequests || h.Get("Access-Control-Allow-Origin") != "https://games.example" ||
+		h.Get("Access-Control-Expose-Headers") != "Retry-After" || h.Get("Retry-After") == "" {
+		t.Fatalf("refusal: %d, headers %v; want 429 readable by https://games.example with its Retry-After", resp.StatusCode, h)
+	}
+}
+
 // An operator sees how many of a node's connections are event streams:
 // herald_event_streams counts a stream while it is open, herald_connections
 // counts it with the WebSockets, and both let go of it when it ends.
