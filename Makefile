@@ -8,8 +8,8 @@ run:
 	go run ./cmd/server
 
 # Install what the tests need (redis-server, redis-tools, redis-sentinel,
-# haproxy, Node.js, Chromium, Mono for the C# client, iptables for the fault
-# tests), then
+# haproxy, Node.js, Chromium, Mono for the C# client, emscripten for its
+# WebGL transport's harness, iptables for the fault tests), then
 # run every test with the race detector, and the manifest checks.
 test: deps
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -26,6 +26,7 @@ deps:
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v mcs >/dev/null 2>&1 || missing="$$missing mono-mcs mono-devel"; \
+	command -v emcc >/dev/null 2>&1 || missing="$$missing emscripten"; \
 	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
