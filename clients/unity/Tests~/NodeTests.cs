@@ -32,6 +32,7 @@ static class NodeTests
         tests.Add(new KeyValuePair<string, Action>("Pause closes after the grace; Resume keeps an answering connection and replaces a silent one on the same node", PauseAndResume));
         tests.Add(new KeyValuePair<string, Action>("a 429 with Retry-After: the next attempt waits at least that long, on the same node", RetryAfter429));
         tests.Add(new KeyValuePair<string, Action>("a token provider that completes later works, called on the Dispatch thread", TokenCompletesLater));
+        tests.Add(new KeyValuePair<string, Action>("an app that stops dispatching holds at most 4096 frames, and every stored message arrives once when it dispatches again", StopsDispatching));
     }
 
     static string Env(string name)
@@ -76,7 +77,7 @@ static class NodeTests
                 Client.Dispatch();
                 if (cond()) return;
                 if (sw.Elapsed.TotalSeconds > seconds)
-                    throw new Exception("timed out waiting for " + what + "; messages: [" +
+                    throw new Exception("timed out waiting for " + what + "; " + Messages.Count + " messages, " + Connects.Count + " connects, state " + Client.State + ": [" +
                         string.Join(", ", Messages.Select(m => m.DataJson).ToArray()) + "], disconnects: [" +
                         string.Join(", ", Disconnects.Select(d => d.ToString()).ToArray()) + "], errors: " + Errors.Count);
                 Thread.Sleep(10);
@@ -310,6 +311,39 @@ static class NodeTests
             Assert.Equal(4001, c.Disconnects.Last().Code, "close code");
             c.Settle(500);
             Assert.Equal(1, c.Connects.Count, "no reconnect after 4001");
+        }
+    }
+
+    static void StopsDispatching()
+    {
+        const int plain = 6000, stored = 500;
+        using (var c = new Probe(new HeraldOptions { Urls = new[] { Ws(Env("HERALD_A")) }, Key = "u-frozen" }))
+        {
+            c.Until(() => c.Connects.Count == 1, "connected");
+            // While the app's Update is frozen: 6000 plain messages, more
+            // than the transport holds, then 500 stored ones (within the
+            // key's inbox of 1000).
+            for (int sent = 0; sent < plain + stored; sent += 100)
+            {
+                var items = new StringBuilder("{\"items\":[");
+                for (int i = sent; i < sent + 100; i++)
+                    items.Append(i > sent ? "," : "").Append(i < plain
+                        ? "{\"key\":\"u-frozen\",\"data\":" + i + "}"
+                        : "{\"key\":\"u-frozen\",\"store\":true,\"data\":\"s" + i + "\"}");
+                var answer = Http("POST", Env("HERALD_A") + "/v1/batch", items.Append("]}").ToString());
+                Assert.Equal(200, answer.Key, "batch: " + answer.Value);
+                Thread.Sleep(30); // slower than a burst the node's own queue (256) would refuse
+            }
+            Thread.Sleep(1000); // let the transport read what it will
+            c.Client.Dispatch();
+            Console.WriteLine("FIGURE frames handed by the first Dispatch after a freeze: " + c.Messages.Count + " (disconnects: " + string.Join(", ", c.Disconnects.Select(d => d.ToString()).ToArray()) + ")");
+            Assert.True(c.Messages.Count <= 4096, "one Dispatch after the freeze handed " + c.Messages.Count + " messages: the transport read past its bound");
+            Func<int> storedSeen = () => c.Messages.Count(m => m.IsStored);
+            c.Until(() => storedSeen() >= stored, "all " + stored + " stored messages", 60);
+            c.Settle(300);
+            var seen = new HashSet<string>();
+            foreach (var m in c.Messages) Assert.True(seen.Add(m.DataJson), "handed twice: " + m.DataJson);
+            Assert.Equal(stored, storedSeen(), "every stored message, once");
         }
     }
 

@@ -25,6 +25,15 @@ namespace Herald
         /// <summary>A frame larger than this ends the connection (1009), rather than the app's memory.</summary>
         const int MaxFrameBytes = 16 << 20;
 
+        /// <summary>
+        /// Frames received and not yet taken by the client's tick past which
+        /// the transport stops reading: an app whose Update is frozen (Android
+        /// keeps socket threads running in the background) or that forgot
+        /// Dispatch does not grow without bound; the node's slow-consumer
+        /// policy ends the connection instead, and nothing unacked is lost.
+        /// </summary>
+        const int MaxQueuedFrames = 4096;
+
         /// <summary>How long a clean close waits for the server's answer before the socket is dropped.</summary>
         const int CloseWaitMs = 2000;
 
@@ -37,7 +46,7 @@ namespace Herald
         readonly object gate = new object();
         byte[] receiveBuffer = new byte[16 * 1024];
         byte[] sendBuffer = new byte[1024];
-        int opened, reported;
+        int opened, reported, queuedFrames;
         bool closing, disposed;
         int closeCode;
         string closeReason;
@@ -52,7 +61,12 @@ namespace Herald
         }
 
         /// <summary>The next event, if one is waiting.</summary>
-        public bool TryReceive(out TransportEvent e) { return events.TryDequeue(out e); }
+        public bool TryReceive(out TransportEvent e)
+        {
+            if (!events.TryDequeue(out e)) return false;
+            if (e.Kind == TransportEventKind.Text) Interlocked.Decrement(ref queuedFrames);
+            return true;
+        }
 
         /// <summary>Queues a text frame; dropped once the close started.</summary>
         public void Send(string text)
@@ -120,6 +134,7 @@ namespace Herald
             // Closed is the last event, once.
             if (e.Kind == TransportEventKind.Closed && Interlocked.Exchange(ref reported, 1) != 0) return;
             if (Volatile.Read(ref reported) != 0 && e.Kind != TransportEventKind.Closed) return;
+            if (e.Kind == TransportEventKind.Text) Interlocked.Increment(ref queuedFrames);
             events.Enqueue(e);
         }
 
@@ -172,6 +187,11 @@ namespace Herald
                         return;
                     }
                     Array.Resize(ref receiveBuffer, receiveBuffer.Length * 2);
+                }
+                while (Volatile.Read(ref queuedFrames) >= MaxQueuedFrames)
+                {
+                    try { await Task.Delay(20, cancel.Token).ConfigureAwait(false); }
+                    catch (OperationCanceledException) { return; }
                 }
                 WebSocketReceiveResult r;
                 try

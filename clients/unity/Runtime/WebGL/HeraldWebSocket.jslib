@@ -61,7 +61,7 @@ var HeraldWebSocket = {
         });
       })
       .catch(function (err) {
-        return { status: 0, reason: "no node answered: " + (err && err.message ? err.message : err), retryMs: 0 };
+        return { status: 0, reason: "no node answered, or the page's origin is not in the node's --allowed-origins: " + (err && err.message ? err.message : err), retryMs: 0 };
       })
       .then(function (d) {
         clearTimeout(timer);
