@@ -8,8 +8,8 @@ run:
 	go run ./cmd/server
 
 # Install what the tests need (redis-server, redis-tools, redis-sentinel,
-# haproxy, Node.js, Chromium, Mono for the C# client, emscripten for its
-# WebGL transport's harness, iptables for the fault tests), then
+# haproxy, Node.js, Chromium, Mono for the C# client, emscripten for the
+# Unity WebGL transport's harness, iptables for the fault tests), then
 # run every test with the race detector, and the manifest checks.
 test: deps
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi

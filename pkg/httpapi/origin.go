@@ -57,6 +57,14 @@ func (s *Server) checkOrigin(c *gin.Context) {
 		return
 	}
 	if !originAllowed(c.Request, s.cfg.AllowedOrigins) {
+		if c.FullPath() == "/v1/sse" {
+			// A browser shows a page nothing of a refused WebSocket, so a
+			// WebGL game asks this URL why; without CORS headers it could
+			// not read that its origin is the reason. The answer tells only
+			// that, and opens nothing.
+			c.Header("Access-Control-Allow-Origin", c.GetHeader("Origin"))
+			c.Header("Vary", "Origin")
+		}
 		s.fail(c, node.Errorf(node.KindForbidden, "origin_not_allowed",
 			"requests from the page at %s are not allowed (same origin only, or --allowed-origins)", quoteClipped(c.GetHeader("Origin"))))
 	}

@@ -462,6 +462,35 @@ func TestAPageOfAnAllowedOriginCanReadWhyItsConnectionWasRefused(t *testing.T) {
 	}
 }
 
+// A game on an origin the node does not allow reads that this is why its
+// WebSocket was refused, on /v1/sse: a 403 origin_not_allowed it may read,
+// with nothing opened or counted.
+func TestAPageOfAnOriginNotAllowedCanReadThatItIsNot(t *testing.T) {
+	n := startNode(t, "solo", "", func(c *testConfig) { c.AllowedOrigins = []string{"games.example"} })
+	req, _ := http.NewRequest(http.MethodGet, n.URL("/v1/sse?key=u1"), nil)
+	req.Header.Set("Origin", "https://elsewhere.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "https://elsewhere.example" ||
+		!strings.Contains(string(body), `"origin_not_allowed"`) {
+		t.Fatalf("refusal: %d %s, headers %v; want 403 origin_not_allowed readable by its page", resp.StatusCode, body, resp.Header)
+	}
+	// A WebSocket's refusal stays as it was: a page cannot read it anyway.
+	req, _ = http.NewRequest(http.MethodGet, n.URL("/v1/ws?key=u1"), nil)
+	req.Header.Set("Origin", "https://elsewhere.example")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("/v1/ws refusal: %d, headers %v", resp.StatusCode, resp.Header)
+	}
+}
+
 // An operator sees how many of a node's connections are event streams:
 // herald_event_streams counts a stream while it is open, herald_connections
 // counts it with the WebSockets, and both let go of it when it ends.
