@@ -2,43 +2,23 @@ package httpapi_test
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/herald-push/herald/internal/browsertest"
 	"github.com/herald-push/herald/internal/nodetest"
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/pkg/node"
 	"github.com/herald-push/herald/pkg/redisconn"
 )
 
-// browser starts headless Chromium (Debian's package) for the test, with
-// extra options (flags) if given.
+// browser starts headless Chromium for the test, with extra options (flags) if
+// given.
 func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
-	t.Helper()
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		t.Fatal("chromium not found (make test installs it)")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-		chromedp.Flag("headless", true), chromedp.Flag("disable-gpu", true))
-	opts = append(opts, extra...)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	if err := chromedp.Run(ctx, chromedp.Tasks{}); err != nil { // start the browser now
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
+	return browsertest.Start(t, extra...)
 }
 
 // tab opens a new tab of the browser, with a deadline for everything in it.

@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 
+	"github.com/herald-push/herald/internal/browsertest"
 	"github.com/herald-push/herald/internal/redistest"
 	"github.com/herald-push/herald/internal/wait"
 )
@@ -424,22 +425,8 @@ type harness struct {
 // harness page in it.
 func openHarness(t *testing.T, pageURL string) *harness {
 	t.Helper()
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		t.Fatal("chromium not found (make deps checks for it)")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-		chromedp.Flag("headless", true), chromedp.Flag("disable-gpu", true))
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(alloc)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	ctx, cancel := context.WithTimeout(browsertest.Start(t), 3*time.Minute)
+	t.Cleanup(cancel)
 	h := &harness{t: t, ctx: ctx}
 	h.run(chromedp.Navigate(pageURL), chromedp.Poll(`window.harnessReady === true`, nil))
 	return h
