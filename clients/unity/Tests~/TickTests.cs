@@ -518,7 +518,9 @@ static class TickTests
         {
             SynchronizationContext.SetSynchronizationContext(previous);
         }
-        Assert.True(r.Messages.Count > 50 && r.Connects.Count > 5, "the run did something: " + r.Messages.Count + " messages, " + r.Connects.Count + " connections");
+        // Each connection lives under 2 s here, too short for the backoff to
+        // start over, so the waits grow: a few connections, not one per close.
+        Assert.True(r.Messages.Count > 50 && r.Connects.Count >= 3, "the run did something: " + r.Messages.Count + " messages, " + r.Connects.Count + " connections");
         Assert.Equal(1, scheduler.Queued, "only the test's own task was scheduled");
         Assert.Equal(0, ctx.Posts, "nothing was posted to the SynchronizationContext");
         Assert.True(r.HandlerThreads.Count == 1 && r.HandlerThreads.Contains(thread), "every handler ran on the ticking thread");

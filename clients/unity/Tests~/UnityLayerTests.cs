@@ -33,6 +33,7 @@ static class UnityLayerTests
         Run("events run in Update; a short pause keeps the connection, a long one is replaced at once on resume", Lifecycle);
         Run("autoAck off: nothing is acked until Ack(m)", ManualAck);
         Run("a throwing Message subscriber does not stop the others, and its message is not acked", ThrowingSubscriber);
+        Run("Connect after the key changed makes a new client, for the new key", KeyChange);
         Run("a reloaded scene's persistent copy for the same key destroys itself and never connects", SecondCopy);
         Console.WriteLine("unity layer: {0} passed, {1} failed", passed, failed);
         return failed == 0 ? 0 : 1;
@@ -145,6 +146,32 @@ static class UnityLayerTests
             Check(ran == 1, "the second subscriber ran: " + ran);
             Check(errors.Count == 1 && errors[0] is HeraldHandlerException, "one Error, a HeraldHandlerException: " + string.Join("; ", errors));
             Check(!sent.Result.Contains("\"acked\""), "not acked: " + sent.Result);
+        }
+        finally
+        {
+            scene.Destroy();
+        }
+    }
+
+    static void KeyChange()
+    {
+        var scene = NewScene("u-unity-first");
+        scene.minBackoffSeconds = 0; // out of range: brought into it, not refused
+        var got = new List<HeraldMessage>();
+        scene.Message += m => got.Add(m);
+        scene.RunStart();
+        try
+        {
+            Frames(scene, () => scene.State == HeraldState.Open, "connected");
+            var first = scene.Client;
+            scene.Disconnect();
+            scene.key = "u-unity-second";
+            scene.Connect();
+            Check(scene.Client != first, "a new client for the new key");
+            Frames(scene, () => scene.State == HeraldState.Open, "connected again");
+            Post("{\"key\":\"u-unity-second\",\"data\":\"for the second\"}");
+            Frames(scene, () => got.Count == 1, "the second key's message");
+            Check(got[0].DataJson == "\"for the second\"", "it is the second key's: " + got[0].DataJson);
         }
         finally
         {

@@ -80,7 +80,7 @@ func TestCSharpClient(t *testing.T) {
 	case summary[2] != "0" || err != nil:
 		t.Fatalf("C# tests: %s passed, %s failed (%v)", summary[1], summary[2], err)
 	}
-	if n, _ := strconv.Atoi(summary[1]); n < 41 {
+	if n, _ := strconv.Atoi(summary[1]); n < 44 {
 		t.Fatalf("only %d C# tests ran", n)
 	}
 
@@ -92,7 +92,7 @@ func TestCSharpClient(t *testing.T) {
 	if err != nil || layer == nil || layer[2] != "0" {
 		t.Fatalf("Unity layer: %v", err)
 	}
-	if n, _ := strconv.Atoi(layer[1]); n < 4 {
+	if n, _ := strconv.Atoi(layer[1]); n < 5 {
 		t.Fatalf("only %d Unity layer tests ran", n)
 	}
 

@@ -52,7 +52,7 @@ namespace Herald
                 json.SkipSpace();
                 isObject = json.Peek() == '{';
                 if (!isObject)
-                    json.SkipValue(0);
+                    json.SkipValue();
                 else
                     ReadMembers(ref id, ref key, ref topic, ref ts, ref data, ref typed);
                 if (!json.AtEnd()) throw json.Error("unexpected text after the value");
@@ -126,7 +126,7 @@ namespace Herald
 
         bool SkipOther()
         {
-            json.SkipValue(1);
+            json.SkipValue();
             return false;
         }
 

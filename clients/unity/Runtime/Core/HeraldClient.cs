@@ -72,8 +72,13 @@ namespace Herald
         readonly Backoff backoff;
         readonly DedupeWindow dedupe;
         readonly FrameReader frames = new FrameReader();
-        readonly KeyCursor cursor = new KeyCursor();
-        readonly AckQueue acks = new AckQueue();
+        // The key's resume points and the ack owed, for the key they were
+        // made for: a connection as another key (an account switch on one
+        // client) starts both afresh, since since= of one key's stream on
+        // another skips its older messages and an ack marks them read.
+        KeyCursor cursor = new KeyCursor();
+        AckQueue acks = new AckQueue();
+        string cursorKey;
         readonly Dictionary<string, StoredId> topicLast = new Dictionary<string, StoredId>();
         // What Dispatch runs, in order: a message (Message set) or another event (Run set).
         struct Pending
@@ -92,7 +97,8 @@ namespace Herald
         int urlIndex, refusedTokens;
         long deadline;          // Waiting: next attempt; Token, Opening: give up
         long lastFrame, nextPing, probeDeadline;
-        bool paused, probing, dispatching, disposed, inBacklog;
+        bool paused, probing, disposed, inBacklog;
+        int dispatching;
         Task<string> tokenTask;
         CancellationTokenSource tokenCancel;
         HeraldState reported = HeraldState.Idle;
@@ -157,6 +163,7 @@ namespace Herald
         {
             if (disposed) return;
             bool wasOpen = phase == Phase.Open;
+            FlushAcks(); // what the handlers finished is acked before the close
             Drop(true, "bye");
             phase = Phase.Idle;
             if (wasOpen) RaiseDisconnected(1000, "Disconnect() was called", false);
@@ -173,10 +180,11 @@ namespace Herald
             if (disposed) return;
             if (phase == Phase.Waiting)
             {
-                deadline = long.MinValue;
+                deadline = notBefore; // a node's Retry-After still holds
             }
             else if (phase == Phase.Open)
             {
+                FlushAcks();
                 Drop(true, "reconnecting");
                 RaiseDisconnected(1000, "Reconnect() was called", false);
                 AttemptAt(long.MinValue);
@@ -223,7 +231,7 @@ namespace Herald
             }
             else if (phase == Phase.Waiting)
             {
-                deadline = long.MinValue;
+                deadline = notBefore; // a node's Retry-After still holds
             }
             NoteState();
         }
@@ -235,8 +243,9 @@ namespace Herald
         /// </summary>
         public int Dispatch()
         {
-            if (disposed || dispatching) return 0;
-            dispatching = true;
+            // Two threads in Dispatch at once would share the parser and the
+            // cursor: the second returns at once instead.
+            if (disposed || Interlocked.CompareExchange(ref dispatching, 1, 0) != 0) return 0;
             int n = 0;
             try
             {
@@ -256,7 +265,7 @@ namespace Herald
             }
             finally
             {
-                dispatching = false;
+                Volatile.Write(ref dispatching, 0);
             }
             return n;
         }
@@ -278,6 +287,7 @@ namespace Herald
         public void Dispose()
         {
             if (disposed) return;
+            FlushAcks();
             Drop(true, "bye");
             disposed = true;
             pending.Clear();
@@ -315,7 +325,7 @@ namespace Herald
                     phase = Phase.Open;
                     lastFrame = now;
                     nextPing = now + pingEveryMs;
-                    backoff.Reset();
+                    openedAt = now;
                     refusedTokens = 0;
                     acks.Resend();
                     if (paused) transport.ScheduleClose((int)Math.Min(int.MaxValue, pauseGraceMs), 1000, "app paused");
@@ -424,6 +434,41 @@ namespace Herald
             }
         }
 
+        /// <summary>
+        /// Makes the resume points and the owed ack those of key: kept for the
+        /// same key, started afresh for another, or when the key is unknown
+        /// (a token that is not a JWT): then the node hands the key's unacked
+        /// messages, which costs repeats at worst, never a message.
+        /// </summary>
+        void ForKey(string key)
+        {
+            if (key != null && key == cursorKey) return;
+            if (cursorKey != null || key == null)
+            {
+                cursor = new KeyCursor();
+                acks = new AckQueue();
+            }
+            cursorKey = key;
+        }
+
+        /// <summary>The "sub" of a JWT (read, not verified: the node verifies), or null.</summary>
+        static string TokenSubject(string token)
+        {
+            try
+            {
+                var parts = token.Split('.');
+                if (parts.Length != 3) return null;
+                var b64 = parts[1].Replace('-', '+').Replace('_', '/');
+                b64 = b64.PadRight(b64.Length + (4 - b64.Length % 4) % 4, '=');
+                var sub = JsonValue.Parse(Encoding.UTF8.GetString(Convert.FromBase64String(b64)))["sub"];
+                return sub != null ? sub.AsString() : null;
+            }
+            catch (Exception)
+            {
+                return null;
+            }
+        }
+
         void TokenFailed(Exception e, long now)
         {
             RaiseError(e);
@@ -432,6 +477,7 @@ namespace Herald
 
         void OpenTransport(string token, long now)
         {
+            ForKey(opts.GetToken == null ? opts.Key : TokenSubject(token));
             phase = Phase.Opening;
             deadline = now + connectTimeoutMs;
             try
@@ -451,6 +497,10 @@ namespace Herald
         void OnClosed(TransportEvent e, long now)
         {
             bool opened = phase == Phase.Open;
+            // The backoff starts over after a connection that worked, not
+            // after one a node (or a proxy in front of it) accepted only to
+            // close at once: that would be a reconnect storm.
+            if (opened && now - openedAt >= StableAfterMs) backoff.Reset();
             Drop(false, null);
             int code = e.Code;
             string reason = e.Reason ?? "";
@@ -506,7 +556,19 @@ namespace Herald
         {
             long wait = Math.Max((long)backoff.Next().TotalMilliseconds, atLeastMs);
             AttemptAt(now + wait);
+            notBefore = atLeastMs > 0 ? now + atLeastMs : long.MinValue;
         }
+
+        // The earliest a node that answered Retry-After may be asked again:
+        // Reconnect and Resume cut a backoff short, not that.
+        long notBefore = long.MinValue;
+
+        /// <summary>How long a connection must have lasted for the backoff to start over when it ends.</summary>
+        const long StableAfterMs = 5000;
+
+        /// <summary>How many topic streams the client keeps resume points for.</summary>
+        const int MaxTopicCursors = 64;
+        long openedAt;
 
         /// <summary>Lets go of the transport: a clean close, or dropped at once (dead, timed out, closed already).</summary>
         void Drop(bool clean, string reason)
@@ -554,12 +616,20 @@ namespace Herald
                 if (m.Topic == null)
                 {
                     if (!cursor.Accept(sid)) return; // handed over already
+                    m.Cursor = cursor;
                 }
                 else
                 {
                     StoredId prev;
-                    if (topicLast.TryGetValue(m.Topic, out prev) && !sid.After(prev)) return;
-                    topicLast[m.Topic] = sid;
+                    if (topicLast.TryGetValue(m.Topic, out prev))
+                    {
+                        if (!sid.After(prev)) return;
+                        topicLast[m.Topic] = sid;
+                    }
+                    // A bound on the streams resumed: each is a since.<topic>
+                    // in the URL, and a server naming thousands of topics
+                    // would make it too long to connect with.
+                    else if (topicLast.Count < MaxTopicCursors) topicLast[m.Topic] = sid;
                 }
                 m.IsStored = true;
                 m.Stored = sid;
@@ -592,6 +662,9 @@ namespace Herald
                 }
             }
             if (!m.IsStored || m.Topic != null) return;
+            // Received for another key, before an account switch: its ack
+            // would mark this key's messages read.
+            if (!ReferenceEquals(m.Cursor, cursor)) return;
             cursor.Handled(m.Stored, ok);
             StoredId upTo;
             // Sent at the end of the tick: acks are cumulative, so a burst
@@ -680,7 +753,7 @@ namespace Herald
             if (opts.Raw) Param(sb, ref sep, "format", "raw");
             StoredId since;
             if (cursor.ResumePoint(out since)) Param(sb, ref sep, "since", since.ToString());
-            foreach (var s in topicLast) Param(sb, ref sep, "since." + s.Key, s.Value.ToString());
+            foreach (var s in topicLast) Param(sb, ref sep, "since." + Uri.EscapeDataString(s.Key), s.Value.ToString());
             return sb.ToString();
         }
 

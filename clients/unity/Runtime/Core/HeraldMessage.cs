@@ -41,6 +41,9 @@ namespace Herald
         public bool IsStored { get; internal set; }
 
         internal StoredId Stored;
+
+        /// <summary>The key stream's cursor this message was received into (see HeraldClient.ForKey).</summary>
+        internal object Cursor;
     }
 
     /// <summary>Why the client is not connected.</summary>

@@ -193,54 +193,74 @@ namespace Herald
 
         /// <summary>
         /// Checks one value as strictly as ReadValue reads it, without
-        /// building anything: no allocation but for the error.
+        /// building anything and at any depth: it keeps its own stack of the
+        /// containers it is in, so that data nested deeper than the tree's
+        /// MaxDepth (which herald accepts) is still a message the client can
+        /// hand over, with its DataJson, rather than a frame it drops.
+        /// No allocation once the stack has grown, but for an error.
         /// </summary>
-        public void SkipValue(int depth)
+        public void SkipValue()
         {
-            if (depth >= MaxDepth) throw Fail("nested deeper than " + MaxDepth);
-            if (pos >= s.Length) throw Fail("unexpected end of input");
-            switch (s[pos])
+            closers.Clear();
+            while (true)
             {
-                case '{':
-                    pos++;
-                    SkipSpace();
-                    if (pos < s.Length && s[pos] == '}') { pos++; return; }
-                    while (true)
-                    {
-                        SkipSpace();
-                        if (pos >= s.Length || s[pos] != '"') throw Fail("expected a member name");
-                        ScanString();
-                        SkipSpace();
-                        if (pos >= s.Length || s[pos] != ':') throw Fail("expected ':'");
+                SkipSpace();
+                if (pos >= s.Length) throw Fail("unexpected end of input");
+                bool opened = false;
+                switch (s[pos])
+                {
+                    case '{':
                         pos++;
                         SkipSpace();
-                        SkipValue(depth + 1);
+                        if (pos < s.Length && s[pos] == '}') { pos++; break; }
+                        closers.Add('}');
+                        SkipMemberName();
+                        opened = true;
+                        break;
+                    case '[':
+                        pos++;
                         SkipSpace();
-                        if (pos >= s.Length) throw Fail("unexpected end of input in an object");
-                        char c = s[pos++];
-                        if (c == '}') return;
-                        if (c != ',') { pos--; throw Fail("expected ',' or '}'"); }
-                    }
-                case '[':
-                    pos++;
+                        if (pos < s.Length && s[pos] == ']') { pos++; break; }
+                        closers.Add(']');
+                        opened = true;
+                        break;
+                    case '"': ScanString(); break;
+                    case 't': Expect("true"); break;
+                    case 'f': Expect("false"); break;
+                    case 'n': Expect("null"); break;
+                    default: ReadNumber(); break;
+                }
+                if (opened) continue;
+                // After a value: close what ends here, or go on to the next item.
+                while (true)
+                {
+                    if (closers.Count == 0) return;
+                    char closer = closers[closers.Count - 1];
                     SkipSpace();
-                    if (pos < s.Length && s[pos] == ']') { pos++; return; }
-                    while (true)
+                    if (pos >= s.Length) throw Fail(closer == '}' ? "unexpected end of input in an object" : "unexpected end of input in an array");
+                    char c = s[pos++];
+                    if (c == closer)
                     {
-                        SkipSpace();
-                        SkipValue(depth + 1);
-                        SkipSpace();
-                        if (pos >= s.Length) throw Fail("unexpected end of input in an array");
-                        char c = s[pos++];
-                        if (c == ']') return;
-                        if (c != ',') { pos--; throw Fail("expected ',' or ']'"); }
+                        closers.RemoveAt(closers.Count - 1);
+                        continue;
                     }
-                case '"': ScanString(); return;
-                case 't': Expect("true"); return;
-                case 'f': Expect("false"); return;
-                case 'n': Expect("null"); return;
-                default: ReadNumber(); return;
+                    if (c != ',') { pos--; throw Fail(closer == '}' ? "expected ',' or '}'" : "expected ',' or ']'"); }
+                    if (closer == '}') SkipMemberName();
+                    break;
+                }
             }
+        }
+
+        readonly List<char> closers = new List<char>();
+
+        void SkipMemberName()
+        {
+            SkipSpace();
+            if (pos >= s.Length || s[pos] != '"') throw Fail("expected a member name");
+            ScanString();
+            SkipSpace();
+            if (pos >= s.Length || s[pos] != ':') throw Fail("expected ':'");
+            pos++;
         }
 
         /// <summary>

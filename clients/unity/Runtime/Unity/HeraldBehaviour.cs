@@ -131,8 +131,27 @@ namespace Herald.Unity
         public void Connect()
         {
             if (duplicate) return;
-            if (client == null) client = Create();
+            if (client != null && madeFor != Settings())
+            {
+                // The fields changed since the client was made (another
+                // player signed in, another server): a new client, so that
+                // no resume point or ack of the old key is used on the new.
+                client.Dispose();
+                client = null;
+            }
+            if (client == null)
+            {
+                client = Create();
+                madeFor = Settings();
+            }
             client.Connect();
+        }
+
+        string madeFor;
+
+        string Settings()
+        {
+            return (key ?? "") + "\n" + string.Join(",", urls ?? new string[0]) + "\n" + string.Join(",", topics ?? new string[0]);
         }
 
         /// <summary>Closes the connection; Connect opens it again with the same resume points.</summary>
@@ -156,10 +175,12 @@ namespace Herald.Unity
                 GetToken = TokenProvider,
                 Topics = topics,
                 AutoAck = autoAck,
-                MinBackoff = TimeSpan.FromSeconds(minBackoffSeconds),
-                MaxBackoff = TimeSpan.FromSeconds(Math.Max(minBackoffSeconds, maxBackoffSeconds)),
-                DeadAfter = TimeSpan.FromSeconds(deadAfterSeconds),
-                PauseGrace = TimeSpan.FromSeconds(pauseGraceSeconds),
+                // Inspector values out of range are brought into it rather
+                // than refused, so that a typo never leaves a game unconnected.
+                MinBackoff = TimeSpan.FromSeconds(Math.Max(0.05f, minBackoffSeconds)),
+                MaxBackoff = TimeSpan.FromSeconds(Math.Max(Math.Max(0.05f, minBackoffSeconds), maxBackoffSeconds)),
+                DeadAfter = TimeSpan.FromSeconds(Math.Max(1f, deadAfterSeconds)),
+                PauseGrace = TimeSpan.FromSeconds(Math.Max(0f, pauseGraceSeconds)),
                 // Unity's clock: it keeps counting while the app is paused.
                 Clock = () => (long)(Time.realtimeSinceStartupAsDouble * 1000),
             });
